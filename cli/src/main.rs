@@ -1,0 +1,40 @@
+//! `koogallery`: run the whole mesh in one process, or talk to a running one.
+
+mod status;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "koogallery", version, about = "KooGallery seller-registration mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run all four services in this process on embedded defaults.
+    Up(up::UpArgs),
+    /// Health and reflected services of every service of a running mesh.
+    Status(status::StatusArgs),
+    /// Health of one service; exits non-zero unless it is SERVING.
+    Health(status::HealthArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Status(args) => status::status(args).await,
+        Command::Health(args) => status::health(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

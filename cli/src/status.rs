@@ -1,0 +1,109 @@
+//! `koogallery status` and `koogallery health`: ask running services over gRPC health and
+//! reflection, like any other client would.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kg_runtime::config::ports;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Host of the mesh.
+    #[arg(long, env = "KG_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// First port (identity-check); the others follow.
+    #[arg(long, env = "KG_BASE_PORT", default_value_t = ports::IDENTITY_CHECK)]
+    base_port: u16,
+}
+
+#[derive(clap::Args)]
+pub struct HealthArgs {
+    /// `host:port` or a full `http://host:port` URL.
+    #[arg(long)]
+    addr: String,
+    /// The health service name to check; empty for the whole server.
+    #[arg(long, default_value = "")]
+    service: String,
+}
+
+const SERVICES: [&str; 4] = ["identity-check", "registration", "review", "notification"];
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    println!("{:<15} {:<22} {:<12} SERVICES (reflection)", "SERVICE", "ADDRESS", "HEALTH");
+    let mut all_serving = true;
+    for (offset, name) in SERVICES.iter().enumerate() {
+        let addr = format!("{}:{}", args.host, args.base_port + offset as u16);
+        let (health, services) = match channel(&addr).await {
+            Ok(ch) => (check(ch.clone(), "").await, list_services(ch).await),
+            Err(e) => (Err(e), Err(anyhow::anyhow!("unreachable"))),
+        };
+        let health = health.unwrap_or_else(|e| format!("DOWN ({e})"));
+        all_serving &= health == "SERVING";
+        let services = services
+            .map(|s| {
+                s.into_iter()
+                    .filter(|s| s.starts_with("koogallery."))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|e| format!("- ({e})"));
+        println!("{name:<15} {addr:<22} {health:<12} {services}");
+    }
+    Ok(if all_serving { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let status = check(channel(&args.addr).await?, &args.service).await?;
+    println!("{status}");
+    Ok(if status == "SERVING" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn channel(addr: &str) -> anyhow::Result<Channel> {
+    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    Ok(Endpoint::from_shared(url)?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
+        .connect()
+        .await?)
+}
+
+async fn check(channel: Channel, service: &str) -> anyhow::Result<String> {
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: service.to_string() })
+        .await?
+        .into_inner();
+    let status = tonic_health::pb::health_check_response::ServingStatus::try_from(reply.status)
+        .map(|s| s.as_str_name().to_string())
+        .unwrap_or_else(|_| "UNKNOWN".into());
+    Ok(status)
+}
+
+/// The service names the server lists through reflection (v1).
+pub async fn list_services(channel: Channel) -> anyhow::Result<Vec<String>> {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await?
+        .into_inner();
+    let Some(reply) = stream.message().await? else {
+        anyhow::bail!("no reflection reply");
+    };
+    match reply.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            Ok(names)
+        }
+        _ => anyhow::bail!("unexpected reflection reply"),
+    }
+}

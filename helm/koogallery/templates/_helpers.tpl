@@ -1,0 +1,201 @@
+{{/* The four services, in a fixed order, and who calls whom (the NetworkPolicy graph). */}}
+{{- define "kg.serviceNames" -}}
+identity-check registration review notification
+{{- end -}}
+
+{{/* callee -> callers: the mesh's own gRPC paths. */}}
+{{- define "kg.callers" -}}
+identity-check: [registration, review, notification]
+registration: [review]
+review: [registration]
+notification: [registration, review]
+{{- end -}}
+
+{{- define "kg.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kg.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"<fullname>-<suffix>" that fits 63 characters: the fullname is shortened, never the suffix
+(the suffix tells the services apart). Call with (list $root "registration").
+*/}}
+{{- define "kg.resourceName" -}}
+{{- $root := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- $base := include "kg.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $base $suffix -}}
+{{- end -}}
+
+{{- define "kg.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kg.labels" -}}
+helm.sh/chart: {{ include "kg.chart" . }}
+app.kubernetes.io/name: {{ include "kg.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: koogallery
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component. Call with (list $root "registration"). */}}
+{{- define "kg.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "kg.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* All labels of one component. Call with (list $root "registration"). */}}
+{{- define "kg.componentLabels" -}}
+{{ include "kg.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "kg.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The settings of one service: defaults, overridden key by key by services.<name>.
+Call with (list $root "registration"); returns YAML.
+*/}}
+{{- define "kg.settings" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $own := index $root.Values.services $name | default dict -}}
+{{- toYaml (mustMergeOverwrite (deepCopy $root.Values.defaults) (deepCopy $own)) -}}
+{{- end -}}
+
+{{/*
+TOKIO_WORKER_THREADS from a Kubernetes CPU quantity: ceil(cpu), at least 1.
+"500m" -> 1, "1500m" -> 2, "2" -> 2, 2 -> 2, "2.5" -> 3, 0.25 -> 1.
+*/}}
+{{- define "kg.workerThreads" -}}
+{{- $cpu := toString . -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $milli := trimSuffix "m" $cpu | atoi -}}
+{{- max 1 (div (add $milli 999) 1000) -}}
+{{- else -}}
+{{- max 1 (ceil (float64 $cpu)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret a reference uses: its own existingSecret, else secrets.existingSecret, else "<fullname>-secrets". Call with (list $root $ref). */}}
+{{- define "kg.secretName" -}}
+{{- $root := index . 0 -}}
+{{- $ref := index . 1 -}}
+{{- if $ref.existingSecret -}}
+{{- $ref.existingSecret -}}
+{{- else if $root.Values.secrets.existingSecret -}}
+{{- $root.Values.secrets.existingSecret -}}
+{{- else -}}
+{{- include "kg.resourceName" (list $root "secrets") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kg.tlsSecretName" -}}
+{{- default (include "kg.resourceName" (list . "tls")) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{/* The gRPC URL of one service (KG_<SERVICE>_URL). Call with (list $root "registration"). */}}
+{{- define "kg.serviceUrl" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s://%s:%d" (ternary "https" "http" $root.Values.tls.enabled) (include "kg.resourceName" .) (int $root.Values.ports.grpc) -}}
+{{- end -}}
+
+{{/* Container security context shared by every container of the chart. */}}
+{{- define "kg.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Pod security context shared by every pod of the chart. */}}
+{{- define "kg.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Env entries of the secrets a service reads. Call with (list $root "registration" $settings). */}}
+{{- define "kg.secretEnv" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $s := index . 2 -}}
+{{- $sec := $root.Values.secrets -}}
+- name: KG_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $s.database) }}
+      key: {{ default (printf "%s-database-url" $name) $s.database.key }}
+{{- if eq $sec.jwt.mode "hs256" }}
+- name: KG_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $sec.jwt) }}
+      key: {{ $sec.jwt.key }}
+{{- end }}
+- name: KG_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $sec.serviceToken) }}
+      key: {{ $sec.serviceToken.key }}
+{{- if eq $name "registration" }}
+- name: KG_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $sec.redis) }}
+      key: {{ $sec.redis.key }}
+{{- end }}
+{{- if eq $name "notification" }}
+- name: KG_SMTP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $sec.smtp) }}
+      key: {{ $sec.smtp.key }}
+{{- if $sec.sms.enabled }}
+- name: KG_SMS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $sec.sms) }}
+      key: {{ $sec.sms.urlKey }}
+- name: KG_SMS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kg.secretName" (list $root $sec.sms) }}
+      key: {{ $sec.sms.tokenKey }}
+{{- end }}
+{{- end }}
+{{- end -}}

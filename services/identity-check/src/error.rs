@@ -1,0 +1,63 @@
+//! identity-check's errors, mapped once to gRPC status.
+
+use kg_runtime::ApiError;
+use tonic::Code;
+
+pub const DOMAIN: &str = "identity.koogallery.io";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("invalid request")]
+    Invalid(Vec<(String, &'static str, String)>),
+    #[error("account {0} not found")]
+    AccountNotFound(String),
+    #[error("too many accounts in one import ({0}; at most {1})")]
+    ImportTooLarge(usize, usize),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl IdentityError {
+    pub fn field(field: impl Into<String>, reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![(field.into(), reason, message.into())])
+    }
+}
+
+impl From<IdentityError> for tonic::Status {
+    fn from(err: IdentityError) -> Self {
+        let api = match err {
+            IdentityError::Invalid(violations) => {
+                let mut api = ApiError::new(
+                    Code::InvalidArgument,
+                    DOMAIN,
+                    "INVALID_ARGUMENT",
+                    format!("{} invalid field(s); see the field violations", violations.len()),
+                );
+                for (field, reason, message) in violations {
+                    api = api.with_field_violation(field, reason, message);
+                }
+                api
+            }
+            IdentityError::AccountNotFound(id) => ApiError::new(
+                Code::NotFound,
+                DOMAIN,
+                "ACCOUNT_NOT_FOUND",
+                format!("account {id:?} does not exist"),
+            ),
+            IdentityError::ImportTooLarge(n, max) => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                "IMPORT_TOO_LARGE",
+                format!("{n} accounts in one import; send at most {max} per call"),
+            ),
+            IdentityError::Database(e) => {
+                if kg_runtime::db::is_unique_violation(&e) {
+                    ApiError::new(Code::Aborted, DOMAIN, "CONCURRENT_UPDATE", "a concurrent update won; retry")
+                } else {
+                    ApiError::unavailable(DOMAIN, "database", &e)
+                }
+            }
+        };
+        api.into()
+    }
+}

@@ -1,0 +1,180 @@
+//! registration's errors, mapped once to gRPC status. Reason codes are listed in
+//! `proto/koogallery/registration/v1/registration.proto`.
+
+use kg_runtime::ApiError;
+use kg_runtime::error::{FieldViolation, PreconditionViolation};
+use tonic::Code;
+
+pub const DOMAIN: &str = "registration.koogallery.io";
+
+/// Which rule blocked a second registration of one company entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityRule {
+    /// An active seller holds the entity.
+    Registered,
+    /// A pending application holds it.
+    InReview,
+    /// Its seller exited: a company entity registers once.
+    Barred,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("invalid request")]
+    Invalid(Vec<FieldViolation>),
+    #[error("materials check failed")]
+    MaterialsCheckFailed(Vec<FieldViolation>),
+    #[error("account not eligible")]
+    NotEligible(Vec<PreconditionViolation>),
+    #[error("entity taken: {0:?}")]
+    EntityTaken(EntityRule),
+    #[error("account already has an open application")]
+    ApplicationAlreadyOpen,
+    #[error("request id reused with a different body")]
+    IdempotencyKeyReused,
+    #[error("entity lock held by another request")]
+    EntityBusy,
+    #[error("lock store unavailable: {0}")]
+    LockUnavailable(String),
+    #[error("{0} unavailable: {1}")]
+    DependencyUnavailable(&'static str, tonic::Status),
+    #[error("application {0} not found")]
+    ApplicationNotFound(String),
+    #[error("application is {0}")]
+    InvalidState(String),
+    #[error("invalid page token")]
+    InvalidPageToken,
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl RegistrationError {
+    pub fn field(field: impl Into<String>, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldViolation {
+            field: field.into(),
+            reason: reason.into(),
+            description: message.into(),
+        }])
+    }
+}
+
+impl From<RegistrationError> for tonic::Status {
+    fn from(err: RegistrationError) -> Self {
+        use RegistrationError as E;
+        let api = match err {
+            E::Invalid(violations) => with_violations(
+                ApiError::new(
+                    Code::InvalidArgument,
+                    DOMAIN,
+                    "INVALID_ARGUMENT",
+                    format!("{} invalid field(s); see the field violations", violations.len()),
+                ),
+                violations,
+            ),
+            E::MaterialsCheckFailed(violations) => {
+                let codes: Vec<_> = violations.iter().map(|v| v.reason.clone()).collect();
+                with_violations(
+                    ApiError::new(
+                        Code::InvalidArgument,
+                        DOMAIN,
+                        "MATERIALS_CHECK_FAILED",
+                        format!("{} material check(s) failed; see the field violations", violations.len()),
+                    )
+                    .with_metadata("finding_codes", codes.join(",")),
+                    violations,
+                )
+            }
+            E::NotEligible(violations) => {
+                let codes: Vec<_> = violations.iter().map(|v| v.kind.clone()).collect();
+                let mut api = ApiError::new(
+                    Code::FailedPrecondition,
+                    DOMAIN,
+                    "ACCOUNT_NOT_ELIGIBLE",
+                    format!("the account does not meet {} condition(s) to become a seller", violations.len()),
+                )
+                .with_metadata("ineligibility_reasons", codes.join(","));
+                api.preconditions = violations;
+                api
+            }
+            // Says which rule blocked it, never whose account holds the entity.
+            E::EntityTaken(rule) => {
+                let (reason, message) = match rule {
+                    EntityRule::Registered => (
+                        "ENTITY_ALREADY_REGISTERED",
+                        "this company entity is already registered as a seller; a company entity registers once",
+                    ),
+                    EntityRule::InReview => (
+                        "ENTITY_IN_REVIEW",
+                        "an application for this company entity is already under review",
+                    ),
+                    EntityRule::Barred => (
+                        "ENTITY_BARRED",
+                        "this company entity exited the marketplace and cannot register again",
+                    ),
+                };
+                ApiError::new(Code::AlreadyExists, DOMAIN, reason, message)
+            }
+            E::ApplicationAlreadyOpen => ApiError::new(
+                Code::AlreadyExists,
+                DOMAIN,
+                "APPLICATION_ALREADY_OPEN",
+                "this account already has an open or approved application",
+            ),
+            E::IdempotencyKeyReused => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                "IDEMPOTENCY_KEY_REUSED",
+                "request_id was already used with a different request body; use a new request_id",
+            ),
+            E::EntityBusy => ApiError::new(
+                Code::Aborted,
+                DOMAIN,
+                "ENTITY_BUSY",
+                "another request is registering this company entity; retry with the same request_id",
+            ),
+            E::LockUnavailable(cause) => ApiError::new(
+                Code::Unavailable,
+                DOMAIN,
+                "LOCK_UNAVAILABLE",
+                "the registration lock is unavailable; nothing was written, retry later",
+            )
+            .with_metadata("cause", if cause.is_empty() { "unknown" } else { "lock store" }),
+            E::DependencyUnavailable(service, status) => {
+                tracing::warn!(service, code = ?status.code(), "dependency call failed");
+                ApiError::new(
+                    Code::Unavailable,
+                    DOMAIN,
+                    "DEPENDENCY_UNAVAILABLE",
+                    format!("{service} is unavailable; nothing was written, retry later"),
+                )
+                .with_metadata("service", service)
+            }
+            E::ApplicationNotFound(name) => ApiError::new(
+                Code::NotFound,
+                DOMAIN,
+                "APPLICATION_NOT_FOUND",
+                format!("{name} does not exist"),
+            ),
+            E::InvalidState(state) => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                "INVALID_APPLICATION_STATE",
+                format!("the application is {state}; this action is not allowed in that state"),
+            )
+            .with_metadata("state", state),
+            E::InvalidPageToken => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                "INVALID_PAGE_TOKEN",
+                "page_token is not one this service returned",
+            ),
+            E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
+        };
+        api.into()
+    }
+}
+
+fn with_violations(mut api: ApiError, violations: Vec<FieldViolation>) -> ApiError {
+    api.field_violations = violations;
+    api
+}

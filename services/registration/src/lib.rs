@@ -1,0 +1,99 @@
+//! registration: applications, sellers and the guarantee that one company entity registers once.
+
+pub mod error;
+pub mod idempotency;
+pub mod migrations;
+pub mod outbox;
+pub mod queries;
+pub mod service;
+pub mod store;
+pub mod submit;
+pub mod view;
+
+use std::time::Duration;
+
+use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
+use kg_proto::registration::registration_service_server::RegistrationServiceServer;
+use kg_runtime::config::{CommonConfig, ports};
+use kg_runtime::health::Probe;
+use kg_runtime::lock::EntityLock;
+use kg_runtime::server::{ServeOptions, serve};
+use kg_runtime::shutdown::Shutdown;
+use sea_orm_migration::MigratorTrait;
+use sha2::Digest;
+use tokio::net::TcpListener;
+
+pub use service::{Agreement, Registration};
+
+pub const SERVICE: &str = "registration";
+
+/// The seller agreement applicants accept (its version and text ship with the service).
+pub const AGREEMENT_VERSION: &str = "2026-01";
+pub const AGREEMENT_TEXT: &str = include_str!("../../../docs/seller-agreement-2026-01.txt");
+
+const MAX_MESSAGE_BYTES: usize = 6 * 1024 * 1024;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    /// Redis for the entity lock (`redis://host:6379/0`). Unset: an in-process lock, which is
+    /// only correct for a single replica (the embedded mesh).
+    #[arg(long, env = "KG_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// identity-check's gRPC URL.
+    #[arg(long, env = "KG_IDENTITY_CHECK_URL", default_value_t = format!("http://127.0.0.1:{}", ports::IDENTITY_CHECK))]
+    pub identity_check_url: String,
+
+    /// Deadline of each call to another service, in milliseconds.
+    #[arg(long, env = "KG_CALL_TIMEOUT_MS", default_value_t = 15_000)]
+    pub call_timeout_ms: u64,
+}
+
+pub fn agreement() -> Agreement {
+    Agreement {
+        version: AGREEMENT_VERSION.to_string(),
+        text_sha256: hex::encode(sha2::Sha256::digest(AGREEMENT_TEXT.as_bytes())),
+    }
+}
+
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    migrations::Migrator::up(&db, None).await?;
+    Ok(())
+}
+
+pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    migrations::Migrator::up(&db, None).await?;
+
+    let lock = match &config.redis_url {
+        Some(url) => EntityLock::redis(url, "kg:registration:entity:")?,
+        None => {
+            tracing::warn!(
+                "no KG_REDIS_URL: using an in-process entity lock, correct for ONE replica only"
+            );
+            EntityLock::in_process()
+        }
+    };
+    let timeout = Duration::from_millis(config.call_timeout_ms);
+    let identity = IdentityCheckServiceClient::new(kg_runtime::client::outbound(
+        &config.identity_check_url,
+        timeout,
+        None,
+    )?);
+    let registration = Registration::new(db.clone(), lock.clone(), identity, agreement());
+
+    let service =
+        RegistrationServiceServer::new(registration).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut options = ServeOptions::new(SERVICE, listener, shutdown);
+    options.metrics_addr = config.common.metrics_addr;
+    options.grace = Duration::from_secs(config.common.shutdown_grace_secs);
+    options.probes.push(Probe::database(db));
+    if matches!(lock, EntityLock::Redis(_)) {
+        options.probes.push(Probe::lock(lock));
+    }
+    serve(options, service).await
+}

@@ -1,0 +1,86 @@
+//! registration's own tables. Nested messages (profile, agreement, evidence, feedback) are stored
+//! as protobuf bytes: the contract's own schema, which evolves compatibly.
+//!
+//! The partial unique indexes are the final fence of "one company entity registers once": an
+//! entity key (country + normalized number) and an account appear at most once among applications
+//! that are pending or approved. Rejected and withdrawn applications fall out of the index, which
+//! frees the entity; approved ones never do (an exited seller keeps its application APPROVED).
+
+use kg_runtime::db::SqlMigration;
+use sea_orm::DynIden;
+use sea_orm::sea_query::{Alias, IntoIden};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(SqlMigration {
+            name: "m0001_applications",
+            sql: r#"
+CREATE TABLE registration_applications (
+    application_id      VARCHAR(36) PRIMARY KEY,
+    account_id          VARCHAR(64) NOT NULL,
+    company_name        VARCHAR(256) NOT NULL,
+    country             VARCHAR(2) NOT NULL,
+    registration_number VARCHAR(64) NOT NULL,
+    entity_key          VARCHAR(80) NOT NULL,
+    state               VARCHAR(24) NOT NULL,
+    profile             {blob} NOT NULL,
+    logo                {blob},
+    agreement           {blob} NOT NULL,
+    evidence            {blob},
+    feedback            {blob},
+    withdraw_reason     TEXT,
+    seller_id           VARCHAR(36),
+    create_time         {ts} NOT NULL,
+    update_time         {ts} NOT NULL,
+    decide_time         {ts}
+);
+CREATE UNIQUE INDEX registration_applications_entity_once
+    ON registration_applications (entity_key)
+    WHERE state IN ('SUBMITTED', 'IN_REVIEW', 'CHANGES_REQUESTED', 'APPROVED');
+CREATE UNIQUE INDEX registration_applications_account_once
+    ON registration_applications (account_id)
+    WHERE state IN ('SUBMITTED', 'IN_REVIEW', 'CHANGES_REQUESTED', 'APPROVED');
+CREATE INDEX registration_applications_by_account ON registration_applications (account_id, create_time);
+CREATE INDEX registration_applications_by_entity ON registration_applications (entity_key);
+CREATE TABLE registration_sellers (
+    seller_id           VARCHAR(36) PRIMARY KEY,
+    account_id          VARCHAR(64) NOT NULL UNIQUE,
+    application_id      VARCHAR(36) NOT NULL,
+    entity_key          VARCHAR(80) NOT NULL UNIQUE,
+    company_name        VARCHAR(256) NOT NULL,
+    state               VARCHAR(16) NOT NULL,
+    profile             {blob} NOT NULL,
+    logo                {blob},
+    create_time         {ts} NOT NULL,
+    update_time         {ts} NOT NULL,
+    exit_time           {ts}
+);
+CREATE TABLE registration_requests (
+    request_id          VARCHAR(64) PRIMARY KEY,
+    rpc                 VARCHAR(48) NOT NULL,
+    body_sha256         VARCHAR(64) NOT NULL,
+    resource            VARCHAR(128) NOT NULL,
+    create_time         {ts} NOT NULL
+);
+CREATE TABLE registration_outbox (
+    seq                 {bigserial},
+    event_id            VARCHAR(36) NOT NULL UNIQUE,
+    event_type          VARCHAR(48) NOT NULL,
+    account_id          VARCHAR(64) NOT NULL,
+    subject             VARCHAR(128) NOT NULL,
+    payload             {json} NOT NULL,
+    create_time         {ts} NOT NULL,
+    delivered_time      {ts},
+    attempts            INTEGER NOT NULL DEFAULT 0
+)
+"#,
+        })]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("registration_migrations").into_iden()
+    }
+}

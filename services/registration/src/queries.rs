@@ -1,0 +1,141 @@
+//! GetApplication, ListApplications and WithdrawApplication.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use kg_proto::registration::{
+    Application, ApplicationState, ListApplicationsRequest, ListApplicationsResponse,
+    WithdrawApplicationRequest,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+
+use crate::error::RegistrationError;
+use crate::service::Registration;
+use crate::store::{application, request, state};
+use crate::{idempotency, outbox, view};
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 500;
+
+pub fn parse_application_name(name: &str) -> Result<String, RegistrationError> {
+    let id = name.strip_prefix("applications/").unwrap_or_default();
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(RegistrationError::field(
+            "name",
+            "NAME_INVALID",
+            "expected applications/{application_id} with a UUID id",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+impl Registration {
+    pub async fn application_by_name(&self, name: &str) -> Result<Application, RegistrationError> {
+        let id = parse_application_name(name)?;
+        let row = application::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
+        Ok(view::application(&row))
+    }
+
+    pub async fn list(&self, req: ListApplicationsRequest) -> Result<ListApplicationsResponse, RegistrationError> {
+        if req.page_size < 0 {
+            return Err(RegistrationError::field("page_size", "PAGE_SIZE_INVALID", "page_size must not be negative"));
+        }
+        let size = match req.page_size as u64 {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let mut query = application::Entity::find().order_by_asc(application::Column::ApplicationId);
+        if !req.page_token.is_empty() {
+            let after = URL_SAFE_NO_PAD
+                .decode(&req.page_token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+                .ok_or(RegistrationError::InvalidPageToken)?;
+            query = query.filter(application::Column::ApplicationId.gt(after));
+        }
+        if !req.account_id.is_empty() {
+            query = query.filter(application::Column::AccountId.eq(req.account_id.clone()));
+        }
+        let mut states = Vec::new();
+        for s in &req.states {
+            match ApplicationState::try_from(*s).ok().and_then(view::state_name) {
+                Some(name) => states.push(name),
+                None => return Err(RegistrationError::field("states", "STATE_INVALID", "unknown application state")),
+            }
+        }
+        if !states.is_empty() {
+            query = query.filter(application::Column::State.is_in(states));
+        }
+        if !req.country.is_empty() {
+            query = query.filter(application::Column::Country.eq(req.country.trim().to_uppercase()));
+        }
+        if !req.registration_number.is_empty() {
+            query = query.filter(
+                application::Column::RegistrationNumber.eq(kg_checks::regnum::normalize(&req.registration_number)),
+            );
+        }
+        let mut rows = query.limit(size + 1).all(&self.db).await?;
+        let next_page_token = if rows.len() as u64 > size {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|r| URL_SAFE_NO_PAD.encode(&r.application_id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListApplicationsResponse {
+            applications: rows.iter().map(view::application).collect(),
+            next_page_token,
+        })
+    }
+
+    /// Withdrawing frees the entity and the account: the row leaves the unique indexes.
+    pub async fn withdraw(&self, req: WithdrawApplicationRequest) -> Result<Application, RegistrationError> {
+        const RPC: &str = "WithdrawApplication";
+        idempotency::validate_request_id(&req.request_id)?;
+        let hash = idempotency::body_hash(&req);
+        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
+            return self.application_by_name(&resource).await;
+        }
+        let id = parse_application_name(&req.name)?;
+        if req.reason.chars().count() > 1000 {
+            return Err(RegistrationError::field("reason", "REASON_TOO_LONG", "at most 1000 characters"));
+        }
+        let txn = self.db.begin().await?;
+        let row = application::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| RegistrationError::ApplicationNotFound(req.name.clone()))?;
+        if !state::PENDING.contains(&row.state.as_str()) {
+            return Err(RegistrationError::InvalidState(row.state));
+        }
+        if !req.etag.is_empty() && req.etag != view::etag(row.update_time) {
+            return Err(RegistrationError::InvalidState("changed since it was read (etag mismatch)".into()));
+        }
+        let now = Utc::now();
+        let mut active = row.clone().into_active_model();
+        active.state = Set(state::WITHDRAWN.to_string());
+        active.withdraw_reason = Set(Some(req.reason.clone()));
+        active.update_time = Set(now);
+        let updated = active.update(&txn).await?;
+        request::ActiveModel {
+            request_id: Set(req.request_id.clone()),
+            rpc: Set(RPC.to_string()),
+            body_sha256: Set(hash),
+            resource: Set(req.name.clone()),
+            create_time: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        outbox::append(&txn, "APPLICATION_WITHDRAWN", &row.account_id, &req.name).await?;
+        txn.commit().await?;
+        Ok(view::application(&updated))
+    }
+}

@@ -1,0 +1,124 @@
+//! Storage of applications, sellers, idempotency keys and the outbox.
+
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+
+pub mod application {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_applications")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub application_id: String,
+        pub account_id: String,
+        pub company_name: String,
+        pub country: String,
+        pub registration_number: String,
+        pub entity_key: String,
+        pub state: String,
+        pub profile: Vec<u8>,
+        pub logo: Option<Vec<u8>>,
+        pub agreement: Vec<u8>,
+        pub evidence: Option<Vec<u8>>,
+        pub feedback: Option<Vec<u8>>,
+        pub withdraw_reason: Option<String>,
+        pub seller_id: Option<String>,
+        pub create_time: DateTime<Utc>,
+        pub update_time: DateTime<Utc>,
+        pub decide_time: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod seller {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_sellers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seller_id: String,
+        pub account_id: String,
+        pub application_id: String,
+        pub entity_key: String,
+        pub company_name: String,
+        pub state: String,
+        pub profile: Vec<u8>,
+        pub logo: Option<Vec<u8>>,
+        pub create_time: DateTime<Utc>,
+        pub update_time: DateTime<Utc>,
+        pub exit_time: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod request {
+    use super::*;
+
+    /// One idempotency key: which RPC used it, a hash of its body, and what it produced.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        pub rpc: String,
+        pub body_sha256: String,
+        pub resource: String,
+        pub create_time: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        pub event_id: String,
+        pub event_type: String,
+        pub account_id: String,
+        pub subject: String,
+        pub payload: Json,
+        pub create_time: DateTime<Utc>,
+        pub delivered_time: Option<DateTime<Utc>>,
+        pub attempts: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Application states as stored.
+pub mod state {
+    pub const SUBMITTED: &str = "SUBMITTED";
+    pub const IN_REVIEW: &str = "IN_REVIEW";
+    pub const CHANGES_REQUESTED: &str = "CHANGES_REQUESTED";
+    pub const APPROVED: &str = "APPROVED";
+    pub const REJECTED: &str = "REJECTED";
+    pub const WITHDRAWN: &str = "WITHDRAWN";
+
+    /// The states in which an application holds its entity and its account.
+    pub const ACTIVE: [&str; 4] = [SUBMITTED, IN_REVIEW, CHANGES_REQUESTED, APPROVED];
+    pub const PENDING: [&str; 3] = [SUBMITTED, IN_REVIEW, CHANGES_REQUESTED];
+
+    pub const SELLER_ACTIVE: &str = "ACTIVE";
+    pub const SELLER_EXITED: &str = "EXITED";
+}

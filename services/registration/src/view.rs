@@ -1,0 +1,91 @@
+//! Stored rows as wire messages, and small parsers shared by the handlers.
+
+use chrono::{DateTime, Utc};
+use kg_proto::common::{AgreementAcceptance, CheckEvidence, CompanyEntity, ReviewFeedback, SellerProfile};
+use kg_proto::registration::{Application, ApplicationState};
+use prost::Message;
+
+use crate::store::{application, state};
+
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn validate_account_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err("account ids are 1-64 characters of A-Z, a-z, 0-9, '-' and '_'".into())
+    }
+}
+
+pub fn application_state(s: &str) -> ApplicationState {
+    match s {
+        state::SUBMITTED => ApplicationState::Submitted,
+        state::IN_REVIEW => ApplicationState::InReview,
+        state::CHANGES_REQUESTED => ApplicationState::ChangesRequested,
+        state::APPROVED => ApplicationState::Approved,
+        state::REJECTED => ApplicationState::Rejected,
+        state::WITHDRAWN => ApplicationState::Withdrawn,
+        _ => ApplicationState::Unspecified,
+    }
+}
+
+pub fn state_name(s: ApplicationState) -> Option<&'static str> {
+    Some(match s {
+        ApplicationState::Submitted => state::SUBMITTED,
+        ApplicationState::InReview => state::IN_REVIEW,
+        ApplicationState::ChangesRequested => state::CHANGES_REQUESTED,
+        ApplicationState::Approved => state::APPROVED,
+        ApplicationState::Rejected => state::REJECTED,
+        ApplicationState::Withdrawn => state::WITHDRAWN,
+        ApplicationState::Unspecified => return None,
+    })
+}
+
+fn decode<M: Message + Default>(bytes: Option<&[u8]>) -> Option<M> {
+    bytes.and_then(|b| M::decode(b).ok())
+}
+
+pub fn application(row: &application::Model) -> Application {
+    let mut profile: SellerProfile = decode(Some(&row.profile)).unwrap_or_default();
+    profile.logo = row.logo.clone().unwrap_or_default();
+    let feedback: Option<ReviewFeedback> = decode(row.feedback.as_deref());
+    let is_rejected = row.state == state::REJECTED;
+    Application {
+        name: format!("applications/{}", row.application_id),
+        application_id: row.application_id.clone(),
+        account_id: row.account_id.clone(),
+        company_name: row.company_name.clone(),
+        entity: Some(CompanyEntity {
+            country: row.country.clone(),
+            registration_number: row.registration_number.clone(),
+        }),
+        profile: Some(profile),
+        agreement: decode::<AgreementAcceptance>(Some(&row.agreement)),
+        state: application_state(&row.state) as i32,
+        evidence: decode::<CheckEvidence>(row.evidence.as_deref()),
+        rejection: if is_rejected { feedback.clone() } else { None },
+        changes_requested: if row.state == state::CHANGES_REQUESTED { feedback } else { None },
+        review_deadline: None,
+        create_time: Some(timestamp(row.create_time)),
+        update_time: Some(timestamp(row.update_time)),
+        decide_time: row.decide_time.map(timestamp),
+        seller: row.seller_id.as_ref().map(|id| format!("sellers/{id}")).unwrap_or_default(),
+        etag: etag(row.update_time),
+        withdraw_reason: row.withdraw_reason.clone().unwrap_or_default(),
+        resubmit_time: None,
+        resubmit_count: 0,
+    }
+}
+
+/// Changes whenever the row changes: the update time to the microsecond.
+pub fn etag(update_time: DateTime<Utc>) -> String {
+    format!("W/\"{}\"", update_time.timestamp_micros())
+}

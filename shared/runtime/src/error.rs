@@ -1,0 +1,212 @@
+//! The error model: every service turns its own error enum into an [`ApiError`], and this is the
+//! one place an `ApiError` becomes a `tonic::Status` with `google.rpc` details.
+//!
+//! Each error carries a machine-readable reason (`google.rpc.ErrorInfo.reason`, SCREAMING_SNAKE)
+//! and the domain of the service that raised it (`registration.koogallery.io`). Field problems
+//! travel as `BadRequest` violations; failed preconditions (eligibility) as
+//! `PreconditionFailure` violations.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+    /// Per-field reason code, e.g. `REGISTRATION_NUMBER_CHECK_CHARACTER`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// The reason code, e.g. `NOT_ENTERPRISE_VERIFIED`.
+    pub kind: String,
+    pub subject: String,
+    pub description: String,
+}
+
+/// A client-facing error. Its message is written for the caller: it never carries internals.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub domain: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    pub metadata: HashMap<String, String>,
+    pub field_violations: Vec<FieldViolation>,
+    pub preconditions: Vec<PreconditionViolation>,
+}
+
+impl ApiError {
+    pub fn new(
+        code: Code,
+        domain: &'static str,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            code,
+            domain,
+            reason,
+            message: message.into(),
+            metadata: HashMap::new(),
+            field_violations: Vec::new(),
+            preconditions: Vec::new(),
+        }
+    }
+
+    /// An INTERNAL error whose cause is logged here and never sent to the caller.
+    pub fn internal(domain: &'static str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            Code::Internal,
+            domain,
+            "INTERNAL",
+            "internal error; it has been logged",
+        )
+    }
+
+    /// UNAVAILABLE for a dependency that does not answer; the caller may retry.
+    pub fn unavailable(domain: &'static str, what: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(dependency = what, error = %cause, "dependency unavailable");
+        Self::new(
+            Code::Unavailable,
+            domain,
+            "DEPENDENCY_UNAVAILABLE",
+            format!("{what} is unavailable; retry later"),
+        )
+        .with_metadata("dependency", what)
+    }
+
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn with_field_violation(
+        mut self,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.field_violations.push(FieldViolation {
+            field: field.into(),
+            reason: reason.into(),
+            description: description.into(),
+        });
+        self
+    }
+
+    pub fn with_precondition(
+        mut self,
+        kind: impl Into<String>,
+        subject: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.preconditions.push(PreconditionViolation {
+            kind: kind.into(),
+            subject: subject.into(),
+            description: description.into(),
+        });
+        self
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(err.reason, err.domain, err.metadata);
+        for v in err.field_violations {
+            // google.rpc.BadRequest.FieldViolation.reason exists in newer protos only; the
+            // reason is kept at the start of the description so every client can read it.
+            details.add_bad_request_violation(v.field, format!("{}: {}", v.reason, v.description));
+        }
+        for p in err.preconditions {
+            details.add_precondition_failure_violation(p.kind, p.subject, p.description);
+        }
+        Status::with_error_details(err.code, err.message, details)
+    }
+}
+
+/// What a test or a client reads back out of a `Status`.
+#[derive(Debug, Clone, Default)]
+pub struct DecodedError {
+    pub reason: Option<String>,
+    pub domain: Option<String>,
+    pub metadata: HashMap<String, String>,
+    /// `(field, "REASON: description")`.
+    pub field_violations: Vec<(String, String)>,
+    /// `(type, subject, description)`.
+    pub preconditions: Vec<(String, String, String)>,
+}
+
+impl DecodedError {
+    pub fn from_status(status: &Status) -> Self {
+        let mut out = DecodedError::default();
+        if let Some(info) = status.get_details_error_info() {
+            out.reason = Some(info.reason);
+            out.domain = Some(info.domain);
+            out.metadata = info.metadata;
+        }
+        if let Some(bad) = status.get_details_bad_request() {
+            out.field_violations = bad
+                .field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect();
+        }
+        if let Some(pre) = status.get_details_precondition_failure() {
+            out.preconditions = pre
+                .violations
+                .into_iter()
+                .map(|v| (v.r#type, v.subject, v.description))
+                .collect();
+        }
+        out
+    }
+
+    /// Reason codes of the field violations (the part before `:`).
+    pub fn field_reasons(&self) -> Vec<String> {
+        self.field_violations
+            .iter()
+            .map(|(_, d)| d.split(':').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    pub fn precondition_kinds(&self) -> Vec<String> {
+        self.preconditions.iter().map(|(t, _, _)| t.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_reason_and_violations() {
+        let err = ApiError::new(
+            Code::InvalidArgument,
+            "registration.koogallery.io",
+            "INVALID_APPLICATION",
+            "the application has 1 invalid field",
+        )
+        .with_field_violation("entity.registration_number", "REGISTRATION_NUMBER_LENGTH", "18 characters expected")
+        .with_precondition("NOT_ENTERPRISE_VERIFIED", "accounts/a1", "verify first");
+        let status: Status = err.into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let decoded = DecodedError::from_status(&status);
+        assert_eq!(decoded.reason.as_deref(), Some("INVALID_APPLICATION"));
+        assert_eq!(decoded.domain.as_deref(), Some("registration.koogallery.io"));
+        assert_eq!(decoded.field_reasons(), vec!["REGISTRATION_NUMBER_LENGTH"]);
+        assert_eq!(decoded.precondition_kinds(), vec!["NOT_ENTERPRISE_VERIFIED"]);
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let status: Status = ApiError::internal("x.koogallery.io", &"password=hunter2 at db.rs:12").into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+    }
+}

@@ -1,0 +1,96 @@
+//! gRPC health that tells the truth: NOT_SERVING until every dependency (the database, Redis)
+//! answers, and back to NOT_SERVING while one stops answering or the process is shutting down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::shutdown::Shutdown;
+
+/// A named dependency check.
+#[derive(Clone)]
+pub struct Probe {
+    pub name: &'static str,
+    check: Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>,
+}
+
+impl Probe {
+    pub fn new<F, Fut>(name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        Self {
+            name,
+            check: Arc::new(move || Box::pin(check())),
+        }
+    }
+
+    pub fn database(db: sea_orm::DatabaseConnection) -> Self {
+        Self::new("database", move || {
+            let db = db.clone();
+            async move { crate::db::ping(&db).await }
+        })
+    }
+
+    pub fn lock(lock: crate::lock::EntityLock) -> Self {
+        Self::new("redis", move || {
+            let lock = lock.clone();
+            async move { lock.ping().await }
+        })
+    }
+
+    pub async fn check(&self) -> bool {
+        (self.check)().await
+    }
+}
+
+/// Polls the probes and publishes the result for `""` and for each gRPC service name.
+pub async fn watch(
+    reporter: HealthReporter,
+    service_names: Vec<String>,
+    probes: Vec<Probe>,
+    interval: Duration,
+    shutdown: Shutdown,
+) {
+    let mut last: Option<bool> = None;
+    loop {
+        let mut healthy = true;
+        for probe in &probes {
+            if !probe.check().await {
+                if last != Some(false) {
+                    tracing::warn!(dependency = probe.name, "dependency not answering; NOT_SERVING");
+                }
+                healthy = false;
+                break;
+            }
+        }
+        if shutdown.is_triggered() {
+            healthy = false;
+        }
+        if last != Some(healthy) {
+            let status = if healthy {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for name in std::iter::once("").chain(service_names.iter().map(String::as_str)) {
+                reporter.set_service_status(name, status).await;
+            }
+            if healthy && last.is_some() {
+                tracing::info!("dependencies answer again; SERVING");
+            }
+            last = Some(healthy);
+        }
+        if shutdown.is_triggered() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {},
+            _ = shutdown.clone().wait() => {},
+        }
+    }
+}

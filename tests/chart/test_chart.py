@@ -1,0 +1,796 @@
+"""Offline tests of the koogallery Helm chart: lint, render, schema, golden files, policy.
+
+Run:  python3 -m venv .venv && .venv/bin/pip install helm-python-sdk kubernetes-validate pytest pyyaml
+      .venv/bin/pytest tests/chart
+Regenerate the golden renders after an intended change:  UPDATE_GOLDEN=1 .venv/bin/pytest tests/chart
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+import chart_helpers as ch
+import gen_schema
+
+SCENARIOS = ch.scenario_names()
+WORKLOAD_KINDS = ("Deployment", "Job", "Pod")
+
+
+# --- the scenario set ------------------------------------------------------------------------------
+
+
+def test_scenarios_cover_the_required_cases() -> None:
+    required = {"defaults", "production", "existing-secrets", "minimal"}
+    required |= {f"without-{svc}" for svc in ch.SERVICES}
+    assert required <= set(SCENARIOS), f"missing scenarios: {sorted(required - set(SCENARIOS))}"
+
+
+def test_no_golden_file_is_orphaned() -> None:
+    """Every golden file belongs to a scenario (a missing one fails test_golden_render)."""
+    goldens = {p.stem for p in ch.GOLDEN_DIR.glob("*.yaml")}
+    orphans = goldens - set(SCENARIOS)
+    assert not orphans, f"golden files without a scenario: {sorted(orphans)}"
+
+
+# --- lint ------------------------------------------------------------------------------------------
+
+
+def test_chart_metadata() -> None:
+    meta = ch.chart().metadata
+    assert meta["name"] == "koogallery"
+    assert meta["apiVersion"] == "v2"
+    assert meta["appVersion"] == "0.1.0"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_lint_strict_is_clean(scenario: str) -> None:
+    """`helm lint --strict` equivalent: no warning and no error (INFO such as "icon is
+    recommended" is not a finding under --strict)."""
+    report = helm_python.lint(
+        ch.CHART_DIR,
+        ch.scenario_values(scenario),
+        strict=True,
+        kube_version=ch.LINT_KUBE_VERSION,
+    )
+    findings = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not findings, json.dumps(findings, indent=2)
+    assert not report["errors"], report["errors"]
+
+
+def test_lint_reports_bad_values() -> None:
+    """The lint is not vacuous: a wrong type is an error finding."""
+    report = helm_python.lint(ch.CHART_DIR, {"defaults": {"replicaCount": "two"}}, strict=True)
+    assert any(m["severity"] == 3 and "replicaCount" in m["error"] for m in report["messages"])
+
+
+# --- render and validate ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_renders_and_every_manifest_validates(scenario: str) -> None:
+    objs = ch.scenario_manifests(scenario)
+    assert objs, "nothing rendered"
+    failures = []
+    for obj in objs:
+        assert obj.get("apiVersion") and obj.get("kind"), f"not a Kubernetes object: {obj!r:.200}"
+        if ch.is_crd_kind(obj):
+            check_service_monitor(obj)  # not in the Kubernetes schema: checked by hand
+            continue
+        for version in ch.K8S_VERSIONS:
+            try:
+                ch.validate_k8s(obj, version)
+            except Exception as err:  # noqa: BLE001 - report every failure at once
+                message = getattr(err, "message", str(err))
+                path = "/".join(str(p) for p in getattr(err, "absolute_path", []))
+                failures.append(f"{ch.kind_name(obj)} (k8s {version}) at /{path}: {message}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_resource_names_are_unique_and_short(scenario: str) -> None:
+    seen = set()
+    for obj in ch.scenario_manifests(scenario):
+        key = (obj["kind"], obj["metadata"]["name"])
+        assert key not in seen, f"duplicate {key}"
+        seen.add(key)
+        assert len(obj["metadata"]["name"]) <= 63
+        assert obj["metadata"].get("namespace", ch.NAMESPACE) == ch.NAMESPACE
+
+
+def test_long_release_name_keeps_names_valid_and_distinct() -> None:
+    name = "a-very-long-release-name-for-the-koogallery-platform-x"[:53]
+    objs = ch.manifests({}, name=name)
+    names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+    assert len(names) == len(set(names))
+    for kind, obj_name in names:
+        assert len(obj_name) <= 63, (kind, obj_name)
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", obj_name), (kind, obj_name)
+    for obj in objs:
+        if not ch.is_crd_kind(obj):
+            ch.validate_k8s(obj, "1.33.0")
+
+
+def test_kubernetes_validate_is_strict() -> None:
+    """The validation above is not vacuous: an unknown field and a wrong type are refused."""
+    deployment = ch.one(ch.scenario_manifests("defaults"), "Deployment", "koogallery-registration")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpcc"] = {}
+    with pytest.raises(Exception, match="grpcc"):
+        ch.validate_k8s(deployment, "1.33.0")
+    deployment = ch.one(ch.scenario_manifests("defaults"), "Deployment", "koogallery-registration")
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(Exception, match="two"):
+        ch.validate_k8s(deployment, "1.33.0")
+
+
+# --- golden renders --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_golden_render(scenario: str) -> None:
+    diff = ch.compare_golden(scenario, ch.golden_text(ch.scenario_values(scenario)))
+    if diff:
+        pytest.fail(
+            f"render of scenarios/{scenario}.yaml differs from golden/{scenario}.yaml "
+            f"(UPDATE_GOLDEN=1 .venv/bin/pytest tests/chart regenerates it):\n{diff}",
+            pytrace=False,
+        )
+
+
+def test_render_is_deterministic() -> None:
+    values = ch.scenario_values("production")
+    assert ch.golden_text(values) == ch.golden_text(values)
+
+
+# --- values.schema.json ----------------------------------------------------------------------------
+
+
+def test_schema_file_is_generated_and_current() -> None:
+    on_disk = (ch.CHART_DIR / "values.schema.json").read_text()
+    assert on_disk == gen_schema.render(), "run: python3 tests/chart/gen_schema.py"
+
+
+def _walk(node: Any, path: str = "#"):
+    if isinstance(node, dict):
+        yield path, node
+        for key, child in node.items():
+            yield from _walk(child, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            yield from _walk(child, f"{path}/{i}")
+
+
+def test_schema_is_draft07_and_closed_everywhere() -> None:
+    schema = ch.chart().schema
+    assert schema is not None
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    open_objects = [
+        path
+        for path, node in _walk(schema)
+        if isinstance(node, dict) and "properties" in node and node.get("additionalProperties") is not False
+    ]
+    assert not open_objects, f"objects that accept unknown keys: {open_objects}"
+
+
+def test_chart_defaults_satisfy_the_schema() -> None:
+    ch.chart().validate_schema({})
+    ch.chart().validate_schema(ch.chart().values)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"replicas": 3}, ["replicas", "additional properties"]),
+        ({"services": {"registration": {"replicas": 3}}}, ["/services/registration", "replicas"]),
+        ({"services": {"billing": {"enabled": True}}}, ["/services", "billing"]),
+        ({"defaults": {"probes": {"readiness": {"path": "/"}}}}, ["/defaults/probes/readiness", "path"]),
+        ({"secrets": {"jwt": {"secret": "hunter2"}}}, ["/secrets/jwt", "secret"]),
+        ({"services": {"registration": {"timezone": "UTC"}}}, ["/services/registration", "timezone"]),
+    ],
+    ids=["top-level", "service", "unknown-service", "probe", "plain-secret", "review-only-key"],
+)
+def test_schema_refuses_unknown_keys(values: dict[str, Any], expected: list[str]) -> None:
+    message = ch.schema_error(values)
+    for text in expected:
+        assert text in message, f"{text!r} not in {message!r}"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"defaults": {"replicaCount": "two"}}, ["/defaults/replicaCount", "got string, want integer"]),
+        ({"networkPolicy": {"enabled": "yes"}}, ["/networkPolicy/enabled", "got string, want boolean"]),
+        ({"ports": {"grpc": 70000}}, ["/ports/grpc", "maximum", "65,535"]),
+        ({"services": {"review": {"calendar": {"holidays": "2026-10-01"}}}}, ["/services/review/calendar/holidays", "want array"]),
+        ({"defaults": {"resources": {"limits": {"cpu": "lots"}}}}, ["/defaults/resources/limits/cpu", "lots"]),
+        ({"secrets": {"jwt": {"mode": "rs256"}}}, ["/secrets/jwt/mode", "must be one of 'hs256', 'jwks'"]),
+        ({"image": {"digest": "latest"}}, ["/image/digest", "latest"]),
+    ],
+    ids=["integer", "boolean", "port-range", "array", "cpu-quantity", "enum", "digest"],
+)
+def test_schema_refuses_wrong_types(values: dict[str, Any], expected: list[str]) -> None:
+    message = ch.schema_error(values)
+    for text in expected:
+        assert text in message, f"{text!r} not in {message!r}"
+
+
+def test_render_refuses_values_the_schema_refuses() -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="replicaCount"):
+        ch.render({"defaults": {"replicaCount": "two"}})
+
+
+# --- workloads: probes, resources, security --------------------------------------------------------
+
+
+def _workloads(scenario: str) -> list[dict[str, Any]]:
+    return [o for o in ch.scenario_manifests(scenario) if o["kind"] in WORKLOAD_KINDS]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_workload_has_limits_and_a_non_root_security_context(scenario: str) -> None:
+    workloads = _workloads(scenario)
+    assert workloads
+    for obj in workloads:
+        spec = ch.pod_spec(obj)
+        where = ch.kind_name(obj)
+        pod_sc = spec["securityContext"]
+        assert pod_sc["runAsNonRoot"] is True, where
+        assert pod_sc["runAsUser"] == 65532, where
+        assert pod_sc["seccompProfile"]["type"] == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"] + spec.get("initContainers", []):
+            cwhere = f"{where} container {container['name']}"
+            limits = container.get("resources", {}).get("limits", {})
+            assert limits.get("cpu") and limits.get("memory"), f"{cwhere}: no cpu/memory limits"
+            requests = container.get("resources", {}).get("requests", {})
+            assert requests.get("cpu") and requests.get("memory"), f"{cwhere}: no requests"
+            sc = container["securityContext"]
+            assert sc["runAsNonRoot"] is True, cwhere
+            assert sc["runAsUser"] == 65532, cwhere
+            assert sc["readOnlyRootFilesystem"] is True, cwhere
+            assert sc["allowPrivilegeEscalation"] is False, cwhere
+            assert sc["capabilities"]["drop"] == ["ALL"], cwhere
+            assert not sc["capabilities"].get("add"), cwhere
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", cwhere
+            assert not sc.get("privileged"), cwhere
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{cwhere}: no emptyDir at /tmp"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_deployment_has_native_grpc_probes(scenario: str) -> None:
+    values = ch.scenario_values(scenario)
+    tls = values.get("tls", {}).get("enabled", False)
+    deployments = ch.find(ch.scenario_manifests(scenario), "Deployment")
+    assert deployments
+    for obj in deployments:
+        container = ch.pod_spec(obj)["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == 50051 and ports["metrics"] == 9090
+        expected_port = ports["health"] if tls else 50051
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert probe in container, f"{ch.kind_name(obj)}: no {probe}"
+            spec = container[probe]
+            assert set(spec) & {"httpGet", "tcpSocket", "exec"} == set(), spec
+            assert spec["grpc"]["port"] == expected_port, f"{ch.kind_name(obj)} {probe}: {spec}"
+            assert spec["failureThreshold"] >= 1 and spec["periodSeconds"] >= 1
+
+
+def test_tls_probes_use_the_plaintext_health_listener() -> None:
+    objs = ch.scenario_manifests("production")
+    for svc in ch.SERVICES:
+        config = ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"]
+        assert config["KG_HEALTH_LISTEN_ADDR"] == "0.0.0.0:50052"
+        service = ch.one(objs, "Service", f"koogallery-{svc}")
+        assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}, (
+            "the plaintext health port must not be exposed by the Service"
+        )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_deployments_run_the_service_binary(scenario: str) -> None:
+    for obj in ch.find(ch.scenario_manifests(scenario), "Deployment"):
+        svc = ch.component(obj)
+        container = ch.pod_spec(obj)["containers"][0]
+        assert container["command"] == [f"koogallery-{svc}"]
+        assert container["envFrom"] == [{"configMapRef": {"name": f"koogallery-{svc}"}}]
+
+
+# --- TOKIO_WORKER_THREADS ------------------------------------------------------------------------
+
+
+def _worker_threads(values: dict[str, Any], svc: str = "registration") -> str:
+    cm = ch.one(ch.manifests(values), "ConfigMap", f"koogallery-{svc}")
+    return cm["data"]["TOKIO_WORKER_THREADS"]
+
+
+@pytest.mark.parametrize(
+    ("cpu", "threads"),
+    [
+        ("100m", 1),
+        ("500m", 1),
+        ("1000m", 1),
+        ("1001m", 2),
+        ("1500m", 2),
+        ("1", 1),
+        ("2", 2),
+        (2, 2),
+        ("2.5", 3),
+        (0.5, 1),
+        ("4000m", 4),
+        (8, 8),
+    ],
+)
+def test_tokio_worker_threads_follow_the_cpu_limit(cpu: Any, threads: int) -> None:
+    values = {"defaults": {"resources": {"limits": {"cpu": cpu}}}}
+    assert _worker_threads(values) == str(threads)
+    cpu_value = float(cpu[:-1]) / 1000 if isinstance(cpu, str) and cpu.endswith("m") else float(cpu)
+    assert threads == max(1, math.ceil(cpu_value))
+
+
+def test_tokio_worker_threads_per_service_override() -> None:
+    values = {
+        "defaults": {"resources": {"limits": {"cpu": "500m"}}},
+        "services": {"review": {"resources": {"limits": {"cpu": "3"}}}},
+    }
+    assert _worker_threads(values, "registration") == "1"
+    assert _worker_threads(values, "review") == "3"
+    # the override touched only the cpu limit: the rest of the defaults still apply
+    deployment = ch.one(ch.manifests(values), "Deployment", "koogallery-review")
+    resources = ch.pod_spec(deployment)["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "3", "memory": "512Mi"}
+    assert resources["requests"] == {"cpu": "250m", "memory": "128Mi"}
+
+
+def test_production_worker_threads() -> None:
+    objs = ch.scenario_manifests("production")
+    data = {svc: ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"] for svc in ch.SERVICES}
+    assert data["identity-check"]["TOKIO_WORKER_THREADS"] == "2"  # 1500m
+    assert data["registration"]["TOKIO_WORKER_THREADS"] == "2"  # "2"
+
+
+# --- configuration and secrets ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_secrets_are_only_referenced(scenario: str) -> None:
+    objs = ch.scenario_manifests(scenario)
+    assert not ch.find(objs, "Secret"), "the chart must never create a Secret"
+    for cm in ch.find(objs, "ConfigMap"):
+        leaked = ch.SECRET_ENV & set(cm.get("data", {}))
+        assert not leaked, f"{ch.kind_name(cm)} holds {leaked}"
+        for value in cm.get("data", {}).values():
+            assert not re.search(r"://[^/@\s]+:[^/@\s]+@", value), f"credentials in {ch.kind_name(cm)}"
+    for obj in objs:
+        if obj["kind"] not in WORKLOAD_KINDS:
+            continue
+        for container in ch.pod_spec(obj)["containers"]:
+            for name, env in ch.container_env(container).items():
+                if name in ch.SECRET_ENV:
+                    assert "value" not in env, f"{ch.kind_name(obj)}: {name} as a plain value"
+                    assert env["valueFrom"]["secretKeyRef"]["name"], env
+
+
+def _secret_refs(objs: list[dict[str, Any]], svc: str) -> dict[str, tuple[str, str]]:
+    deployment = ch.one(objs, "Deployment", f"koogallery-{svc}")
+    env = ch.container_env(ch.pod_spec(deployment)["containers"][0])
+    return {
+        name: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for name, e in env.items()
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def test_each_service_gets_exactly_its_secrets() -> None:
+    objs = ch.scenario_manifests("defaults")
+    common = {"KG_DATABASE_URL", "KG_JWT_SECRET", "KG_SERVICE_TOKEN"}
+    expected = {
+        "identity-check": common,
+        "registration": common | {"KG_REDIS_URL"},
+        "review": common,
+        "notification": common | {"KG_SMTP_URL", "KG_SMS_URL", "KG_SMS_TOKEN"},
+    }
+    for svc, names in expected.items():
+        refs = _secret_refs(objs, svc)
+        assert set(refs) == names, svc
+        assert refs["KG_DATABASE_URL"] == ("koogallery-secrets", f"{svc}-database-url")
+        assert {secret for secret, _ in refs.values()} == {"koogallery-secrets"}
+
+
+def test_existing_secrets_are_used_as_named() -> None:
+    objs = ch.scenario_manifests("existing-secrets")
+    reg = _secret_refs(objs, "registration")
+    assert reg["KG_DATABASE_URL"] == ("registration-db-app", "uri")
+    assert reg["KG_REDIS_URL"] == ("registration-redis", "url")
+    assert reg["KG_JWT_SECRET"] == ("koogallery-jwt", "hs256-key")
+    assert reg["KG_SERVICE_TOKEN"] == ("koogallery-service-token", "token")
+    notif = _secret_refs(objs, "notification")
+    assert notif["KG_SMTP_URL"] == ("mail-relay", "smtp-url")
+    assert notif["KG_SMS_URL"] == ("sms-provider", "endpoint")
+    assert notif["KG_SMS_TOKEN"] == ("sms-provider", "api-token")
+    for svc in ch.SERVICES:
+        assert _secret_refs(objs, svc)["KG_DATABASE_URL"] == (f"{svc}-db-app", "uri")
+        job = ch.one(objs, "Job", f"koogallery-{svc}-migrate")
+        env = ch.container_env(ch.pod_spec(job)["containers"][0])
+        assert env["KG_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": f"{svc}-db-app", "key": "uri"}
+
+
+def test_jwks_mode_mounts_the_key_set() -> None:
+    objs = ch.scenario_manifests("production")
+    for svc in ch.SERVICES:
+        deployment = ch.one(objs, "Deployment", f"koogallery-{svc}")
+        spec = ch.pod_spec(deployment)
+        assert "KG_JWT_SECRET" not in _secret_refs(objs, svc)
+        config = ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"]
+        assert config["KG_JWT_JWKS_FILE"] == "/etc/koogallery/jwt/jwks.json"
+        volume = next(v for v in spec["volumes"] if v["name"] == "jwks")
+        assert volume["secret"]["secretName"] == "koogallery-jwks"
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "jwks")
+        assert mount["mountPath"] == "/etc/koogallery/jwt" and mount["readOnly"] is True
+
+
+def test_sms_can_be_switched_off() -> None:
+    objs = ch.scenario_manifests("minimal")
+    refs = _secret_refs(objs, "notification")
+    assert "KG_SMTP_URL" in refs
+    assert not {"KG_SMS_URL", "KG_SMS_TOKEN"} & set(refs)
+
+
+def test_configuration_contract_defaults() -> None:
+    objs = ch.scenario_manifests("defaults")
+    for svc in ch.SERVICES:
+        data = ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"]
+        assert data["KG_LISTEN_ADDR"] == "0.0.0.0:50051"
+        assert data["KG_METRICS_ADDR"] == "0.0.0.0:9090"
+        assert data["KG_IDENTITY_CHECK_URL"] == "http://koogallery-identity-check:50051"
+        assert data["KG_REGISTRATION_URL"] == "http://koogallery-registration:50051"
+        assert data["KG_REVIEW_URL"] == "http://koogallery-review:50051"
+        assert data["KG_NOTIFICATION_URL"] == "http://koogallery-notification:50051"
+        assert data["KG_LOG_FORMAT"] == "json"
+        assert data["RUST_LOG"] == "info"
+        assert data["OTEL_SERVICE_NAME"] == f"koogallery-{svc}"
+        assert data["KG_SHUTDOWN_GRACE_SECS"] == "25"  # terminationGracePeriodSeconds 30 - 5
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in data
+        assert not any(k.startswith("KG_TLS_") for k in data)
+        assert ("KG_TIMEZONE" in data) == (svc == "review")
+
+
+def test_configuration_contract_production() -> None:
+    objs = ch.scenario_manifests("production")
+    for svc in ch.SERVICES:
+        data = ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"]
+        assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4317"
+        assert data["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=production"
+        assert data["KG_REGISTRATION_URL"] == "https://koogallery-registration:50051"
+        assert data["KG_TLS_CERT"] == "/etc/koogallery/tls/tls.crt"
+        assert data["KG_TLS_KEY"] == "/etc/koogallery/tls/tls.key"
+        assert data["KG_TLS_CLIENT_CA"] == "/etc/koogallery/tls/ca.crt"
+        spec = ch.pod_spec(ch.one(objs, "Deployment", f"koogallery-{svc}"))
+        tls = next(v for v in spec["volumes"] if v["name"] == "tls")
+        assert tls["secret"]["secretName"] == "koogallery-mesh-tls"
+    assert ch.one(objs, "ConfigMap", "koogallery-registration")["data"]["RUST_BACKTRACE"] == "1"
+
+
+def test_review_calendar_and_timezone() -> None:
+    objs = ch.scenario_manifests("production")
+    data = ch.one(objs, "ConfigMap", "koogallery-review")["data"]
+    assert data["KG_TIMEZONE"] == "Asia/Shanghai"
+    assert data["KG_CALENDAR_FILE"] == "/etc/koogallery/calendar/calendar.yaml"
+    calendar = yaml.safe_load(ch.one(objs, "ConfigMap", "koogallery-review-calendar")["data"]["calendar.yaml"])
+    assert calendar == {
+        "timezone": "Asia/Shanghai",
+        "holidays": ["2026-10-01", "2026-10-02", "2026-10-05"],
+        "extra_working_days": ["2026-10-10"],
+    }
+    spec = ch.pod_spec(ch.one(objs, "Deployment", "koogallery-review"))
+    volume = next(v for v in spec["volumes"] if v["name"] == "calendar")
+    assert volume["configMap"]["name"] == "koogallery-review-calendar"
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "calendar")
+    assert mount["mountPath"] == "/etc/koogallery/calendar"
+
+
+def test_config_change_rolls_the_pods() -> None:
+    before = ch.one(ch.manifests({}), "Deployment", "koogallery-registration")
+    after = ch.one(ch.manifests({"defaults": {"rustLog": "debug"}}), "Deployment", "koogallery-registration")
+    key = "checksum/config"
+    assert before["spec"]["template"]["metadata"]["annotations"][key] != (
+        after["spec"]["template"]["metadata"]["annotations"][key]
+    )
+
+
+def test_image_defaults_to_app_version_and_digest_wins() -> None:
+    deployment = ch.one(ch.scenario_manifests("defaults"), "Deployment", "koogallery-review")
+    assert ch.pod_spec(deployment)["containers"][0]["image"] == "ghcr.io/koogallery/koogallery:0.1.0"
+    deployment = ch.one(ch.scenario_manifests("production"), "Deployment", "koogallery-review")
+    assert ch.pod_spec(deployment)["containers"][0]["image"].startswith("ghcr.io/koogallery/koogallery@sha256:")
+
+
+# --- scaling and availability ----------------------------------------------------------------------
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_selectors_match_the_pods(scenario: str) -> None:
+    objs = ch.scenario_manifests(scenario)
+    pods = {
+        ch.component(d): d["spec"]["template"]["metadata"]["labels"] for d in ch.find(objs, "Deployment")
+    }
+    for d in ch.find(objs, "Deployment"):
+        assert _selects(d["spec"]["selector"]["matchLabels"], pods[ch.component(d)])
+    for svc in ch.find(objs, "Service"):
+        assert _selects(svc["spec"]["selector"], pods[ch.component(svc)])
+    for pdb in ch.find(objs, "PodDisruptionBudget"):
+        assert _selects(pdb["spec"]["selector"]["matchLabels"], pods[ch.component(pdb)])
+    for np in ch.find(objs, "NetworkPolicy"):
+        assert _selects(np["spec"]["podSelector"]["matchLabels"], pods[ch.component(np)])
+    for hpa in ch.find(objs, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        deployment = ch.one(objs, "Deployment", target["name"])
+        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    for d in ch.find(objs, "Deployment"):
+        for tsc in ch.pod_spec(d).get("topologySpreadConstraints", []):
+            assert _selects(tsc["labelSelector"]["matchLabels"], pods[ch.component(d)])
+
+
+def test_production_scales_and_spreads() -> None:
+    objs = ch.scenario_manifests("production")
+    for svc in ch.SERVICES:
+        hpa = ch.one(objs, "HorizontalPodAutoscaler", f"koogallery-{svc}")
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["minReplicas"] == 3
+        assert hpa["spec"]["maxReplicas"] == (4 if svc == "notification" else 12)
+        metrics = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]}
+        assert metrics == {"cpu": 65, "memory": 80}
+        pdb = ch.one(objs, "PodDisruptionBudget", f"koogallery-{svc}")
+        assert pdb["spec"]["minAvailable"] == 2
+        assert "maxUnavailable" not in pdb["spec"]
+        spec = ch.pod_spec(ch.one(objs, "Deployment", f"koogallery-{svc}"))
+        assert [t["topologyKey"] for t in spec["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone"]
+        assert spec["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
+        assert spec["priorityClassName"] == "platform-critical"
+
+
+def test_defaults_have_a_pdb_and_spread_but_no_hpa() -> None:
+    objs = ch.scenario_manifests("defaults")
+    assert not ch.find(objs, "HorizontalPodAutoscaler")
+    for svc in ch.SERVICES:
+        assert ch.one(objs, "PodDisruptionBudget", f"koogallery-{svc}")["spec"]["maxUnavailable"] == 1
+        deployment = ch.one(objs, "Deployment", f"koogallery-{svc}")
+        assert deployment["spec"]["replicas"] == 2
+        keys = [t["topologyKey"] for t in ch.pod_spec(deployment)["topologySpreadConstraints"]]
+        assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+
+
+def test_minimal_leaves_out_the_optional_parts() -> None:
+    objs = ch.scenario_manifests("minimal")
+    kinds = {o["kind"] for o in objs}
+    assert kinds == {"ConfigMap", "Service", "Deployment", "Job", "ServiceAccount"}
+    # the only ServiceAccount is the migrations hook's: the services run as "default"
+    assert [sa["metadata"]["name"] for sa in ch.find(objs, "ServiceAccount")] == ["koogallery-migrations"]
+    for d in ch.find(objs, "Deployment"):
+        assert d["spec"]["replicas"] == 1
+        assert ch.pod_spec(d)["serviceAccountName"] == "default"
+        assert "topologySpreadConstraints" not in ch.pod_spec(d)
+
+
+# --- network policy --------------------------------------------------------------------------------
+
+
+def _peer_components(peers: list[dict[str, Any]]) -> set[str]:
+    return {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in peers if "podSelector" in p and "namespaceSelector" not in p and "app.kubernetes.io/component" in p["podSelector"].get("matchLabels", {})}
+
+
+def _ports(rule: dict[str, Any]) -> set[tuple[Any, str]]:
+    return {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "production"])
+def test_network_policy_allows_only_the_mesh_paths(scenario: str) -> None:
+    objs = ch.scenario_manifests(scenario)
+    values = ch.scenario_values(scenario)
+    clients = (values.get("networkPolicy") or {}).get("clientSelectors") or ch.chart().values["networkPolicy"]["clientSelectors"]
+    for svc in ch.SERVICES:
+        np = ch.one(objs, "NetworkPolicy", f"koogallery-{svc}")
+        assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        ingress = np["spec"]["ingress"]
+        for rule in ingress:
+            assert rule.get("from"), f"{svc}: an ingress rule without `from` allows everyone"
+            assert rule.get("ports"), f"{svc}: an ingress rule without ports allows every port"
+        grpc_rules = [r for r in ingress if _ports(r) == {("grpc", "TCP")}]
+        mesh = set().union(*(_peer_components(r["from"]) for r in grpc_rules))
+        assert mesh == ch.CALLERS[svc] | {"test"}, svc
+        client_rules = [r for r in grpc_rules if r["from"] == clients]
+        assert bool(client_rules) == (svc != "notification"), f"{svc}: client access"
+        metrics_rules = [r for r in ingress if _ports(r) == {("metrics", "TCP")}]
+        assert len(metrics_rules) == 1
+        assert all("namespaceSelector" in p for p in metrics_rules[0]["from"])
+        assert {("grpc", "TCP"), ("metrics", "TCP")} >= set().union(*(_ports(r) for r in ingress))
+
+        egress = np["spec"]["egress"]
+        for rule in egress:
+            assert rule.get("to") and rule.get("ports"), f"{svc}: unbounded egress rule {rule}"
+        dns = [r for r in egress if _ports(r) == {(53, "UDP"), (53, "TCP")}]
+        assert len(dns) == 1 and "kube-system" in json.dumps(dns[0]["to"])
+        mesh_out = set().union(*(_peer_components(r["to"]) for r in egress if _ports(r) == {(50051, "TCP")}))
+        assert mesh_out == {callee for callee, callers in ch.CALLERS.items() if svc in callers}, svc
+        all_ports = set().union(*(_ports(r) for r in egress))
+        assert (5432, "TCP") in all_ports
+        assert ((6380, "TCP") in all_ports or (6379, "TCP") in all_ports) == (svc == "registration")
+        assert ((587, "TCP") in all_ports) == (svc == "notification")
+        assert ((80, "TCP") in all_ports) == (svc == "identity-check")
+        assert ((4317, "TCP") in all_ports) == ("otel" in values)
+
+
+def test_website_check_egress_excludes_private_ranges() -> None:
+    np = ch.one(ch.scenario_manifests("defaults"), "NetworkPolicy", "koogallery-identity-check")
+    web = [r for r in np["spec"]["egress"] if _ports(r) == {(80, "TCP"), (443, "TCP")}]
+    assert len(web) == 1
+    block = web[0]["to"][0]["ipBlock"]
+    assert block["cidr"] == "0.0.0.0/0"
+    for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"):
+        assert private in block["except"]
+
+
+def test_ingress_controller_may_reach_services_with_an_ingress() -> None:
+    objs = ch.scenario_manifests("production")
+    for svc in ch.SERVICES:
+        np = ch.one(objs, "NetworkPolicy", f"koogallery-{svc}")
+        has_rule = any("ingress-nginx" in json.dumps(r["from"]) for r in np["spec"]["ingress"])
+        assert has_rule == (svc in {"registration", "review"}), svc
+
+
+# --- ServiceMonitor and Ingress --------------------------------------------------------------------
+
+
+def check_service_monitor(obj: dict[str, Any]) -> None:
+    """The monitoring.coreos.com/v1 ServiceMonitor shape, checked by hand (a CRD)."""
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1", obj["apiVersion"]
+    assert obj["kind"] == "ServiceMonitor", obj["kind"]
+    assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+    meta = obj["metadata"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"]) and len(meta["name"]) <= 63
+    assert all(isinstance(v, str) for v in meta.get("labels", {}).values())
+    spec = obj["spec"]
+    assert set(spec) <= {"jobLabel", "namespaceSelector", "selector", "endpoints"}, set(spec)
+    assert isinstance(spec["selector"]["matchLabels"], dict) and spec["selector"]["matchLabels"]
+    assert isinstance(spec["namespaceSelector"]["matchNames"], list)
+    assert spec["endpoints"], "no endpoints"
+    for endpoint in spec["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout"}, endpoint
+        assert endpoint["port"] == "metrics"
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["scheme"] in {"http", "https"}
+        for key in ("interval", "scrapeTimeout"):
+            assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", endpoint[key]), endpoint[key]
+
+
+def test_service_monitors_select_the_metrics_port() -> None:
+    objs = ch.scenario_manifests("production")
+    monitors = ch.find(objs, "ServiceMonitor")
+    assert {ch.component(m) for m in monitors} == set(ch.SERVICES)
+    for monitor in monitors:
+        check_service_monitor(monitor)
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        service = ch.one(objs, "Service", monitor["metadata"]["name"])
+        assert _selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    assert not ch.find(ch.scenario_manifests("defaults"), "ServiceMonitor")
+
+
+def test_grpc_ingress() -> None:
+    objs = ch.scenario_manifests("production")
+    ingresses = {ch.component(i): i for i in ch.find(objs, "Ingress")}
+    assert set(ingresses) == {"registration", "review"}
+    reg = ingresses["registration"]
+    assert reg["apiVersion"] == "networking.k8s.io/v1"
+    annotations = reg["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"  # mesh TLS on
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "16m"
+    assert reg["spec"]["ingressClassName"] == "nginx"
+    assert reg["spec"]["tls"] == [{"hosts": ["registration.grpc.koogallery.example.com"], "secretName": "registration-grpc-tls"}]
+    backend = reg["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "koogallery-registration", "port": {"name": "grpc"}}
+    assert ingresses["review"]["spec"]["tls"][0]["secretName"] == "koogallery-review-ingress-tls"
+
+
+def test_grpc_ingress_without_mesh_tls_uses_grpc_backend() -> None:
+    values = {"services": {"review": {"ingress": {"enabled": True, "host": "review.example.com"}}}}
+    ingress = ch.one(ch.manifests(values), "Ingress", "koogallery-review")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+
+
+def test_ingress_needs_a_host() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"services\.review\.ingress\.host is required"):
+        ch.render({"services": {"review": {"ingress": {"enabled": True}}}})
+
+
+# --- hooks: migrations and helm test ---------------------------------------------------------------
+
+
+def _hooks(obj: dict[str, Any]) -> set[str]:
+    return set(obj["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(",")) - {""}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_migration_jobs_run_before_install_and_upgrade(scenario: str) -> None:
+    objs = ch.scenario_manifests(scenario)
+    values = ch.scenario_values(scenario)
+    enabled = [s for s in ch.SERVICES if (values.get("services", {}).get(s, {}).get("enabled", True))]
+    jobs = ch.find(objs, "Job")
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(f"koogallery-{s}-migrate" for s in enabled)
+    sa = ch.one(objs, "ServiceAccount", "koogallery-migrations")
+    assert _hooks(sa) == {"pre-install", "pre-upgrade"}
+    for job in jobs:
+        svc = job["metadata"]["name"].removeprefix("koogallery-").removesuffix("-migrate")
+        assert _hooks(job) == {"pre-install", "pre-upgrade"}
+        annotations = job["metadata"]["annotations"]
+        assert int(sa["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+        spec = ch.pod_spec(job)
+        assert spec["restartPolicy"] == "Never"
+        assert spec["serviceAccountName"] == "koogallery-migrations"
+        container = spec["containers"][0]
+        assert container["command"] == [f"koogallery-{svc}", "migrate"]
+        assert "secretKeyRef" in ch.container_env(container)["KG_DATABASE_URL"]["valueFrom"]
+        assert "envFrom" not in container, "hooks run before the ConfigMaps exist"
+
+
+def test_migrations_can_be_turned_off_per_service() -> None:
+    values = {"services": {"notification": {"migrations": {"enabled": False}}}}
+    names = {j["metadata"]["name"] for j in ch.find(ch.manifests(values), "Job")}
+    assert names == {f"koogallery-{s}-migrate" for s in ch.SERVICES if s != "notification"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_test_pod_checks_every_service(scenario: str) -> None:
+    objs = ch.scenario_manifests(scenario)
+    values = ch.scenario_values(scenario)
+    pods = ch.find(objs, "Pod")
+    if values.get("tests", {}).get("enabled") is False:
+        assert not pods
+        return
+    assert len(pods) == 1
+    pod = pods[0]
+    assert _hooks(pod) == {"test"}
+    assert pod["spec"]["restartPolicy"] == "Never"
+    enabled = [s for s in ch.SERVICES if values.get("services", {}).get(s, {}).get("enabled", True)]
+    tls = values.get("tls", {}).get("enabled", False)
+    commands = {c["name"]: c["command"] for c in pod["spec"]["containers"]}
+    assert list(commands) == enabled
+    for svc, command in commands.items():
+        addr = f"https://koogallery-{svc}:50051" if tls else f"koogallery-{svc}:50051"
+        assert command == ["koogallery", "health", "--addr", addr]
+
+
+# --- disabling services ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("svc", ch.SERVICES)
+def test_a_disabled_service_leaves_no_trace(svc: str) -> None:
+    objs = ch.scenario_manifests(f"without-{svc}")
+    for obj in objs:
+        assert ch.component(obj) not in {svc, f"{svc}-migrate"}, ch.kind_name(obj)
+    others = [s for s in ch.SERVICES if s != svc]
+    assert sorted(ch.component(d) for d in ch.find(objs, "Deployment")) == sorted(others)
+    # the rest still knows where the disabled one lives (another release may serve it)
+    for other in others:
+        data = ch.one(objs, "ConfigMap", f"koogallery-{other}")["data"]
+        assert data[f"KG_{svc.upper().replace('-', '_')}_URL"] == f"http://koogallery-{svc}:50051"
+
+
+def test_notes_explain_the_next_steps() -> None:
+    notes = next(text for path, text in ch.render({}).items() if path.endswith("NOTES.txt"))
+    assert "helm test koogallery" in notes
+    assert "koogallery-secrets" in notes
+    for svc in ch.SERVICES:
+        assert f"http://koogallery-{svc}:50051" in notes
