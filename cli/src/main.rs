@@ -6,7 +6,11 @@ mod up;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "koogallery", version, about = "KooGallery seller-registration mesh")]
+#[command(
+    name = "koogallery",
+    version,
+    about = "KooGallery seller-registration mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

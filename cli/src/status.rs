@@ -8,10 +8,10 @@ use kg_runtime::config::ports;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -36,7 +36,10 @@ pub struct HealthArgs {
 const SERVICES: [&str; 4] = ["identity-check", "registration", "review", "notification"];
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    println!("{:<15} {:<22} {:<12} SERVICES (reflection)", "SERVICE", "ADDRESS", "HEALTH");
+    println!(
+        "{:<15} {:<22} {:<12} SERVICES (reflection)",
+        "SERVICE", "ADDRESS", "HEALTH"
+    );
     let mut all_serving = true;
     for (offset, name) in SERVICES.iter().enumerate() {
         let addr = format!("{}:{}", args.host, args.base_port + offset as u16);
@@ -56,17 +59,29 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|e| format!("- ({e})"));
         println!("{name:<15} {addr:<22} {health:<12} {services}");
     }
-    Ok(if all_serving { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     let status = check(channel(&args.addr).await?, &args.service).await?;
     println!("{status}");
-    Ok(if status == "SERVING" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status == "SERVING" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn channel(addr: &str) -> anyhow::Result<Channel> {
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     Ok(Endpoint::from_shared(url)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(3))
@@ -76,7 +91,9 @@ async fn channel(addr: &str) -> anyhow::Result<Channel> {
 
 async fn check(channel: Channel, service: &str) -> anyhow::Result<String> {
     let reply = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: service.to_string() })
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
         .await?
         .into_inner();
     let status = tonic_health::pb::health_check_response::ServingStatus::try_from(reply.status)

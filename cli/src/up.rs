@@ -63,15 +63,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         redis_url: args.redis_url.clone(),
         identity_check_url: url(0),
         call_timeout_ms: 15_000,
+        lock_ttl_ms: 30_000,
+        lock_wait_ms: 2_000,
     };
     let review = kg_review::Config { common: common(2) };
     let notification = kg_notification::Config { common: common(3) };
 
     if args.redis_url.is_none() {
-        tracing::warn!("no --redis-url: registration uses an IN-PROCESS lock (fine for this single process)");
+        tracing::warn!(
+            "no --redis-url: registration uses an IN-PROCESS lock (fine for this single process)"
+        );
     }
     println!("KooGallery mesh (data in {})", args.data_dir.display());
-    for (name, offset) in [("identity-check", 0), ("registration", 1), ("review", 2), ("notification", 3)] {
+    for (name, offset) in [
+        ("identity-check", 0),
+        ("registration", 1),
+        ("review", 2),
+        ("notification", 3),
+    ] {
         println!(
             "  {name:<15} grpc://{:<22} metrics http://{}/metrics",
             addr(offset),
@@ -97,5 +106,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -92,5 +92,7 @@ pub async fn upsert(db: &DatabaseConnection, row: AccountRow) -> Result<bool, Db
 }
 
 pub async fn get(db: &DatabaseConnection, account_id: &str) -> Result<Option<AccountRow>, DbErr> {
-    account::Entity::find_by_id(account_id.to_string()).one(db).await
+    account::Entity::find_by_id(account_id.to_string())
+        .one(db)
+        .await
 }

@@ -21,7 +21,9 @@ pub fn parse_name(name: &str) -> Result<String, IdentityError> {
 pub fn validate_id(field: &str, id: &str) -> Result<(), IdentityError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -37,7 +39,10 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), IdentityError> {
 pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
     let mut violations = Vec::new();
     let id = if a.account_id.is_empty() {
-        a.name.strip_prefix("accounts/").unwrap_or(&a.name).to_string()
+        a.name
+            .strip_prefix("accounts/")
+            .unwrap_or(&a.name)
+            .to_string()
     } else {
         a.account_id.clone()
     };
@@ -48,7 +53,11 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         Ok(VerificationType::Enterprise) => "ENTERPRISE",
         Ok(VerificationType::Individual) => "INDIVIDUAL",
         Ok(VerificationType::None) | Ok(VerificationType::Unspecified) => {
-            if a.enterprise_verified { "ENTERPRISE" } else { "NONE" }
+            if a.enterprise_verified {
+                "ENTERPRISE"
+            } else {
+                "NONE"
+            }
         }
         Err(_) => {
             violations.push((
@@ -106,7 +115,11 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
                 Ok(n) => (Some(n.country), Some(n.number)),
                 Err(findings) => {
                     for f in findings {
-                        violations.push((format!("{prefix}verified_entity.{}", f.field), f.code, f.message));
+                        violations.push((
+                            format!("{prefix}verified_entity.{}", f.field),
+                            f.code,
+                            f.message,
+                        ));
                     }
                     (None, None)
                 }
@@ -172,7 +185,9 @@ pub fn to_wire(row: &AccountRow) -> Account {
 
 pub fn address_of(row: &AccountRow) -> Option<PostalAddress> {
     let json = row.registered_address.clone()?;
-    serde_json::from_value::<AddressJson>(json).ok().map(Into::into)
+    serde_json::from_value::<AddressJson>(json)
+        .ok()
+        .map(Into::into)
 }
 
 pub fn entity_of(row: &AccountRow) -> Option<CompanyEntity> {

@@ -105,7 +105,10 @@ mod tests {
         a.distribution_partner = true;
         a.iam_sub_user = true;
         a.partner_administrator = true;
-        let codes: Vec<_> = failures(Some(&a)).into_iter().map(|(r, _)| reason_code(r)).collect();
+        let codes: Vec<_> = failures(Some(&a))
+            .into_iter()
+            .map(|(r, _)| reason_code(r))
+            .collect();
         assert_eq!(
             codes,
             [

@@ -18,7 +18,11 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    pub fn field(field: impl Into<String>, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn field(
+        field: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Invalid(vec![(field.into(), reason, message.into())])
     }
 }
@@ -31,7 +35,10 @@ impl From<IdentityError> for tonic::Status {
                     Code::InvalidArgument,
                     DOMAIN,
                     "INVALID_ARGUMENT",
-                    format!("{} invalid field(s); see the field violations", violations.len()),
+                    format!(
+                        "{} invalid field(s); see the field violations",
+                        violations.len()
+                    ),
                 );
                 for (field, reason, message) in violations {
                     api = api.with_field_violation(field, reason, message);
@@ -52,7 +59,12 @@ impl From<IdentityError> for tonic::Status {
             ),
             IdentityError::Database(e) => {
                 if kg_runtime::db::is_unique_violation(&e) {
-                    ApiError::new(Code::Aborted, DOMAIN, "CONCURRENT_UPDATE", "a concurrent update won; retry")
+                    ApiError::new(
+                        Code::Aborted,
+                        DOMAIN,
+                        "CONCURRENT_UPDATE",
+                        "a concurrent update won; retry",
+                    )
                 } else {
                     ApiError::unavailable(DOMAIN, "database", &e)
                 }

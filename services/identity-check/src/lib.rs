@@ -36,7 +36,12 @@ pub struct Config {
 
     /// TEST ONLY: addresses (`ip/prefix`, comma-separated) the website check may reach even though
     /// they are private or loopback. Never set in production.
-    #[arg(long, env = "KG_WEBSITE_TEST_ALLOWLIST", value_delimiter = ',', hide = true)]
+    #[arg(
+        long,
+        env = "KG_WEBSITE_TEST_ALLOWLIST",
+        value_delimiter = ',',
+        hide = true
+    )]
     pub website_test_allowlist: Vec<String>,
 }
 

@@ -1,7 +1,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "koogallery-identity-check", version, about = "KooGallery identity-check service")]
+#[command(
+    name = "koogallery-identity-check",
+    version,
+    about = "KooGallery identity-check service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<kg_runtime::cli::Command>,
@@ -12,7 +16,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let Cli { command, config } = Cli::parse();
-    let _telemetry = kg_runtime::telemetry::init(kg_identity_check::SERVICE, config.common.log_format);
+    let _telemetry =
+        kg_runtime::telemetry::init(kg_identity_check::SERVICE, config.common.log_format);
     let common = config.common.clone();
     let for_migrate = config.clone();
     kg_runtime::cli::run_service(

@@ -24,7 +24,10 @@ pub struct Checked<E> {
 }
 
 impl MaterialsChecker {
-    pub fn registration_number(&self, entity: Option<&CompanyEntity>) -> Checked<RegistrationNumberEvidence> {
+    pub fn registration_number(
+        &self,
+        entity: Option<&CompanyEntity>,
+    ) -> Checked<RegistrationNumberEvidence> {
         let entity = entity.cloned().unwrap_or_default();
         let now = Some(timestamp(Utc::now()));
         match kg_checks::regnum::parse(&entity.country, &entity.registration_number) {
@@ -126,32 +129,41 @@ impl MaterialsChecker {
         if !profile.website_url.is_empty() || require_complete {
             let r = self.website(&profile.website_url).await;
             evidence.website = Some(r.evidence);
-            push(Material::Website, prefixed("profile.website_url", r.findings));
+            push(Material::Website, under("profile.website_url", r.findings));
         }
         if !profile.logo.is_empty() || require_complete {
             let r = self.logo(&profile.logo, &profile.logo_content_type, logo_file_name);
             evidence.logo = Some(r.evidence);
-            push(Material::Logo, prefixed("profile.logo", r.findings));
+            push(Material::Logo, under("profile.logo", r.findings));
         }
         if !profile.introduction.is_empty() || require_complete {
             let findings = kg_checks::contact::check_introduction(&profile.introduction);
-            push(Material::Introduction, prefixed("profile.introduction", findings));
+            push(
+                Material::Introduction,
+                under("profile.introduction", findings),
+            );
         }
         if profile.contact.is_some() || require_complete {
             push(Material::Contact, contact_findings(profile));
         }
         if !profile.customer_service_email.is_empty() || require_complete {
-            let f = kg_checks::contact::parse_email("profile.customer_service_email", &profile.customer_service_email)
-                .err()
-                .into_iter()
-                .collect();
+            let f = kg_checks::contact::parse_email(
+                "profile.customer_service_email",
+                &profile.customer_service_email,
+            )
+            .err()
+            .into_iter()
+            .collect();
             push(Material::CustomerServiceEmail, f);
         }
         if !profile.customer_service_phone.is_empty() || require_complete {
-            let f = kg_checks::contact::parse_phone("profile.customer_service_phone", &profile.customer_service_phone)
-                .err()
-                .into_iter()
-                .collect();
+            let f = kg_checks::contact::parse_phone(
+                "profile.customer_service_phone",
+                &profile.customer_service_phone,
+            )
+            .err()
+            .into_iter()
+            .collect();
             push(Material::CustomerServicePhone, f);
         }
 
@@ -194,19 +206,29 @@ fn overall(results: &[MaterialResult]) -> kg_proto::common::CheckOutcome {
     }
 }
 
-/// Puts findings under the request field they belong to (`profile.logo`), unless they already
-/// name a full path.
+/// Puts findings under the request field they belong to: a finding about `logo` inside the
+/// profile becomes `profile.logo`; one about `registration_number` becomes
+/// `entity.registration_number`.
 fn prefixed(prefix: &str, findings: Vec<Finding>) -> Vec<Finding> {
     findings
         .into_iter()
         .map(|mut f| {
-            if !f.field.starts_with(prefix) {
-                f.field = if f.field.is_empty() {
-                    prefix.to_string()
-                } else {
-                    format!("{prefix}.{}", f.field)
-                };
+            if f.field.is_empty() || prefix.ends_with(&f.field) {
+                f.field = prefix.to_string();
+            } else if !f.field.starts_with(prefix) {
+                f.field = format!("{prefix}.{}", f.field);
             }
+            f
+        })
+        .collect()
+}
+
+/// Files single-material findings under the one request field they are about.
+fn under(field: &str, findings: Vec<Finding>) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .map(|mut f| {
+            f.field = field.to_string();
             f
         })
         .collect()

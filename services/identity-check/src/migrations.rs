@@ -1,8 +1,8 @@
 //! identity-check's own tables.
 
 use kg_runtime::db::SqlMigration;
-use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm::DynIden;
+use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 pub struct Migrator;

@@ -7,12 +7,12 @@ use kg_proto::identity::*;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
+use crate::account_store;
 use crate::accounts::{self, MAX_IMPORT};
 use crate::convert::{finding, outcome, timestamp};
 use crate::eligibility;
 use crate::error::IdentityError;
 use crate::materials::MaterialsChecker;
-use crate::account_store;
 
 pub struct IdentityCheck {
     db: DatabaseConnection,
@@ -62,7 +62,8 @@ impl IdentityCheckService for IdentityCheck {
                 Ok(row) => row,
                 Err(IdentityError::Invalid(violations)) => {
                     response.failed_count += 1;
-                    let (field, reason, message) = violations.into_iter().next().unwrap_or_default();
+                    let (field, reason, message) =
+                        violations.into_iter().next().unwrap_or_default();
                     response.errors.push(ImportAccountError {
                         index: index as i32,
                         account_id: account.account_id.clone(),
@@ -73,7 +74,10 @@ impl IdentityCheckService for IdentityCheck {
                 }
                 Err(other) => return Err(other.into()),
             };
-            if account_store::upsert(&self.db, row).await.map_err(IdentityError::from)? {
+            if account_store::upsert(&self.db, row)
+                .await
+                .map_err(IdentityError::from)?
+            {
                 response.created_count += 1;
             } else {
                 response.updated_count += 1;
@@ -102,7 +106,9 @@ impl IdentityCheckService for IdentityCheck {
     ) -> Result<Response<CheckEligibilityResponse>, Status> {
         let id = request.into_inner().account_id;
         accounts::validate_id("account_id", &id)?;
-        let row = account_store::get(&self.db, &id).await.map_err(IdentityError::from)?;
+        let row = account_store::get(&self.db, &id)
+            .await
+            .map_err(IdentityError::from)?;
         let failures: Vec<_> = eligibility::failures(row.as_ref())
             .into_iter()
             .map(|(reason, message)| EligibilityFailure {
@@ -163,7 +169,10 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<CheckWebsiteRequest>,
     ) -> Result<Response<CheckWebsiteResponse>, Status> {
-        let checked = self.checker.website(&request.into_inner().website_url).await;
+        let checked = self
+            .checker
+            .website(&request.into_inner().website_url)
+            .await;
         Ok(Response::new(CheckWebsiteResponse {
             outcome: outcome(&checked.findings) as i32,
             findings: checked.findings.iter().map(finding).collect(),

@@ -49,7 +49,11 @@ pub enum RegistrationError {
 }
 
 impl RegistrationError {
-    pub fn field(field: impl Into<String>, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn field(
+        field: impl Into<String>,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Invalid(vec![FieldViolation {
             field: field.into(),
             reason: reason.into(),
@@ -67,7 +71,10 @@ impl From<RegistrationError> for tonic::Status {
                     Code::InvalidArgument,
                     DOMAIN,
                     "INVALID_ARGUMENT",
-                    format!("{} invalid field(s); see the field violations", violations.len()),
+                    format!(
+                        "{} invalid field(s); see the field violations",
+                        violations.len()
+                    ),
                 ),
                 violations,
             ),
@@ -78,7 +85,10 @@ impl From<RegistrationError> for tonic::Status {
                         Code::InvalidArgument,
                         DOMAIN,
                         "MATERIALS_CHECK_FAILED",
-                        format!("{} material check(s) failed; see the field violations", violations.len()),
+                        format!(
+                            "{} material check(s) failed; see the field violations",
+                            violations.len()
+                        ),
                     )
                     .with_metadata("finding_codes", codes.join(",")),
                     violations,
@@ -90,7 +100,10 @@ impl From<RegistrationError> for tonic::Status {
                     Code::FailedPrecondition,
                     DOMAIN,
                     "ACCOUNT_NOT_ELIGIBLE",
-                    format!("the account does not meet {} condition(s) to become a seller", violations.len()),
+                    format!(
+                        "the account does not meet {} condition(s) to become a seller",
+                        violations.len()
+                    ),
                 )
                 .with_metadata("ineligibility_reasons", codes.join(","));
                 api.preconditions = violations;
@@ -138,7 +151,14 @@ impl From<RegistrationError> for tonic::Status {
                 "LOCK_UNAVAILABLE",
                 "the registration lock is unavailable; nothing was written, retry later",
             )
-            .with_metadata("cause", if cause.is_empty() { "unknown" } else { "lock store" }),
+            .with_metadata(
+                "cause",
+                if cause.is_empty() {
+                    "unknown"
+                } else {
+                    "lock store"
+                },
+            ),
             E::DependencyUnavailable(service, status) => {
                 tracing::warn!(service, code = ?status.code(), "dependency call failed");
                 ApiError::new(

@@ -11,7 +11,9 @@ use crate::store::request;
 pub fn validate_request_id(id: &str) -> Result<(), RegistrationError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         return Ok(());
     }
@@ -35,7 +37,10 @@ pub async fn replay(
     rpc: &str,
     body_hash: &str,
 ) -> Result<Option<String>, RegistrationError> {
-    let Some(seen) = request::Entity::find_by_id(request_id.to_string()).one(db).await? else {
+    let Some(seen) = request::Entity::find_by_id(request_id.to_string())
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     if seen.rpc != rpc || seen.body_sha256 != body_hash {

@@ -50,6 +50,15 @@ pub struct Config {
     /// Deadline of each call to another service, in milliseconds.
     #[arg(long, env = "KG_CALL_TIMEOUT_MS", default_value_t = 15_000)]
     pub call_timeout_ms: u64,
+
+    /// How long an entity lock lives unless released, in milliseconds. Keep it longer than the
+    /// transaction it guards; the unique indexes still hold if it is not.
+    #[arg(long, env = "KG_LOCK_TTL_MS", default_value_t = 30_000)]
+    pub lock_ttl_ms: u64,
+
+    /// How long a submission waits for a contended entity lock before ABORTED, in milliseconds.
+    #[arg(long, env = "KG_LOCK_WAIT_MS", default_value_t = 2_000)]
+    pub lock_wait_ms: u64,
 }
 
 pub fn agreement() -> Agreement {
@@ -84,7 +93,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         timeout,
         None,
     )?);
-    let registration = Registration::new(db.clone(), lock.clone(), identity, agreement());
+    let mut registration = Registration::new(db.clone(), lock.clone(), identity, agreement());
+    registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
+    registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
 
     let service =
         RegistrationServiceServer::new(registration).max_decoding_message_size(MAX_MESSAGE_BYTES);

@@ -42,15 +42,23 @@ impl Registration {
         Ok(view::application(&row))
     }
 
-    pub async fn list(&self, req: ListApplicationsRequest) -> Result<ListApplicationsResponse, RegistrationError> {
+    pub async fn list(
+        &self,
+        req: ListApplicationsRequest,
+    ) -> Result<ListApplicationsResponse, RegistrationError> {
         if req.page_size < 0 {
-            return Err(RegistrationError::field("page_size", "PAGE_SIZE_INVALID", "page_size must not be negative"));
+            return Err(RegistrationError::field(
+                "page_size",
+                "PAGE_SIZE_INVALID",
+                "page_size must not be negative",
+            ));
         }
         let size = match req.page_size as u64 {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
-        let mut query = application::Entity::find().order_by_asc(application::Column::ApplicationId);
+        let mut query =
+            application::Entity::find().order_by_asc(application::Column::ApplicationId);
         if !req.page_token.is_empty() {
             let after = URL_SAFE_NO_PAD
                 .decode(&req.page_token)
@@ -65,20 +73,31 @@ impl Registration {
         }
         let mut states = Vec::new();
         for s in &req.states {
-            match ApplicationState::try_from(*s).ok().and_then(view::state_name) {
+            match ApplicationState::try_from(*s)
+                .ok()
+                .and_then(view::state_name)
+            {
                 Some(name) => states.push(name),
-                None => return Err(RegistrationError::field("states", "STATE_INVALID", "unknown application state")),
+                None => {
+                    return Err(RegistrationError::field(
+                        "states",
+                        "STATE_INVALID",
+                        "unknown application state",
+                    ));
+                }
             }
         }
         if !states.is_empty() {
             query = query.filter(application::Column::State.is_in(states));
         }
         if !req.country.is_empty() {
-            query = query.filter(application::Column::Country.eq(req.country.trim().to_uppercase()));
+            query =
+                query.filter(application::Column::Country.eq(req.country.trim().to_uppercase()));
         }
         if !req.registration_number.is_empty() {
             query = query.filter(
-                application::Column::RegistrationNumber.eq(kg_checks::regnum::normalize(&req.registration_number)),
+                application::Column::RegistrationNumber
+                    .eq(kg_checks::regnum::normalize(&req.registration_number)),
             );
         }
         let mut rows = query.limit(size + 1).all(&self.db).await?;
@@ -97,7 +116,10 @@ impl Registration {
     }
 
     /// Withdrawing frees the entity and the account: the row leaves the unique indexes.
-    pub async fn withdraw(&self, req: WithdrawApplicationRequest) -> Result<Application, RegistrationError> {
+    pub async fn withdraw(
+        &self,
+        req: WithdrawApplicationRequest,
+    ) -> Result<Application, RegistrationError> {
         const RPC: &str = "WithdrawApplication";
         idempotency::validate_request_id(&req.request_id)?;
         let hash = idempotency::body_hash(&req);
@@ -106,7 +128,11 @@ impl Registration {
         }
         let id = parse_application_name(&req.name)?;
         if req.reason.chars().count() > 1000 {
-            return Err(RegistrationError::field("reason", "REASON_TOO_LONG", "at most 1000 characters"));
+            return Err(RegistrationError::field(
+                "reason",
+                "REASON_TOO_LONG",
+                "at most 1000 characters",
+            ));
         }
         let txn = self.db.begin().await?;
         let row = application::Entity::find_by_id(id)
@@ -117,7 +143,9 @@ impl Registration {
             return Err(RegistrationError::InvalidState(row.state));
         }
         if !req.etag.is_empty() && req.etag != view::etag(row.update_time) {
-            return Err(RegistrationError::InvalidState("changed since it was read (etag mismatch)".into()));
+            return Err(RegistrationError::InvalidState(
+                "changed since it was read (etag mismatch)".into(),
+            ));
         }
         let now = Utc::now();
         let mut active = row.clone().into_active_model();

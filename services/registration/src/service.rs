@@ -24,8 +24,8 @@ pub struct Registration {
     pub(crate) identity: IdentityCheckServiceClient<OutboundChannel>,
     pub(crate) agreement: Agreement,
     /// Longer than the identity checks can take, so the lock outlives the work it guards.
-    pub(crate) lock_ttl: Duration,
-    pub(crate) lock_wait: Duration,
+    pub lock_ttl: Duration,
+    pub lock_wait: Duration,
 }
 
 impl Registration {
@@ -52,7 +52,8 @@ fn not_yet(rpc: &str) -> Status {
     ))
 }
 
-type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
+type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RegistrationService for Registration {
@@ -100,7 +101,10 @@ impl RegistrationService for Registration {
         Err(not_yet("ResubmitApplication"))
     }
 
-    async fn get_seller(&self, _: Request<GetSellerRequest>) -> Result<Response<GetSellerResponse>, Status> {
+    async fn get_seller(
+        &self,
+        _: Request<GetSellerRequest>,
+    ) -> Result<Response<GetSellerResponse>, Status> {
         Err(not_yet("GetSeller"))
     }
 
@@ -146,7 +150,10 @@ impl RegistrationService for Registration {
         Err(not_yet("WithdrawModificationRequest"))
     }
 
-    async fn exit_seller(&self, _: Request<ExitSellerRequest>) -> Result<Response<ExitSellerResponse>, Status> {
+    async fn exit_seller(
+        &self,
+        _: Request<ExitSellerRequest>,
+    ) -> Result<Response<ExitSellerResponse>, Status> {
         Err(not_yet("ExitSeller"))
     }
 

@@ -27,10 +27,15 @@ struct Draft {
 }
 
 impl Registration {
-    pub async fn submit(&self, req: SubmitApplicationRequest) -> Result<Application, RegistrationError> {
+    pub async fn submit(
+        &self,
+        req: SubmitApplicationRequest,
+    ) -> Result<Application, RegistrationError> {
         idempotency::validate_request_id(&req.request_id)?;
         let body_hash = idempotency::body_hash(&req);
-        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &body_hash).await? {
+        if let Some(resource) =
+            idempotency::replay(&self.db, &req.request_id, RPC, &body_hash).await?
+        {
             return self.application_by_name(&resource).await;
         }
 
@@ -126,7 +131,11 @@ impl Registration {
             decide_time: None,
         };
 
-        let guard = match self.lock.acquire(&entity_key, self.lock_ttl, self.lock_wait).await {
+        let guard = match self
+            .lock
+            .acquire(&entity_key, self.lock_ttl, self.lock_wait)
+            .await
+        {
             Ok(Some(guard)) => guard,
             Ok(None) => return Err(RegistrationError::EntityBusy),
             Err(e) => return Err(RegistrationError::LockUnavailable(e.to_string())),
@@ -134,8 +143,12 @@ impl Registration {
         let result = self.insert(row, &req.request_id, &body_hash).await;
         match self.lock.release(guard).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(%entity_key, "entity lock expired before release; the unique index held the line"),
-            Err(e) => tracing::warn!(%entity_key, error = %e, "entity lock release failed; it expires by TTL"),
+            Ok(false) => {
+                tracing::warn!(%entity_key, "entity lock expired before release; the unique index held the line")
+            }
+            Err(e) => {
+                tracing::warn!(%entity_key, error = %e, "entity lock release failed; it expires by TTL")
+            }
         }
         result
     }
@@ -154,25 +167,42 @@ impl Registration {
         }
         let app = req.application.unwrap_or_default();
         if !app.account_id.is_empty() && app.account_id != req.account_id {
-            add("application.account_id", "ACCOUNT_MISMATCH", "differs from account_id".into());
+            add(
+                "application.account_id",
+                "ACCOUNT_MISMATCH",
+                "differs from account_id".into(),
+            );
         }
         let entity = app.entity.unwrap_or_default();
         let parsed = match kg_checks::regnum::parse(&entity.country, &entity.registration_number) {
             Ok(n) => Some(n),
             Err(findings) => {
                 for f in findings {
-                    add(&format!("application.entity.{}", f.field).replace("entity.entity", "entity"), f.code, f.message);
+                    add(
+                        &format!("application.entity.{}", f.field)
+                            .replace("entity.entity", "entity"),
+                        f.code,
+                        f.message,
+                    );
                 }
                 None
             }
         };
         let profile = app.profile.unwrap_or_default();
         if profile.logo.len() > kg_checks::logo::LogoPolicy::default().max_bytes {
-            add("application.profile.logo", "LOGO_TOO_LARGE", "the logo is larger than 5 MB".into());
+            add(
+                "application.profile.logo",
+                "LOGO_TOO_LARGE",
+                "the logo is larger than 5 MB".into(),
+            );
         }
         let agreement = match app.agreement {
             None => {
-                add("application.agreement", "AGREEMENT_NOT_ACCEPTED", "the seller agreement must be accepted".into());
+                add(
+                    "application.agreement",
+                    "AGREEMENT_NOT_ACCEPTED",
+                    "the seller agreement must be accepted".into(),
+                );
                 AgreementAcceptance::default()
             }
             Some(a) => {
@@ -180,9 +210,15 @@ impl Registration {
                     add(
                         "application.agreement.agreement_version",
                         "AGREEMENT_VERSION_UNKNOWN",
-                        format!("the current agreement version is {}", self.agreement.version),
+                        format!(
+                            "the current agreement version is {}",
+                            self.agreement.version
+                        ),
                     );
-                } else if !a.text_sha256.eq_ignore_ascii_case(&self.agreement.text_sha256) {
+                } else if !a
+                    .text_sha256
+                    .eq_ignore_ascii_case(&self.agreement.text_sha256)
+                {
                     add(
                         "application.agreement.text_sha256",
                         "AGREEMENT_TEXT_MISMATCH",
@@ -205,7 +241,10 @@ impl Registration {
     }
 
     /// The seventh condition: the account is not a seller, not applying and not barred.
-    async fn account_standing(&self, account_id: &str) -> Result<Vec<PreconditionViolation>, RegistrationError> {
+    async fn account_standing(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<PreconditionViolation>, RegistrationError> {
         let subject = format!("accounts/{account_id}");
         let mut out = Vec::new();
         if let Some(s) = seller::Entity::find()
@@ -214,11 +253,21 @@ impl Registration {
             .await?
         {
             let (kind, description) = if s.state == state::SELLER_EXITED {
-                ("ACCOUNT_BARRED", "this account exited the marketplace and can never register again")
+                (
+                    "ACCOUNT_BARRED",
+                    "this account exited the marketplace and can never register again",
+                )
             } else {
-                ("ACCOUNT_ALREADY_SELLER", "this account is already a seller; change its information instead")
+                (
+                    "ACCOUNT_ALREADY_SELLER",
+                    "this account is already a seller; change its information instead",
+                )
             };
-            out.push(PreconditionViolation { kind: kind.into(), subject, description: description.into() });
+            out.push(PreconditionViolation {
+                kind: kind.into(),
+                subject,
+                description: description.into(),
+            });
             return Ok(out);
         }
         let open = application::Entity::find()
@@ -308,7 +357,10 @@ impl Registration {
 
     /// A unique index fired: say which rule, reading outside the failed transaction.
     async fn classify_conflict(&self, entity_key: &str, request_id: &str) -> RegistrationError {
-        if let Ok(Some(_)) = request::Entity::find_by_id(request_id.to_string()).one(&self.db).await {
+        if let Ok(Some(_)) = request::Entity::find_by_id(request_id.to_string())
+            .one(&self.db)
+            .await
+        {
             return RegistrationError::EntityBusy;
         }
         match Self::entity_rule(&self.db, entity_key).await {

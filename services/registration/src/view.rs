@@ -1,7 +1,9 @@
 //! Stored rows as wire messages, and small parsers shared by the handlers.
 
 use chrono::{DateTime, Utc};
-use kg_proto::common::{AgreementAcceptance, CheckEvidence, CompanyEntity, ReviewFeedback, SellerProfile};
+use kg_proto::common::{
+    AgreementAcceptance, CheckEvidence, CompanyEntity, ReviewFeedback, SellerProfile,
+};
 use kg_proto::registration::{Application, ApplicationState};
 use prost::Message;
 
@@ -17,7 +19,9 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 pub fn validate_account_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -72,12 +76,20 @@ pub fn application(row: &application::Model) -> Application {
         state: application_state(&row.state) as i32,
         evidence: decode::<CheckEvidence>(row.evidence.as_deref()),
         rejection: if is_rejected { feedback.clone() } else { None },
-        changes_requested: if row.state == state::CHANGES_REQUESTED { feedback } else { None },
+        changes_requested: if row.state == state::CHANGES_REQUESTED {
+            feedback
+        } else {
+            None
+        },
         review_deadline: None,
         create_time: Some(timestamp(row.create_time)),
         update_time: Some(timestamp(row.update_time)),
         decide_time: row.decide_time.map(timestamp),
-        seller: row.seller_id.as_ref().map(|id| format!("sellers/{id}")).unwrap_or_default(),
+        seller: row
+            .seller_id
+            .as_ref()
+            .map(|id| format!("sellers/{id}"))
+            .unwrap_or_default(),
         etag: etag(row.update_time),
         withdraw_reason: row.withdraw_reason.clone().unwrap_or_default(),
         resubmit_time: None,

@@ -1,7 +1,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "koogallery-review", version, about = "KooGallery review service")]
+#[command(
+    name = "koogallery-review",
+    version,
+    about = "KooGallery review service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<kg_runtime::cli::Command>,

@@ -30,7 +30,9 @@ where
     RF: Future<Output = anyhow::Result<()>>,
 {
     let result = match command.unwrap_or(Command::Serve) {
-        Command::Migrate => migrate().await.map(|()| tracing::info!("migrations applied")),
+        Command::Migrate => migrate()
+            .await
+            .map(|()| tracing::info!("migrations applied")),
         Command::Serve => {
             let addr = common.listen_addr_or(default_port);
             match TcpListener::bind(addr).await {

@@ -24,7 +24,10 @@ impl OutboundInterceptor {
 }
 
 impl Interceptor for OutboundInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         inject(request.metadata_mut(), self.authorization.as_ref());
         Ok(request)
     }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
+};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
 /// Connects with a pool sized for a small service. A SQLite file's folder is created first.
@@ -98,7 +100,10 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_found() {
-        assert_eq!(sqlite_path("sqlite://data/reg.db?mode=rwc"), Some("data/reg.db"));
+        assert_eq!(
+            sqlite_path("sqlite://data/reg.db?mode=rwc"),
+            Some("data/reg.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x@y/z"), None);
     }

@@ -176,7 +176,10 @@ impl DecodedError {
     }
 
     pub fn precondition_kinds(&self) -> Vec<String> {
-        self.preconditions.iter().map(|(t, _, _)| t.clone()).collect()
+        self.preconditions
+            .iter()
+            .map(|(t, _, _)| t.clone())
+            .collect()
     }
 }
 
@@ -192,20 +195,31 @@ mod tests {
             "INVALID_APPLICATION",
             "the application has 1 invalid field",
         )
-        .with_field_violation("entity.registration_number", "REGISTRATION_NUMBER_LENGTH", "18 characters expected")
+        .with_field_violation(
+            "entity.registration_number",
+            "REGISTRATION_NUMBER_LENGTH",
+            "18 characters expected",
+        )
         .with_precondition("NOT_ENTERPRISE_VERIFIED", "accounts/a1", "verify first");
         let status: Status = err.into();
         assert_eq!(status.code(), Code::InvalidArgument);
         let decoded = DecodedError::from_status(&status);
         assert_eq!(decoded.reason.as_deref(), Some("INVALID_APPLICATION"));
-        assert_eq!(decoded.domain.as_deref(), Some("registration.koogallery.io"));
+        assert_eq!(
+            decoded.domain.as_deref(),
+            Some("registration.koogallery.io")
+        );
         assert_eq!(decoded.field_reasons(), vec!["REGISTRATION_NUMBER_LENGTH"]);
-        assert_eq!(decoded.precondition_kinds(), vec!["NOT_ENTERPRISE_VERIFIED"]);
+        assert_eq!(
+            decoded.precondition_kinds(),
+            vec!["NOT_ENTERPRISE_VERIFIED"]
+        );
     }
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let status: Status = ApiError::internal("x.koogallery.io", &"password=hunter2 at db.rs:12").into();
+        let status: Status =
+            ApiError::internal("x.koogallery.io", &"password=hunter2 at db.rs:12").into();
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
     }

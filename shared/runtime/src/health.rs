@@ -62,7 +62,10 @@ pub async fn watch(
         for probe in &probes {
             if !probe.check().await {
                 if last != Some(false) {
-                    tracing::warn!(dependency = probe.name, "dependency not answering; NOT_SERVING");
+                    tracing::warn!(
+                        dependency = probe.name,
+                        "dependency not answering; NOT_SERVING"
+                    );
                 }
                 healthy = false;
                 break;

@@ -41,8 +41,8 @@ pub enum EntityLock {
 
 impl EntityLock {
     pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+        let client =
+            redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
         Ok(Self::Redis(Arc::new(RedisLock {
             client,
             conn: OnceCell::new(),
@@ -63,7 +63,11 @@ impl EntityLock {
     }
 
     /// Tries once; `Ok(None)` means another holder has it.
-    pub async fn try_acquire(&self, key: &str, ttl: Duration) -> Result<Option<LockGuard>, LockError> {
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
         let token = uuid::Uuid::new_v4().to_string();
         match self {
             Self::Redis(lock) => lock.try_acquire(key, token, ttl).await,
@@ -218,11 +222,22 @@ mod tests {
     #[tokio::test]
     async fn in_process_lock_excludes_and_expires() {
         let lock = EntityLock::in_process();
-        let first = lock.try_acquire("CN:X", Duration::from_millis(50)).await.unwrap();
+        let first = lock
+            .try_acquire("CN:X", Duration::from_millis(50))
+            .await
+            .unwrap();
         assert!(first.is_some());
-        assert!(lock.try_acquire("CN:X", Duration::from_secs(1)).await.unwrap().is_none());
+        assert!(
+            lock.try_acquire("CN:X", Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let second = lock.try_acquire("CN:X", Duration::from_secs(1)).await.unwrap();
+        let second = lock
+            .try_acquire("CN:X", Duration::from_secs(1))
+            .await
+            .unwrap();
         assert!(second.is_some());
         // The expired holder must not delete the new holder's lock.
         assert!(!lock.release(first.unwrap()).await.unwrap());

@@ -99,9 +99,7 @@ where
 
     let layer = metrics.layer();
     if let Some(metrics_addr) = metrics_addr {
-        let bound = metrics
-            .serve(metrics_addr, shutdown.clone().wait())
-            .await?;
+        let bound = metrics.serve(metrics_addr, shutdown.clone().wait()).await?;
         tracing::info!(service = name, %bound, "metrics on http://{bound}/metrics");
     }
 
@@ -113,10 +111,7 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.clone().wait(),
-        );
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().wait());
     tokio::pin!(server);
 
     let grace_over = async {

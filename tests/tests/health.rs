@@ -1,0 +1,119 @@
+//! Health tells the truth: NOT_SERVING while the database is down, SERVING once it is back;
+//! reflection lists the service on v1 and v1alpha.
+
+use std::time::Duration;
+
+use kg_tests::PostgresServer;
+use kg_tests::mesh::{Running, any_port, common};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+#[tokio::test]
+async fn a_service_is_not_serving_while_its_postgres_is_stopped_and_serving_after() {
+    let mut pg = PostgresServer::start().await.unwrap();
+    let url = pg.create_database("identity").await.unwrap();
+    let config = kg_identity_check::Config {
+        common: common(&url),
+        website_test_allowlist: Vec::new(),
+    };
+    let service = Running::start(any_port(), move |l, s| kg_identity_check::run(config, l, s))
+        .await
+        .unwrap();
+    assert_eq!(service.health().await.unwrap(), ServingStatus::Serving);
+    let named = kg_tests::mesh::health(
+        &service.url(),
+        "koogallery.identity.v1.IdentityCheckService",
+    )
+    .await
+    .unwrap();
+    assert_eq!(named, ServingStatus::Serving);
+
+    pg.stop().await.unwrap();
+    service
+        .wait_for(ServingStatus::NotServing, Duration::from_secs(15))
+        .await
+        .expect("NOT_SERVING while PostgreSQL is stopped");
+
+    pg.restart().await.unwrap();
+    service
+        .wait_for(ServingStatus::Serving, Duration::from_secs(30))
+        .await
+        .expect("SERVING again once PostgreSQL is back");
+    service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn reflection_lists_the_service_on_v1_and_v1alpha() {
+    let db = kg_tests::mesh::fresh_db().await.unwrap();
+    let service = kg_tests::mesh::start_review(&db.url).await.unwrap();
+    let channel = service.channel().await.unwrap();
+
+    use tonic_reflection::pb::v1;
+    use tonic_reflection::pb::v1alpha;
+    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::once(v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no list of services");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"koogallery.review.v1.ReviewService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    let mut stream = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = stream.message().await.unwrap().unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        reply.message_response
+    else {
+        panic!("no list of services on v1alpha");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "koogallery.review.v1.ReviewService")
+    );
+    service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rpcs_of_later_issues_answer_unimplemented_with_a_clear_message() {
+    let db = kg_tests::mesh::fresh_db().await.unwrap();
+    let service = kg_tests::mesh::start_review(&db.url).await.unwrap();
+    let mut client = kg_proto::review::review_service_client::ReviewServiceClient::new(
+        service.channel().await.unwrap(),
+    );
+    let err = client
+        .list_review_tasks(kg_proto::review::ListReviewTasksRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(
+        err.message().contains("ReviewService.ListReviewTasks"),
+        "{}",
+        err.message()
+    );
+    service.stop().await.unwrap();
+}
