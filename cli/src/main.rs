@@ -1,5 +1,6 @@
 //! `koogallery`: run the whole mesh in one process, or talk to a running one.
 
+mod apply;
 mod status;
 mod up;
 
@@ -24,6 +25,17 @@ enum Command {
     Status(status::StatusArgs),
     /// Health of one service; exits non-zero unless it is SERVING.
     Health(status::HealthArgs),
+    /// Preflight and submit an application described in a YAML file.
+    Apply(apply::ApplyArgs),
+    /// Account directory operations.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Import (upsert) accounts from a YAML file.
+    Import(apply::ImportArgs),
 }
 
 #[tokio::main]
@@ -33,6 +45,8 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args).await,
         Command::Status(args) => status::status(args).await,
         Command::Health(args) => status::health(args).await,
+        Command::Apply(args) => apply::apply(args).await,
+        Command::Accounts(AccountsCommand::Import(args)) => apply::import(args).await,
     };
     match result {
         Ok(code) => code,

@@ -76,7 +76,7 @@ pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
+pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
     let url = if addr.contains("://") {
         addr.to_string()
     } else {
@@ -84,7 +84,7 @@ async fn channel(addr: &str) -> anyhow::Result<Channel> {
     };
     Ok(Endpoint::from_shared(url)?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(60))
         .connect()
         .await?)
 }
@@ -122,5 +122,27 @@ pub async fn list_services(channel: Channel) -> anyhow::Result<Vec<String>> {
             Ok(names)
         }
         _ => anyhow::bail!("unexpected reflection reply"),
+    }
+}
+
+/// An enum value's proto name without its prefix (`SUBMITTED`), or the raw number.
+pub fn enum_name<E: Copy, F>(value: i32, prefix: &str, parse: F) -> String
+where
+    F: Fn(i32) -> Result<E, prost::UnknownEnumValue>,
+    E: EnumName,
+{
+    match parse(value) {
+        Ok(e) => e.name().trim_start_matches(prefix).to_string(),
+        Err(_) => value.to_string(),
+    }
+}
+
+pub trait EnumName {
+    fn name(&self) -> &'static str;
+}
+
+impl EnumName for kg_proto::registration::ApplicationState {
+    fn name(&self) -> &'static str {
+        self.as_str_name()
     }
 }

@@ -26,6 +26,14 @@ pub struct UpArgs {
     redis_url: Option<String>,
     #[arg(long, env = "KG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// TEST ONLY: `ip/prefix` list the website check may reach despite the SSRF guard.
+    #[arg(
+        long,
+        env = "KG_WEBSITE_TEST_ALLOWLIST",
+        value_delimiter = ',',
+        hide = true
+    )]
+    website_test_allowlist: Vec<String>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -56,7 +64,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let identity = kg_identity_check::Config {
         common: common(0),
-        website_test_allowlist: Vec::new(),
+        website_test_allowlist: args.website_test_allowlist.clone(),
     };
     let registration = kg_registration::Config {
         common: common(1),
