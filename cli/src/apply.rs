@@ -14,6 +14,7 @@ use kg_proto::identity::{
 };
 use kg_proto::registration::registration_service_client::RegistrationServiceClient;
 use kg_proto::registration::{Application, SubmitApplicationRequest};
+use kg_runtime::auth::Role;
 use kg_runtime::error::DecodedError;
 use serde::Deserialize;
 
@@ -38,6 +39,8 @@ pub struct ApplyArgs {
     /// Idempotency key; a retry with the same key returns the first result. Default: new UUID.
     #[arg(long)]
     request_id: Option<String>,
+    #[command(flatten)]
+    secret: crate::token::SecretArgs,
 }
 
 #[derive(clap::Args)]
@@ -51,6 +54,17 @@ pub struct ImportArgs {
         default_value = "127.0.0.1:50051"
     )]
     identity_addr: String,
+    #[command(flatten)]
+    secret: crate::token::SecretArgs,
+}
+
+/// Attaches `authorization` when a signing secret is at hand (local mesh).
+pub fn authed<T>(message: T, bearer: &Option<String>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = bearer.as_ref().and_then(|b| b.parse().ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }
 
 #[derive(Deserialize)]
@@ -191,10 +205,13 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let reply = IdentityCheckServiceClient::new(channel(&args.identity_addr).await?)
-        .import_accounts(ImportAccountsRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            accounts,
-        })
+        .import_accounts(authed(
+            ImportAccountsRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                accounts,
+            },
+            &args.secret.bearer("koogallery-cli", Role::Operator),
+        ))
         .await?
         .into_inner();
     println!(
@@ -216,6 +233,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let file: ApplicationFile = read_yaml(&args.file)?;
+    let bearer = args.secret.bearer(&file.account_id, Role::Applicant);
     let base = args.file.parent().unwrap_or(Path::new("."));
     let logo_path = base.join(&file.profile.logo_file);
     let logo = std::fs::read(&logo_path)
@@ -249,13 +267,13 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 
     println!("Preflight ({}):", args.identity_addr);
     let preflight = IdentityCheckServiceClient::new(channel(&args.identity_addr).await?)
-        .check_materials(CheckMaterialsRequest {
+        .check_materials(authed(CheckMaterialsRequest {
             entity: Some(entity.clone()),
             profile: Some(profile.clone()),
             logo_file_name: logo_file_name.clone(),
             require_complete: true,
             account_id: file.account_id.clone(),
-        })
+        }, &bearer))
         .await?
         .into_inner();
     for result in &preflight.results {

@@ -1,7 +1,9 @@
 //! `koogallery`: run the whole mesh in one process, or talk to a running one.
 
 mod apply;
+mod review;
 mod status;
+mod token;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,12 @@ enum Command {
     Health(status::HealthArgs),
     /// Preflight and submit an application described in a YAML file.
     Apply(apply::ApplyArgs),
+    /// Reviewer verbs: list, claim, approve, reject, request-changes, reasons, audit.
+    Review(review::ReviewArgs),
+    /// Notification deliveries and their status.
+    Notifications(review::NotificationsArgs),
+    /// Mint a bearer token for the local mesh (development only).
+    Token(token::TokenArgs),
     /// Account directory operations.
     #[command(subcommand)]
     Accounts(AccountsCommand),
@@ -46,6 +54,9 @@ async fn main() -> std::process::ExitCode {
         Command::Status(args) => status::status(args).await,
         Command::Health(args) => status::health(args).await,
         Command::Apply(args) => apply::apply(args).await,
+        Command::Token(args) => token::token(args),
+        Command::Review(args) => review::review(args).await,
+        Command::Notifications(args) => review::notifications(args).await,
         Command::Accounts(AccountsCommand::Import(args)) => apply::import(args).await,
     };
     match result {

@@ -26,6 +26,10 @@ pub struct UpArgs {
     redis_url: Option<String>,
     #[arg(long, env = "KG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Secret that signs tokens. Default: a development secret generated once and kept in
+    /// `<data dir>/dev-jwt-secret`, which `koogallery token` and the client commands read.
+    #[arg(long, env = "KG_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
     /// TEST ONLY: `ip/prefix` list the website check may reach despite the SSRF guard.
     #[arg(
         long,
@@ -39,6 +43,10 @@ pub struct UpArgs {
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let _telemetry = kg_runtime::telemetry::init("koogallery", args.log_format);
     let shutdown = Shutdown::from_signals();
+    let jwt_secret = match &args.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => crate::token::dev_secret(&args.data_dir, true)?,
+    };
     let addr = |offset: u16| SocketAddr::new(args.bind, args.base_port + offset);
     let common = |offset: u16| CommonConfig {
         listen_addr: Some(addr(offset)),
@@ -47,6 +55,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir.clone(),
         log_format: args.log_format,
         shutdown_grace_secs: 25,
+        jwt_secret: Some(jwt_secret.clone()),
+        jwt_issuer: kg_runtime::auth::DEFAULT_ISSUER.to_string(),
+        jwt_audience: kg_runtime::auth::DEFAULT_AUDIENCE.to_string(),
+        jwt_jwks_file: None,
+        jwt_signing_key_file: None,
+        jwt_signing_kid: None,
+        service_token: None,
+        // the local mesh is plaintext on loopback
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+        tls_ca: None,
+        health_listen_addr: None,
+        rate_limit_per_sec: kg_runtime::config::DEFAULT_RATE_LIMIT_PER_SEC,
+        rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
+        request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
     };
     let url = |offset: u16| format!("http://{}", addr(offset));
 
@@ -73,9 +97,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         call_timeout_ms: 15_000,
         lock_ttl_ms: 30_000,
         lock_wait_ms: 2_000,
+        review_url: url(2),
+        notification_url: url(3),
+        outbox_max_backoff_ms: 30_000,
     };
-    let review = kg_review::Config { common: common(2) };
-    let notification = kg_notification::Config { common: common(3) };
+    // The calendar and the outbox settings come from KG_* variables (KG_CALENDAR_FILE, …)
+    let review = kg_review::Config::from_env(common(2), url(0), url(1))?;
+    // SMTP/SMS and the delivery settings come from KG_* variables (KG_SMTP_URL, KG_SMS_URL, …)
+    let notification = kg_notification::Config::from_env(common(3), url(0))?;
 
     if args.redis_url.is_none() {
         tracing::warn!(
@@ -83,6 +112,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("KooGallery mesh (data in {})", args.data_dir.display());
+    println!(
+        "  tokens: koogallery token --role applicant --subject <account id>   (development only)"
+    );
     for (name, offset) in [
         ("identity-check", 0),
         ("registration", 1),

@@ -65,6 +65,22 @@ pub fn common(database_url: &str) -> CommonConfig {
         data_dir: PathBuf::from("data"),
         log_format: LogFormat::Text,
         shutdown_grace_secs: 10,
+        jwt_secret: None,
+        jwt_issuer: kg_runtime::auth::DEFAULT_ISSUER.to_string(),
+        jwt_audience: kg_runtime::auth::DEFAULT_AUDIENCE.to_string(),
+        jwt_jwks_file: None,
+        jwt_signing_key_file: None,
+        jwt_signing_kid: None,
+        service_token: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+        tls_ca: None,
+        health_listen_addr: None,
+        // tests drive the services hard from one caller; tests/tests/security.rs turns it on
+        rate_limit_per_sec: 0.0,
+        rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
+        request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
     }
 }
 
@@ -193,19 +209,75 @@ pub fn registration_config(
         call_timeout_ms: 10_000,
         lock_ttl_ms: 30_000,
         lock_wait_ms: 2_000,
+        // Nothing listens on port 9 (discard): events wait in the outbox until a test wires
+        // the real services with `with_peers`.
+        review_url: "http://127.0.0.1:9".to_string(),
+        notification_url: "http://127.0.0.1:9".to_string(),
+        outbox_max_backoff_ms: 2_000,
     }
+}
+
+/// Points registration's outbox relay at running review and notification services.
+pub fn with_peers(mut config: kg_registration::Config, review_url: &str, notification_url: &str) -> kg_registration::Config {
+    config.review_url = review_url.to_string();
+    config.notification_url = notification_url.to_string();
+    config
 }
 
 pub async fn start_registration(config: kg_registration::Config) -> anyhow::Result<Running> {
     Running::start(any_port(), move |l, s| kg_registration::run(config, l, s)).await
 }
 
+/// review against `db`, delivering decisions to registration at `registration_url` and
+/// rerunning checks at identity-check `identity_url`, with the shipped China calendar, outbox
+/// retries at most 1 s apart and the gauges refreshed every 200 ms.
+pub fn review_config(db: &str, registration_url: &str, identity_url: &str) -> kg_review::Config {
+    kg_review::Config {
+        common: common(db),
+        registration_url: registration_url.to_string(),
+        identity_check_url: identity_url.to_string(),
+        call_timeout_ms: 10_000,
+        calendar_file: None,
+        outbox_max_backoff_ms: 1_000,
+        metrics_refresh_ms: 200,
+    }
+}
+
+/// review alone: nothing listens on port 9 (discard), so decisions wait in its outbox and
+/// RerunChecks answers UNAVAILABLE.
 pub async fn start_review(db: &str) -> anyhow::Result<Running> {
-    let config = kg_review::Config { common: common(db) };
+    start_review_with(review_config(db, "http://127.0.0.1:9", "http://127.0.0.1:9")).await
+}
+
+pub async fn start_review_with(config: kg_review::Config) -> anyhow::Result<Running> {
     Running::start(any_port(), move |l, s| kg_review::run(config, l, s)).await
 }
 
-pub async fn start_notification(db: &str) -> anyhow::Result<Running> {
-    let config = kg_notification::Config { common: common(db) };
+/// notification against `db`, reading accounts from identity-check at `identity_url`, with
+/// both channels disabled (set `smtp_url`/`sms_url`) and retries fast enough for tests
+/// (100 ms doubling to 1 s, 10 attempts, a new round every 50 ms).
+pub fn notification_config(db: &str, identity_url: &str) -> kg_notification::Config {
+    kg_notification::Config {
+        common: common(db),
+        identity_check_url: identity_url.to_string(),
+        call_timeout_ms: 10_000,
+        smtp_url: None,
+        smtp_from: kg_notification::DEFAULT_SMTP_FROM.to_string(),
+        smtp_timeout_ms: 5_000,
+        sms_url: None,
+        sms_token: None,
+        sms_timeout_ms: 5_000,
+        max_attempts: 10,
+        retry_base_ms: 100,
+        retry_max_ms: 1_000,
+        lease_ms: 15_000,
+        dispatch_interval_ms: 50,
+        dispatch_batch: 64,
+        dispatch_concurrency: 8,
+        timezone: "Asia/Shanghai".to_string(),
+    }
+}
+
+pub async fn start_notification(config: kg_notification::Config) -> anyhow::Result<Running> {
     Running::start(any_port(), move |l, s| kg_notification::run(config, l, s)).await
 }

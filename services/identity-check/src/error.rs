@@ -13,6 +13,8 @@ pub enum IdentityError {
     AccountNotFound(String),
     #[error("too many accounts in one import ({0}; at most {1})")]
     ImportTooLarge(usize, usize),
+    #[error("the caller does not own this account")]
+    NotOwner,
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -56,6 +58,12 @@ impl From<IdentityError> for tonic::Status {
                 DOMAIN,
                 "IMPORT_TOO_LARGE",
                 format!("{n} accounts in one import; send at most {max} per call"),
+            ),
+            IdentityError::NotOwner => ApiError::new(
+                Code::PermissionDenied,
+                DOMAIN,
+                "NOT_ACCOUNT_OWNER",
+                "applicants check only their own account",
             ),
             IdentityError::Database(e) => {
                 if kg_runtime::db::is_unique_violation(&e) {

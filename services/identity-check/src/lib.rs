@@ -11,7 +11,6 @@ pub mod migrations;
 pub mod service;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use kg_checks::logo::LogoPolicy;
 use kg_checks::urlguard::UrlGuard;
@@ -71,9 +70,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     let service = IdentityCheckServiceServer::new(service::IdentityCheck::new(db.clone(), checker))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut options = ServeOptions::new(SERVICE, listener, shutdown);
-    options.metrics_addr = config.common.metrics_addr;
-    options.grace = Duration::from_secs(config.common.shutdown_grace_secs);
+    let mut options = ServeOptions::from_config(SERVICE, listener, shutdown, &config.common)?;
     options.probes.push(Probe::database(db));
     serve(options, service).await
 }

@@ -156,7 +156,8 @@ impl MaterialsChecker {
             .collect();
             push(Material::CustomerServiceEmail, f);
         }
-        if !profile.customer_service_phone.is_empty() || require_complete {
+        // Optional in the contract: checked only when given.
+        if !profile.customer_service_phone.is_empty() {
             let f = kg_checks::contact::parse_phone(
                 "profile.customer_service_phone",
                 &profile.customer_service_phone,

@@ -5,6 +5,7 @@ use chrono::Utc;
 use kg_proto::identity::identity_check_service_server::IdentityCheckService;
 use kg_proto::identity::*;
 use sea_orm::DatabaseConnection;
+use kg_runtime::auth::{Caller, Role};
 use tonic::{Request, Response, Status};
 
 use crate::account_store;
@@ -13,6 +14,24 @@ use crate::convert::{finding, outcome, timestamp};
 use crate::eligibility;
 use crate::error::IdentityError;
 use crate::materials::MaterialsChecker;
+
+/// The account directory holds personal data: every change is logged with who made it, the
+/// email and mobile masked (kg_runtime::redact).
+fn log_saved(caller: Option<&Caller>, row: &account_store::AccountRow, created: bool) {
+    tracing::info!(
+        caller = caller.map(|c| c.subject.as_str()).unwrap_or_default(),
+        account_id = %row.account_id,
+        email = %kg_runtime::redact::email(&row.email),
+        mobile = %kg_runtime::redact::mobile(row.mobile.as_deref().unwrap_or_default()),
+        created,
+        "account directory: account saved"
+    );
+}
+
+/// Applicants read only their own account; staff and services read all.
+fn may_read(caller: Option<&Caller>, account_id: &str) -> bool {
+    caller.is_none_or(|c| c.role != Role::Applicant || c.subject == account_id)
+}
 
 pub struct IdentityCheck {
     db: DatabaseConnection,
@@ -31,6 +50,7 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<UpsertAccountRequest>,
     ) -> Result<Response<UpsertAccountResponse>, Status> {
+        let caller = Caller::of(&request).cloned();
         let account = request.into_inner().account.ok_or_else(|| {
             IdentityError::field("account", "FIELD_REQUIRED", "account is required")
         })?;
@@ -38,6 +58,7 @@ impl IdentityCheckService for IdentityCheck {
         let created = account_store::upsert(&self.db, row.clone())
             .await
             .map_err(IdentityError::from)?;
+        log_saved(caller.as_ref(), &row, created);
         let stored = account_store::get(&self.db, &row.account_id)
             .await
             .map_err(IdentityError::from)?
@@ -52,6 +73,7 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<ImportAccountsRequest>,
     ) -> Result<Response<ImportAccountsResponse>, Status> {
+        let caller = Caller::of(&request).cloned();
         let request = request.into_inner();
         if request.accounts.len() > MAX_IMPORT {
             return Err(IdentityError::ImportTooLarge(request.accounts.len(), MAX_IMPORT).into());
@@ -74,10 +96,11 @@ impl IdentityCheckService for IdentityCheck {
                 }
                 Err(other) => return Err(other.into()),
             };
-            if account_store::upsert(&self.db, row)
+            let created = account_store::upsert(&self.db, row.clone())
                 .await
-                .map_err(IdentityError::from)?
-            {
+                .map_err(IdentityError::from)?;
+            log_saved(caller.as_ref(), &row, created);
+            if created {
                 response.created_count += 1;
             } else {
                 response.updated_count += 1;
@@ -90,7 +113,11 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<GetAccountRequest>,
     ) -> Result<Response<GetAccountResponse>, Status> {
+        let caller = Caller::of(&request).cloned();
         let id = accounts::parse_name(&request.into_inner().name)?;
+        if !may_read(caller.as_ref(), &id) {
+            return Err(IdentityError::AccountNotFound(id).into());
+        }
         let row = account_store::get(&self.db, &id)
             .await
             .map_err(IdentityError::from)?
@@ -104,8 +131,12 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<CheckEligibilityRequest>,
     ) -> Result<Response<CheckEligibilityResponse>, Status> {
+        let caller = Caller::of(&request).cloned();
         let id = request.into_inner().account_id;
         accounts::validate_id("account_id", &id)?;
+        if !may_read(caller.as_ref(), &id) {
+            return Err(IdentityError::NotOwner.into());
+        }
         let row = account_store::get(&self.db, &id)
             .await
             .map_err(IdentityError::from)?;

@@ -1,4 +1,15 @@
-//! notification's own tables.
+//! notification's own table: one row per delivery (one event on one channel).
+//!
+//! * `(event_id, channel)` is unique: the fence that makes SendNotification idempotent, also
+//!   when two replicas receive the same event at once.
+//! * `recipient` holds the full address (needed to send); `recipient_masked` is what RPCs and
+//!   logs show.
+//! * `title`/`body` are rendered when the delivery is created, so a template change or a restart
+//!   never changes what an already accepted event says.
+//! * `lease_until`/`lease_owner`: the claim of a dispatcher (see `dispatcher.rs`); a lease that
+//!   ran out (its replica died mid-send) may be claimed again.
+//! * `request_sha256`: hash of the SendNotification body, to refuse an event id reused with a
+//!   different body (IDEMPOTENCY_KEY_REUSED).
 
 use kg_runtime::db::SqlMigration;
 use sea_orm::DynIden;
@@ -13,20 +24,39 @@ impl MigratorTrait for Migrator {
             name: "m0001_notification",
             sql: r#"
 CREATE TABLE notification_deliveries (
-    delivery_id     VARCHAR(36) PRIMARY KEY,
-    event_id        VARCHAR(64) NOT NULL,
-    channel         VARCHAR(8) NOT NULL,
-    account_id      VARCHAR(64) NOT NULL,
-    recipient       VARCHAR(254) NOT NULL,
-    template        VARCHAR(64) NOT NULL,
-    status          VARCHAR(16) NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    next_attempt_time {ts},
-    sent_time       {ts},
-    create_time     {ts} NOT NULL,
-    UNIQUE (event_id, channel)
-)
+    delivery_id         VARCHAR(36) PRIMARY KEY,
+    event_id            VARCHAR(64) NOT NULL,
+    channel             VARCHAR(8) NOT NULL,
+    account_id          VARCHAR(64) NOT NULL,
+    event_type          VARCHAR(48) NOT NULL,
+    subject             VARCHAR(256) NOT NULL,
+    request_sha256      VARCHAR(64) NOT NULL,
+    recipient           VARCHAR(320) NOT NULL,
+    recipient_masked    VARCHAR(320) NOT NULL,
+    template            VARCHAR(64) NOT NULL,
+    locale              VARCHAR(8) NOT NULL,
+    title               TEXT NOT NULL,
+    body                TEXT NOT NULL,
+    status              VARCHAR(16) NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    last_error_code     VARCHAR(32),
+    next_attempt_time   {ts} NOT NULL,
+    lease_until         {ts},
+    lease_owner         VARCHAR(36),
+    sent_time           {ts},
+    provider_message_id VARCHAR(256),
+    create_time         {ts} NOT NULL,
+    update_time         {ts} NOT NULL
+);
+CREATE UNIQUE INDEX notification_deliveries_event_channel
+    ON notification_deliveries (event_id, channel);
+CREATE INDEX notification_deliveries_due
+    ON notification_deliveries (status, next_attempt_time);
+CREATE INDEX notification_deliveries_by_account
+    ON notification_deliveries (account_id, delivery_id);
+CREATE INDEX notification_deliveries_by_subject
+    ON notification_deliveries (subject, delivery_id)
 "#,
         })]
     }

@@ -1,47 +1,80 @@
-//! The NotificationService trait implementation.
+//! The NotificationService trait implementation: each RPC delegates to the module named after
+//! the work (`send.rs`, `queries.rs`).
 
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::notification::notification_service_server::NotificationService;
 use kg_proto::notification::*;
+use kg_runtime::auth::{Caller, Role};
+use kg_runtime::client::OutboundChannel;
 use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 pub struct Notification {
-    #[allow(dead_code)] // read by the handlers the review-workflow issue adds
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) identity: IdentityCheckServiceClient<OutboundChannel>,
+    /// Time zone deadlines are shown in.
+    pub(crate) tz: Tz,
+    /// Wakes the dispatcher when deliveries were stored.
+    pub(crate) wake: Arc<Notify>,
 }
 
 impl Notification {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(
+        db: DatabaseConnection,
+        identity: IdentityCheckServiceClient<OutboundChannel>,
+        tz: Tz,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            db,
+            identity,
+            tz,
+            wake,
+        }
     }
-}
-
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "NotificationService.{rpc} is not implemented yet; see the project's open issues"
-    ))
 }
 
 #[tonic::async_trait]
 impl NotificationService for Notification {
     async fn send_notification(
         &self,
-        _: Request<SendNotificationRequest>,
+        request: Request<SendNotificationRequest>,
     ) -> Result<Response<SendNotificationResponse>, Status> {
-        Err(not_yet("SendNotification"))
+        Ok(Response::new(self.send(request.into_inner()).await?))
     }
 
     async fn get_notification(
         &self,
-        _: Request<GetNotificationRequest>,
+        request: Request<GetNotificationRequest>,
     ) -> Result<Response<GetNotificationResponse>, Status> {
-        Err(not_yet("GetNotification"))
+        let applicant = applicant_of(&request);
+        let notification = self
+            .notification_by_name(&request.into_inner().name, applicant.as_deref())
+            .await?;
+        Ok(Response::new(GetNotificationResponse {
+            notification: Some(notification),
+        }))
     }
 
     async fn list_notifications(
         &self,
-        _: Request<ListNotificationsRequest>,
+        request: Request<ListNotificationsRequest>,
     ) -> Result<Response<ListNotificationsResponse>, Status> {
-        Err(not_yet("ListNotifications"))
+        let applicant = applicant_of(&request);
+        Ok(Response::new(
+            self.list(request.into_inner(), applicant.as_deref())
+                .await?,
+        ))
     }
+}
+
+/// The account of an applicant caller; `None` for staff and services (they read everything).
+fn applicant_of<T>(request: &Request<T>) -> Option<String> {
+    Caller::of(request)
+        .filter(|c| c.role == Role::Applicant)
+        .map(|c| c.subject.clone())
 }

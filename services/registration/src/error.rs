@@ -40,10 +40,14 @@ pub enum RegistrationError {
     DependencyUnavailable(&'static str, tonic::Status),
     #[error("application {0} not found")]
     ApplicationNotFound(String),
+    #[error("seller {0} not found")]
+    SellerNotFound(String),
     #[error("application is {0}")]
     InvalidState(String),
     #[error("invalid page token")]
     InvalidPageToken,
+    #[error("the caller does not own this account")]
+    NotOwner,
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -175,6 +179,12 @@ impl From<RegistrationError> for tonic::Status {
                 "APPLICATION_NOT_FOUND",
                 format!("{name} does not exist"),
             ),
+            E::SellerNotFound(name) => ApiError::new(
+                Code::NotFound,
+                DOMAIN,
+                "SELLER_NOT_FOUND",
+                format!("{name} does not exist"),
+            ),
             E::InvalidState(state) => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
@@ -187,6 +197,12 @@ impl From<RegistrationError> for tonic::Status {
                 DOMAIN,
                 "INVALID_PAGE_TOKEN",
                 "page_token is not one this service returned",
+            ),
+            E::NotOwner => ApiError::new(
+                Code::PermissionDenied,
+                DOMAIN,
+                "NOT_ACCOUNT_OWNER",
+                "applicants act only for their own account",
             ),
             E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
         };

@@ -1,10 +1,13 @@
 //! registration: applications, sellers and the guarantee that one company entity registers once.
 
+pub mod decision;
 pub mod error;
 pub mod idempotency;
 pub mod migrations;
 pub mod outbox;
 pub mod queries;
+pub mod relay;
+pub mod sellers;
 pub mod service;
 pub mod store;
 pub mod submit;
@@ -12,7 +15,12 @@ pub mod view;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
+use kg_proto::notification::notification_service_client::NotificationServiceClient;
+use kg_proto::review::review_service_client::ReviewServiceClient;
+use kg_runtime::outbox::Relay;
 use kg_proto::registration::registration_service_server::RegistrationServiceServer;
 use kg_runtime::config::{CommonConfig, ports};
 use kg_runtime::health::Probe;
@@ -46,6 +54,18 @@ pub struct Config {
     /// identity-check's gRPC URL.
     #[arg(long, env = "KG_IDENTITY_CHECK_URL", default_value_t = format!("http://127.0.0.1:{}", ports::IDENTITY_CHECK))]
     pub identity_check_url: String,
+
+    /// review's gRPC URL (the outbox relay creates review tasks there).
+    #[arg(long, env = "KG_REVIEW_URL", default_value_t = format!("http://127.0.0.1:{}", ports::REVIEW))]
+    pub review_url: String,
+
+    /// notification's gRPC URL (the outbox relay sends applicant notifications there).
+    #[arg(long, env = "KG_NOTIFICATION_URL", default_value_t = format!("http://127.0.0.1:{}", ports::NOTIFICATION))]
+    pub notification_url: String,
+
+    /// Longest wait between two delivery attempts of one outbox event, in milliseconds.
+    #[arg(long, env = "KG_OUTBOX_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    pub outbox_max_backoff_ms: u64,
 
     /// Deadline of each call to another service, in milliseconds.
     #[arg(long, env = "KG_CALL_TIMEOUT_MS", default_value_t = 15_000)]
@@ -88,20 +108,26 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         }
     };
     let timeout = Duration::from_millis(config.call_timeout_ms);
-    let identity = IdentityCheckServiceClient::new(kg_runtime::client::outbound(
-        &config.identity_check_url,
-        timeout,
-        None,
-    )?);
-    let mut registration = Registration::new(db.clone(), lock.clone(), identity, agreement());
+    let mut options = ServeOptions::from_config(SERVICE, listener, shutdown.clone(), &config.common)?;
+    let auth = options.auth.clone();
+    // every outbound call: deadline, TLS for https peers, a service token
+    let outbound = |url: &str| config.common.outbound(url, timeout, auth.as_ref(), SERVICE);
+    let identity = IdentityCheckServiceClient::new(outbound(&config.identity_check_url)?);
+    let deliverer = relay::Deliverer {
+        db: db.clone(),
+        review: ReviewServiceClient::new(outbound(&config.review_url)?),
+        notification: NotificationServiceClient::new(outbound(&config.notification_url)?),
+    };
+    let mut outbox_relay = Relay::new(db.clone(), migrations::OUTBOX, Arc::new(deliverer));
+    outbox_relay.backoff.max = Duration::from_millis(config.outbox_max_backoff_ms);
+    let mut registration =
+        Registration::new(db.clone(), lock.clone(), identity, agreement(), outbox_relay.notifier());
+    tokio::spawn(outbox_relay.run(shutdown.clone()));
     registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
 
     let service =
         RegistrationServiceServer::new(registration).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut options = ServeOptions::new(SERVICE, listener, shutdown);
-    options.metrics_addr = config.common.metrics_addr;
-    options.grace = Duration::from_secs(config.common.shutdown_grace_secs);
     options.probes.push(Probe::database(db));
     if matches!(lock, EntityLock::Redis(_)) {
         options.probes.push(Probe::lock(lock));

@@ -11,11 +11,15 @@ use sea_orm::DynIden;
 use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
+pub const OUTBOX: &str = "registration_outbox";
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(SqlMigration {
+        let outbox: &'static str = Box::leak(kg_runtime::outbox::table_sql(OUTBOX).into_boxed_str());
+        vec![
+            Box::new(SqlMigration {
             name: "m0001_applications",
             sql: r#"
 CREATE TABLE registration_applications (
@@ -35,7 +39,9 @@ CREATE TABLE registration_applications (
     seller_id           VARCHAR(36),
     create_time         {ts} NOT NULL,
     update_time         {ts} NOT NULL,
-    decide_time         {ts}
+    decide_time         {ts},
+    review_deadline     {ts},
+    review_task         VARCHAR(64)
 );
 CREATE UNIQUE INDEX registration_applications_entity_once
     ON registration_applications (entity_key)
@@ -64,20 +70,14 @@ CREATE TABLE registration_requests (
     body_sha256         VARCHAR(64) NOT NULL,
     resource            VARCHAR(128) NOT NULL,
     create_time         {ts} NOT NULL
-);
-CREATE TABLE registration_outbox (
-    seq                 {bigserial},
-    event_id            VARCHAR(36) NOT NULL UNIQUE,
-    event_type          VARCHAR(48) NOT NULL,
-    account_id          VARCHAR(64) NOT NULL,
-    subject             VARCHAR(128) NOT NULL,
-    payload             {json} NOT NULL,
-    create_time         {ts} NOT NULL,
-    delivered_time      {ts},
-    attempts            INTEGER NOT NULL DEFAULT 0
 )
 "#,
-        })]
+            }),
+            Box::new(SqlMigration {
+                name: "m0002_outbox",
+                sql: outbox,
+            }),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

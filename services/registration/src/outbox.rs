@@ -1,30 +1,35 @@
-//! The outbox: events written in the same transaction as the state change they announce. A relay
-//! (the review-workflow issue) delivers them to review and notification; WatchEvents will read them.
+//! registration's outbox events: each state change writes, in its own transaction, one event per
+//! destination that must hear of it. The relay (relay.rs) delivers them.
 
-use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, NotSet, Set};
+use kg_runtime::outbox::{NewEvent, append};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::store::outbox;
+use crate::migrations::OUTBOX;
 
-pub async fn append<C: ConnectionTrait>(
+pub const REVIEW: &str = "review";
+pub const NOTIFICATION: &str = "notification";
+
+/// Writes `event_type` about `subject` for each destination.
+pub async fn announce<C: ConnectionTrait>(
     db: &C,
     event_type: &str,
     account_id: &str,
     subject: &str,
-) -> Result<String, DbErr> {
-    let event_id = uuid::Uuid::now_v7().to_string();
-    outbox::ActiveModel {
-        seq: NotSet,
-        event_id: Set(event_id.clone()),
-        event_type: Set(event_type.to_string()),
-        account_id: Set(account_id.to_string()),
-        subject: Set(subject.to_string()),
-        payload: Set(serde_json::json!({})),
-        create_time: Set(Utc::now()),
-        delivered_time: Set(None),
-        attempts: Set(0),
+    destinations: &[&str],
+) -> Result<(), DbErr> {
+    for destination in destinations {
+        append(
+            db,
+            OUTBOX,
+            NewEvent {
+                destination,
+                event_type,
+                account_id,
+                subject,
+                payload: serde_json::json!({}),
+            },
+        )
+        .await?;
     }
-    .insert(db)
-    .await?;
-    Ok(event_id)
+    Ok(())
 }

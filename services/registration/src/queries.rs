@@ -110,7 +110,17 @@ impl Registration {
             String::new()
         };
         Ok(ListApplicationsResponse {
-            applications: rows.iter().map(view::application).collect(),
+            // Lists leave the logo bytes out (logo_sha256 stays); GetApplication returns them.
+            applications: rows
+                .iter()
+                .map(|r| {
+                    let mut app = view::application(r);
+                    if let Some(p) = app.profile.as_mut() {
+                        p.logo.clear();
+                    }
+                    app
+                })
+                .collect(),
             next_page_token,
         })
     }
@@ -162,8 +172,16 @@ impl Registration {
         }
         .insert(&txn)
         .await?;
-        outbox::append(&txn, "APPLICATION_WITHDRAWN", &row.account_id, &req.name).await?;
+        outbox::announce(
+            &txn,
+            "APPLICATION_WITHDRAWN",
+            &row.account_id,
+            &req.name,
+            &[outbox::REVIEW, outbox::NOTIFICATION],
+        )
+        .await?;
         txn.commit().await?;
+        self.relay.notify_one();
         Ok(view::application(&updated))
     }
 }

@@ -1,15 +1,21 @@
 //! The RegistrationService trait implementation: each RPC delegates to the module named after it.
 
 use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use std::time::Duration;
 
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::registration::registration_service_server::RegistrationService;
 use kg_proto::registration::*;
+use kg_runtime::auth::{Caller, Role};
 use kg_runtime::client::OutboundChannel;
 use kg_runtime::lock::EntityLock;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
+
+use crate::error::RegistrationError;
 
 /// The agreement version applicants must accept, and the SHA-256 of its text.
 #[derive(Debug, Clone)]
@@ -22,6 +28,8 @@ pub struct Registration {
     pub(crate) db: DatabaseConnection,
     pub(crate) lock: EntityLock,
     pub(crate) identity: IdentityCheckServiceClient<OutboundChannel>,
+    /// Wakes the outbox relay after a commit.
+    pub(crate) relay: Arc<Notify>,
     pub(crate) agreement: Agreement,
     /// Longer than the identity checks can take, so the lock outlives the work it guards.
     pub lock_ttl: Duration,
@@ -34,15 +42,35 @@ impl Registration {
         lock: EntityLock,
         identity: IdentityCheckServiceClient<OutboundChannel>,
         agreement: Agreement,
+        relay: Arc<Notify>,
     ) -> Self {
         Self {
             db,
             lock,
             identity,
+            relay,
             agreement,
             lock_ttl: Duration::from_secs(30),
             lock_wait: Duration::from_secs(2),
         }
+    }
+}
+
+/// The authenticated caller; the auth layer always sets one in front of this service.
+fn caller<T>(request: &Request<T>) -> Caller {
+    Caller::of(request)
+        .cloned()
+        .unwrap_or_else(kg_runtime::auth::development_caller)
+}
+
+trait Visibility {
+    fn may_see(&self, account_id: &str) -> bool;
+}
+
+impl Visibility for Caller {
+    /// Applicants see their own account's resources; staff and services see all.
+    fn may_see(&self, account_id: &str) -> bool {
+        self.role != Role::Applicant || self.subject == account_id
     }
 }
 
@@ -61,7 +89,17 @@ impl RegistrationService for Registration {
         &self,
         request: Request<SubmitApplicationRequest>,
     ) -> Result<Response<SubmitApplicationResponse>, Status> {
-        let application = self.submit(request.into_inner()).await?;
+        let caller = caller(&request);
+        let mut request = request.into_inner();
+        if caller.role == Role::Applicant {
+            // Applicants apply for their own account only.
+            if request.account_id.is_empty() {
+                request.account_id = caller.subject.clone();
+            } else if request.account_id != caller.subject {
+                return Err(RegistrationError::NotOwner.into());
+            }
+        }
+        let application = self.submit(request).await?;
         Ok(Response::new(SubmitApplicationResponse {
             application: Some(application),
         }))
@@ -71,7 +109,12 @@ impl RegistrationService for Registration {
         &self,
         request: Request<GetApplicationRequest>,
     ) -> Result<Response<GetApplicationResponse>, Status> {
-        let application = self.application_by_name(&request.into_inner().name).await?;
+        let caller = caller(&request);
+        let name = request.into_inner().name;
+        let application = self.application_by_name(&name).await?;
+        if !caller.may_see(&application.account_id) {
+            return Err(RegistrationError::ApplicationNotFound(name).into());
+        }
         Ok(Response::new(GetApplicationResponse {
             application: Some(application),
         }))
@@ -81,14 +124,30 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ListApplicationsRequest>,
     ) -> Result<Response<ListApplicationsResponse>, Status> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
+        let caller = caller(&request);
+        let mut request = request.into_inner();
+        if caller.role == Role::Applicant {
+            if !request.account_id.is_empty() && request.account_id != caller.subject {
+                return Err(RegistrationError::NotOwner.into());
+            }
+            request.account_id = caller.subject.clone();
+        }
+        Ok(Response::new(self.list(request).await?))
     }
 
     async fn withdraw_application(
         &self,
         request: Request<WithdrawApplicationRequest>,
     ) -> Result<Response<WithdrawApplicationResponse>, Status> {
-        let application = self.withdraw(request.into_inner()).await?;
+        let caller = caller(&request);
+        let request = request.into_inner();
+        if caller.role == Role::Applicant {
+            let current = self.application_by_name(&request.name).await?;
+            if !caller.may_see(&current.account_id) {
+                return Err(RegistrationError::ApplicationNotFound(request.name).into());
+            }
+        }
+        let application = self.withdraw(request).await?;
         Ok(Response::new(WithdrawApplicationResponse {
             application: Some(application),
         }))
@@ -110,9 +169,17 @@ impl RegistrationService for Registration {
 
     async fn list_sellers(
         &self,
-        _: Request<ListSellersRequest>,
+        request: Request<ListSellersRequest>,
     ) -> Result<Response<ListSellersResponse>, Status> {
-        Err(not_yet("ListSellers"))
+        let caller = caller(&request);
+        let mut request = request.into_inner();
+        if caller.role == Role::Applicant {
+            if !request.account_id.is_empty() && request.account_id != caller.subject {
+                return Err(RegistrationError::NotOwner.into());
+            }
+            request.account_id = caller.subject.clone();
+        }
+        Ok(Response::new(self.list_sellers(request).await?))
     }
 
     async fn update_seller_info(
@@ -159,9 +226,9 @@ impl RegistrationService for Registration {
 
     async fn apply_review_decision(
         &self,
-        _: Request<ApplyReviewDecisionRequest>,
+        request: Request<ApplyReviewDecisionRequest>,
     ) -> Result<Response<ApplyReviewDecisionResponse>, Status> {
-        Err(not_yet("ApplyReviewDecision"))
+        Ok(Response::new(self.apply_decision(request.into_inner()).await?))
     }
 
     type WatchEventsStream = EventStream;

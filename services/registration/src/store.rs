@@ -27,6 +27,8 @@ pub mod application {
         pub create_time: DateTime<Utc>,
         pub update_time: DateTime<Utc>,
         pub decide_time: Option<DateTime<Utc>>,
+        pub review_deadline: Option<DateTime<Utc>>,
+        pub review_task: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -74,30 +76,6 @@ pub mod request {
         pub body_sha256: String,
         pub resource: String,
         pub create_time: DateTime<Utc>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-pub mod outbox {
-    use super::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "registration_outbox")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub seq: i64,
-        pub event_id: String,
-        pub event_type: String,
-        pub account_id: String,
-        pub subject: String,
-        pub payload: Json,
-        pub create_time: DateTime<Utc>,
-        pub delivered_time: Option<DateTime<Utc>>,
-        pub attempts: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -129,6 +129,8 @@ impl Registration {
             create_time: now,
             update_time: now,
             decide_time: None,
+            review_deadline: None,
+            review_task: None,
         };
 
         let guard = match self
@@ -340,12 +342,22 @@ impl Registration {
             }
             .insert(&txn)
             .await?;
-            outbox::append(&txn, "APPLICATION_SUBMITTED", &account_id, &name).await?;
+            outbox::announce(
+                &txn,
+                "APPLICATION_SUBMITTED",
+                &account_id,
+                &name,
+                &[outbox::REVIEW, outbox::NOTIFICATION],
+            )
+            .await?;
             Ok::<_, sea_orm::DbErr>(())
         }
         .await;
         match inserted {
-            Ok(()) => txn.commit().await?,
+            Ok(()) => {
+                txn.commit().await?;
+                self.relay.notify_one();
+            }
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {
                 drop(txn);
                 return Err(self.classify_conflict(&entity_key, request_id).await);

@@ -81,7 +81,7 @@ pub fn application(row: &application::Model) -> Application {
         } else {
             None
         },
-        review_deadline: None,
+        review_deadline: row.review_deadline.map(timestamp),
         create_time: Some(timestamp(row.create_time)),
         update_time: Some(timestamp(row.update_time)),
         decide_time: row.decide_time.map(timestamp),

@@ -79,6 +79,8 @@ impl Cluster {
                 .env("KG_IDENTITY_CHECK_URL", identity.url())
                 .env("KG_LOCK_TTL_MS", lock_ttl_ms.to_string())
                 .env("KG_LOCK_WAIT_MS", "1500")
+                .env("KG_REVIEW_URL", "http://127.0.0.1:9")
+                .env("KG_NOTIFICATION_URL", "http://127.0.0.1:9")
                 .env("RUST_LOG", "error")
                 .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .stdout(Stdio::null())

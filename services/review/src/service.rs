@@ -1,117 +1,184 @@
-//! The ReviewService trait implementation.
+//! The ReviewService trait implementation: each RPC delegates to the module named after the work
+//! (`create.rs`, `claims.rs`, `decisions.rs`, `lifecycle.rs`, `checks.rs`, `queries.rs`,
+//! `catalogue.rs`).
 
+use std::sync::Arc;
+
+use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::review::review_service_server::ReviewService;
 use kg_proto::review::*;
+use kg_runtime::auth::Caller;
+use kg_runtime::client::OutboundChannel;
 use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
+use crate::calendar::WorkingCalendar;
+use crate::catalogue;
+
 pub struct Review {
-    #[allow(dead_code)] // read by the handlers the review-workflow issue adds
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) calendar: Arc<WorkingCalendar>,
+    pub(crate) identity: IdentityCheckServiceClient<OutboundChannel>,
+    /// Wakes the outbox relay after a decision commits.
+    pub(crate) outbox: Arc<Notify>,
 }
 
 impl Review {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(
+        db: DatabaseConnection,
+        calendar: Arc<WorkingCalendar>,
+        identity: IdentityCheckServiceClient<OutboundChannel>,
+        outbox: Arc<Notify>,
+    ) -> Self {
+        Self {
+            db,
+            calendar,
+            identity,
+            outbox,
+        }
     }
 }
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "ReviewService.{rpc} is not implemented yet; see the project's open issues"
-    ))
+/// The authenticated caller; the auth layer always sets one in front of this service (and has
+/// already checked that the caller's role may call the RPC).
+fn caller<T>(request: &Request<T>) -> Caller {
+    Caller::of(request)
+        .cloned()
+        .unwrap_or_else(kg_runtime::auth::development_caller)
 }
 
 #[tonic::async_trait]
 impl ReviewService for Review {
     async fn create_review_task(
         &self,
-        _: Request<CreateReviewTaskRequest>,
+        request: Request<CreateReviewTaskRequest>,
     ) -> Result<Response<CreateReviewTaskResponse>, Status> {
-        Err(not_yet("CreateReviewTask"))
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.create(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn get_review_task(
         &self,
-        _: Request<GetReviewTaskRequest>,
+        request: Request<GetReviewTaskRequest>,
     ) -> Result<Response<GetReviewTaskResponse>, Status> {
-        Err(not_yet("GetReviewTask"))
+        let task = self.get(&request.into_inner().name).await?;
+        Ok(Response::new(GetReviewTaskResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn list_review_tasks(
         &self,
-        _: Request<ListReviewTasksRequest>,
+        request: Request<ListReviewTasksRequest>,
     ) -> Result<Response<ListReviewTasksResponse>, Status> {
-        Err(not_yet("ListReviewTasks"))
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.list_tasks(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn claim_review_task(
         &self,
-        _: Request<ClaimReviewTaskRequest>,
+        request: Request<ClaimReviewTaskRequest>,
     ) -> Result<Response<ClaimReviewTaskResponse>, Status> {
-        Err(not_yet("ClaimReviewTask"))
+        let caller = caller(&request);
+        let task = self.claim(&caller, request.into_inner()).await?;
+        Ok(Response::new(ClaimReviewTaskResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn release_review_task(
         &self,
-        _: Request<ReleaseReviewTaskRequest>,
+        request: Request<ReleaseReviewTaskRequest>,
     ) -> Result<Response<ReleaseReviewTaskResponse>, Status> {
-        Err(not_yet("ReleaseReviewTask"))
+        let caller = caller(&request);
+        let task = self.release(&caller, request.into_inner()).await?;
+        Ok(Response::new(ReleaseReviewTaskResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn approve_review_task(
         &self,
-        _: Request<ApproveReviewTaskRequest>,
+        request: Request<ApproveReviewTaskRequest>,
     ) -> Result<Response<ApproveReviewTaskResponse>, Status> {
-        Err(not_yet("ApproveReviewTask"))
+        let caller = caller(&request);
+        let task = self.approve(&caller, request.into_inner()).await?;
+        Ok(Response::new(ApproveReviewTaskResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn reject_review_task(
         &self,
-        _: Request<RejectReviewTaskRequest>,
+        request: Request<RejectReviewTaskRequest>,
     ) -> Result<Response<RejectReviewTaskResponse>, Status> {
-        Err(not_yet("RejectReviewTask"))
+        let caller = caller(&request);
+        let task = self.reject(&caller, request.into_inner()).await?;
+        Ok(Response::new(RejectReviewTaskResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn request_changes(
         &self,
-        _: Request<RequestChangesRequest>,
+        request: Request<RequestChangesRequest>,
     ) -> Result<Response<RequestChangesResponse>, Status> {
-        Err(not_yet("RequestChanges"))
+        let caller = caller(&request);
+        let task = self.ask_for_changes(&caller, request.into_inner()).await?;
+        Ok(Response::new(RequestChangesResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn resume_review_task(
         &self,
-        _: Request<ResumeReviewTaskRequest>,
+        request: Request<ResumeReviewTaskRequest>,
     ) -> Result<Response<ResumeReviewTaskResponse>, Status> {
-        Err(not_yet("ResumeReviewTask"))
+        let caller = caller(&request);
+        let task = self.resume(&caller, request.into_inner()).await?;
+        Ok(Response::new(ResumeReviewTaskResponse {
+            review_task: Some(task),
+        }))
     }
 
     async fn cancel_review_task(
         &self,
-        _: Request<CancelReviewTaskRequest>,
+        request: Request<CancelReviewTaskRequest>,
     ) -> Result<Response<CancelReviewTaskResponse>, Status> {
-        Err(not_yet("CancelReviewTask"))
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.cancel(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn list_rejection_reasons(
         &self,
-        _: Request<ListRejectionReasonsRequest>,
+        request: Request<ListRejectionReasonsRequest>,
     ) -> Result<Response<ListRejectionReasonsResponse>, Status> {
-        Err(not_yet("ListRejectionReasons"))
+        Ok(Response::new(catalogue::list(&request.into_inner())?))
     }
 
     async fn rerun_checks(
         &self,
-        _: Request<RerunChecksRequest>,
+        request: Request<RerunChecksRequest>,
     ) -> Result<Response<RerunChecksResponse>, Status> {
-        Err(not_yet("RerunChecks"))
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.rerun(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn list_audit_entries(
         &self,
-        _: Request<ListAuditEntriesRequest>,
+        request: Request<ListAuditEntriesRequest>,
     ) -> Result<Response<ListAuditEntriesResponse>, Status> {
-        Err(not_yet("ListAuditEntries"))
+        Ok(Response::new(
+            self.list_audit(request.into_inner()).await?,
+        ))
     }
 }

@@ -1,34 +1,102 @@
-//! Outgoing gRPC: channels with timeouts, trace-context propagation and the service token.
+//! Outgoing gRPC: channels with timeouts, TLS for `https://` peers, trace-context propagation and
+//! the service token.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::auth::{Authenticator, Role};
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// A channel wrapped with [`OutboundInterceptor`]; the generated clients take it.
 pub type OutboundChannel = InterceptedService<Channel, OutboundInterceptor>;
 
-/// Adds `traceparent` and, when configured, `authorization: Bearer <service token>`.
+/// Lifetime of a service token; it is reused until [`SERVICE_TOKEN_RENEW_BEFORE`] before expiry.
+pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(300);
+pub const SERVICE_TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// Adds `traceparent` and, when this service holds a signing key, a short-lived
+/// `authorization: Bearer <service token>` with the service's own name as subject. The header is
+/// marked sensitive (never indexed by HPACK, shown as `Sensitive` by `Debug`).
 #[derive(Clone, Default)]
 pub struct OutboundInterceptor {
-    authorization: Option<AsciiMetadataValue>,
+    signer: Option<Arc<Signer>>,
+    /// A pre-issued service token (KG_SERVICE_TOKEN), used when there is no signer.
+    fixed: Option<AsciiMetadataValue>,
+}
+
+struct Signer {
+    auth: Authenticator,
+    service: String,
+    cached: Mutex<Option<(AsciiMetadataValue, Instant)>>,
+}
+
+impl Signer {
+    fn authorization(&self) -> Option<AsciiMetadataValue> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((value, renew_at)) = cached.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Some(value.clone());
+        }
+        let token = self.auth.mint(&self.service, Role::Service, SERVICE_TOKEN_TTL);
+        if token.is_empty() {
+            return None;
+        }
+        let mut value: AsciiMetadataValue = format!("Bearer {token}").parse().ok()?;
+        value.set_sensitive(true);
+        *cached = Some((
+            value.clone(),
+            Instant::now() + SERVICE_TOKEN_TTL - SERVICE_TOKEN_RENEW_BEFORE,
+        ));
+        Some(value)
+    }
 }
 
 impl OutboundInterceptor {
-    pub fn new(service_token: Option<&str>) -> Self {
-        let authorization = service_token.and_then(|t| format!("Bearer {t}").parse().ok());
-        Self { authorization }
+    pub fn new(signer: Option<(Authenticator, &str)>) -> Self {
+        Self {
+            signer: signer
+                .filter(|(a, _)| a.can_mint())
+                .map(|(auth, service)| {
+                    Arc::new(Signer {
+                        auth,
+                        service: service.to_string(),
+                        cached: Mutex::new(None),
+                    })
+                }),
+            fixed: None,
+        }
+    }
+
+    /// Presents `token` (a service token issued elsewhere, KG_SERVICE_TOKEN) when this process
+    /// cannot mint its own.
+    pub fn with_fixed_token(mut self, token: Option<&str>) -> anyhow::Result<Self> {
+        self.fixed = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => {
+                let mut value: AsciiMetadataValue = format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("KG_SERVICE_TOKEN is not a valid header value"))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(self)
     }
 }
 
 impl Interceptor for OutboundInterceptor {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        inject(request.metadata_mut(), self.authorization.as_ref());
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let authorization = self
+            .signer
+            .as_ref()
+            .and_then(|s| s.authorization())
+            .or_else(|| self.fixed.clone());
+        inject(request.metadata_mut(), authorization.as_ref());
         Ok(request)
     }
 }
@@ -45,13 +113,31 @@ fn inject(metadata: &mut MetadataMap, authorization: Option<&AsciiMetadataValue>
 /// A lazily connecting channel: the peer may start later; calls fail with UNAVAILABLE until then.
 /// Every call gets a deadline, so a hung peer cannot hold a caller forever.
 pub fn channel(url: &str, call_timeout: Duration) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+    channel_with(url, call_timeout, None)
+}
+
+/// [`channel`] with TLS for `https://` URLs. An `https://` URL without a TLS configuration (no
+/// KG_TLS_CA) is a configuration error: there are no built-in trust roots.
+pub fn channel_with(
+    url: &str,
+    call_timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+) -> anyhow::Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| anyhow::anyhow!("invalid service URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(call_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
+    if endpoint.uri().scheme_str() == Some("https") {
+        let Some(tls) = tls else {
+            anyhow::bail!("{url} is https but no CA is configured to trust it (KG_TLS_CA)");
+        };
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| anyhow::anyhow!("TLS for {url}: {e}"))?;
+    }
     Ok(endpoint.connect_lazy())
 }
 
@@ -59,10 +145,51 @@ pub fn channel(url: &str, call_timeout: Duration) -> anyhow::Result<Channel> {
 pub fn outbound(
     url: &str,
     call_timeout: Duration,
-    service_token: Option<&str>,
+    signer: Option<(Authenticator, &str)>,
+) -> anyhow::Result<OutboundChannel> {
+    outbound_with(url, call_timeout, signer, None)
+}
+
+/// [`outbound`] with TLS for `https://` URLs (see [`crate::config::CommonConfig::outbound`]).
+pub fn outbound_with(
+    url: &str,
+    call_timeout: Duration,
+    signer: Option<(Authenticator, &str)>,
+    tls: Option<&ClientTlsConfig>,
 ) -> anyhow::Result<OutboundChannel> {
     Ok(InterceptedService::new(
-        channel(url, call_timeout)?,
-        OutboundInterceptor::new(service_token),
+        channel_with(url, call_timeout, tls)?,
+        OutboundInterceptor::new(signer),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_tokens_are_sensitive_and_reused() {
+        let auth = Authenticator::hs256(
+            b"0123456789abcdef0123456789abcdef",
+            crate::auth::DEFAULT_ISSUER,
+            crate::auth::DEFAULT_AUDIENCE,
+        );
+        let mut interceptor = OutboundInterceptor::new(Some((auth.clone(), "registration")));
+        let first = interceptor.call(tonic::Request::new(())).unwrap();
+        let second = interceptor.call(tonic::Request::new(())).unwrap();
+        let value = first.metadata().get("authorization").unwrap();
+        assert!(value.is_sensitive());
+        assert!(!format!("{:?}", first.metadata()).contains("Bearer"));
+        assert_eq!(value, second.metadata().get("authorization").unwrap());
+        let token = value.to_str().unwrap().strip_prefix("Bearer ").unwrap();
+        let caller = auth.verify(token).unwrap();
+        assert_eq!((caller.subject.as_str(), caller.role), ("registration", Role::Service));
+    }
+
+    #[tokio::test]
+    async fn https_needs_a_ca() {
+        let err = channel_with("https://peer:443", Duration::from_secs(1), None).unwrap_err();
+        assert!(err.to_string().contains("KG_TLS_CA"), "{err}");
+        assert!(channel_with("http://peer:80", Duration::from_secs(1), None).is_ok());
+    }
 }

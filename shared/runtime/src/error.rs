@@ -117,7 +117,12 @@ impl ApiError {
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
         let mut details = ErrorDetails::new();
-        details.set_error_info(err.reason, err.domain, err.metadata);
+        let mut metadata = err.metadata;
+        let trace_id = crate::telemetry::current_trace_id();
+        if trace_id.bytes().any(|b| b != b'0') {
+            metadata.insert("trace_id".to_string(), trace_id);
+        }
+        details.set_error_info(err.reason, err.domain, metadata);
         for v in err.field_violations {
             // google.rpc.BadRequest.FieldViolation.reason exists in newer protos only; the
             // reason is kept at the start of the description so every client can read it.

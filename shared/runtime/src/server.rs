@@ -1,5 +1,7 @@
 //! The scaffolding every service runs in: one gRPC server with health, reflection (v1 and
-//! v1alpha), per-RPC metrics and tracing, serving until shutdown, then draining in-flight RPCs.
+//! v1alpha), per-RPC metrics and tracing, authentication, per-caller rate limits, a server-side
+//! deadline and optional (mutual) TLS, serving until shutdown, then draining in-flight RPCs.
+//! With TLS on, an optional plaintext listener serves health only (kubelet probes cannot do TLS).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +14,7 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::config::CommonConfig;
 use crate::health::{self, Probe};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -28,6 +31,18 @@ pub struct ServeOptions {
     /// How long in-flight RPCs get after shutdown starts.
     pub grace: Duration,
     pub health_interval: Duration,
+    /// Verifies bearer tokens; `None` switches authentication off (development only).
+    pub auth: Option<crate::auth::Authenticator>,
+    /// TLS (and, with a client CA, mutual TLS) on the gRPC port; `None`: plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Whether `tls` requires client certificates (for the start-up log).
+    pub mutual_tls: bool,
+    /// A plaintext listener that serves grpc.health.v1 only.
+    pub health_addr: Option<SocketAddr>,
+    /// Per-caller token buckets; `None`: no limit.
+    pub rate_limit: Option<crate::ratelimit::RateLimiter>,
+    /// Longest time one RPC may take (a shorter client `grpc-timeout` wins); `None`: no limit.
+    pub request_timeout: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -41,7 +56,39 @@ impl ServeOptions {
             shutdown,
             grace: Duration::from_secs(25),
             health_interval: Duration::from_secs(1),
+            auth: None,
+            tls: None,
+            mutual_tls: false,
+            health_addr: None,
+            rate_limit: None,
+            request_timeout: Some(Duration::from_secs(
+                crate::config::DEFAULT_REQUEST_TIMEOUT_SECS,
+            )),
         }
+    }
+
+    /// Options with everything [`CommonConfig`] says: metrics address, shutdown grace,
+    /// authentication (KG_JWT_*), TLS (KG_TLS_*), the health-only listener, rate limits and the
+    /// request timeout. A service that calls others takes its signer from `options.auth`.
+    pub fn from_config(
+        name: &'static str,
+        listener: TcpListener,
+        shutdown: Shutdown,
+        common: &CommonConfig,
+    ) -> anyhow::Result<Self> {
+        let mut options = Self::new(name, listener, shutdown);
+        options.metrics_addr = common.metrics_addr;
+        options.grace = Duration::from_secs(common.shutdown_grace_secs);
+        options.auth = common.authenticator()?;
+        let tls = common.tls_files();
+        options.tls = tls.server()?;
+        options.mutual_tls = tls.mutual();
+        options.health_addr = common.health_listen_addr;
+        options.rate_limit =
+            crate::ratelimit::RateLimiter::new(common.rate_limit_per_sec, common.rate_limit_burst);
+        options.request_timeout =
+            (common.request_timeout_secs > 0).then(|| Duration::from_secs(common.request_timeout_secs));
+        Ok(options)
     }
 }
 
@@ -65,7 +112,19 @@ where
         shutdown,
         grace,
         health_interval,
+        auth,
+        tls,
+        mutual_tls,
+        health_addr,
+        rate_limit,
+        request_timeout,
     } = options;
+    if auth.is_none() {
+        tracing::warn!(
+            service = name,
+            "AUTHENTICATION IS OFF (no KG_JWT_SECRET or KG_JWT_JWKS_FILE): every caller is trusted; local development only"
+        );
+    }
     let addr = listener.local_addr()?;
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -103,10 +162,52 @@ where
         tracing::info!(service = name, %bound, "metrics on http://{bound}/metrics");
     }
 
-    tracing::info!(service = name, %addr, grpc = S::NAME, "serving");
-    let server = Server::builder()
+    if let Some(health_addr) = health_addr {
+        let health_listener = TcpListener::bind(health_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {health_addr} (KG_HEALTH_LISTEN_ADDR): {e}"))?;
+        let bound = health_listener.local_addr()?;
+        tracing::info!(service = name, %bound, "health only (plaintext) on {bound}");
+        let health_only = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(health_listener),
+                shutdown.clone().wait(),
+            );
+        tokio::spawn(async move {
+            if let Err(err) = health_only.await {
+                tracing::error!(error = %err, "health listener stopped");
+            }
+        });
+    }
+
+    let scheme = match (&tls, mutual_tls) {
+        (None, _) => "plaintext",
+        (Some(_), false) => "TLS",
+        (Some(_), true) => "mutual TLS",
+    };
+    tracing::info!(
+        service = name,
+        %addr,
+        grpc = S::NAME,
+        transport = scheme,
+        rate_limited = rate_limit.is_some(),
+        "serving"
+    );
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
+    }
+    if let Some(timeout) = request_timeout {
+        builder = builder.timeout(timeout);
+    }
+    let server = builder
         .trace_fn(crate::telemetry::server_span)
         .layer(layer)
+        .layer(crate::auth::AuthLayer::new(auth))
+        .layer(crate::ratelimit::RateLimitLayer::new(rate_limit))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -39,11 +39,15 @@ pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
 
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn"));
+    // Every line goes through the redaction scrubber: a second fence behind the call sites,
+    // which mask emails, mobiles and tokens themselves (see `crate::redact`).
+    let writer = crate::redact::ScrubbingMakeWriter::new(std::io::stdout);
     let fmt_layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
+            .with_writer(writer)
             .boxed(),
     };
 

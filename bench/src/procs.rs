@@ -1,0 +1,222 @@
+//! The service processes under test: spawned from `target/release` with their configuration in
+//! the environment, logs in files, killed with the bench (PR_SET_PDEATHSIG) and on drop.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::process::{Child, Command};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Variables that would change what is measured if inherited from the caller's shell.
+const SCRUBBED: &[&str] = &[
+    "KG_JWT_SECRET",
+    "KG_METRICS_ADDR",
+    "KG_DATA_DIR",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "KG_LOG_FORMAT",
+    "TOKIO_WORKER_THREADS",
+    "KG_SMTP_URL",
+    "KG_SMS_URL",
+    "KG_JWT_JWKS_FILE",
+    "KG_JWT_SIGNING_KEY_FILE",
+    "KG_TLS_CERT",
+    "KG_TLS_KEY",
+    "KG_TLS_CLIENT_CA",
+    "KG_TLS_CA",
+    "KG_HEALTH_LISTEN_ADDR",
+];
+
+/// One service process.
+pub struct Service {
+    pub name: String,
+    pub addr: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Starts `program args…` with `env` (on top of the inherited environment minus
+    /// [`SCRUBBED`]), output appended to `<log_dir>/<name>.log`.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        addr: String,
+        log_dir: &Path,
+    ) -> anyhow::Result<Service> {
+        if !program.is_file() {
+            bail!(
+                "{} is missing: build it first (scripts/bench builds every binary the bench runs)",
+                program.display()
+            );
+        }
+        let log = log_dir.join(format!("{name}.log"));
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        for var in SCRUBBED {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", program.display()))?;
+        Ok(Service {
+            name: name.to_string(),
+            addr,
+            log,
+            child: Some(child),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Waits (bounded) until the overall health status is SERVING.
+    pub async fn wait_serving(&mut self, within: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let channel = Endpoint::from_shared(self.url())?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < within {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "{} exited ({status}) before serving\n{}",
+                    self.name,
+                    kg_tests::log_tail(&self.log, 30)
+                );
+            }
+            match HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
+                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
+                Ok(r) => last = format!("status {}", r.get_ref().status),
+                Err(e) => last = format!("{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "{} at {} not SERVING within {within:?} (last: {last})\n{}",
+            self.name,
+            self.addr,
+            kg_tests::log_tail(&self.log, 30)
+        )
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Peak and current resident memory from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Option<Memory> {
+        let pid = self.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |key: &str| -> Option<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some(Memory {
+            vm_hwm_kib: field("VmHWM:")?,
+            vm_rss_kib: field("VmRSS:")?,
+        })
+    }
+
+    /// SIGTERM (the services drain in-flight RPCs), SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id()
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Memory {
+    pub vm_hwm_kib: u64,
+    pub vm_rss_kib: u64,
+}
+
+/// The child gets SIGKILL when the thread that spawned it ends, so a killed bench leaves no
+/// service behind. Spawn from the main task only (see kg-tests' crate docs).
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid() before the fork; in the child only async-signal-safe calls.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("parent exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `connections` channels to `url`, connected now (so connection set-up is not measured).
+pub async fn channels(url: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        let channel = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        out.push(channel);
+    }
+    Ok(out)
+}

@@ -1,0 +1,450 @@
+//! The dispatcher: a background task (started by `run`, stopped by shutdown) that sends due
+//! deliveries and records the outcome.
+//!
+//! Each round it reads up to `batch` deliveries that are PENDING or RETRYING, due
+//! (`next_attempt_time <= now`), on an enabled channel and not leased, then for each one:
+//!
+//! 1. **claims** it with a conditional UPDATE (`lease_until = now + lease, lease_owner = me
+//!    WHERE id = … AND status open AND (lease_until IS NULL OR lease_until < now)`); only the
+//!    replica that sees one affected row goes on, so two replicas never send the same delivery
+//!    at the same time;
+//! 2. **sends** it (SMTP or the SMS provider's HTTP API);
+//! 3. **records** the outcome at once: SENT (with `sent_time` and the provider's message id);
+//!    RETRYING with `next_attempt_time = now + backoff` (exponential, doubling from
+//!    `retry_base` to at most `retry_max`, with equal jitter: a random point in the upper half
+//!    of the interval), `last_error` and `last_error_code`; or FAILED when the error is
+//!    permanent or this was the last allowed attempt.
+//!
+//! # Exactly once, as far as SMTP allows
+//! The provider's acceptance and our UPDATE to SENT cannot be one atomic step. The window is
+//! between the server's `250` after the message data (or the SMS provider's 2xx) and the
+//! commit of the SENT update, a few milliseconds. If the process dies (or the database is
+//! unreachable for every retry of that update) inside it, the lease runs out and a dispatcher
+//! sends the message again: delivery is **at least once**, duplicated only by a crash inside
+//! that window. The same holds for a reply that never comes: a connection that breaks or times
+//! out after the message data was sent but before the server's final reply leaves it unknown
+//! whether the server took the message; it counts as a failed attempt and is retried. The lease (`KG_DELIVERY_LEASE_MS`) must stay longer than the slowest send
+//! (`run` enforces lease > 2 × the send timeouts), otherwise a slow send could be claimed
+//! again while still in flight. Each email carries a stable `Message-ID`
+//! (`<delivery id@sender domain>`) and each SMS request a `client_reference` (the delivery id),
+//! so a repeat is recognizable downstream.
+//!
+//! A graceful shutdown stops claiming and lets the sends in flight finish and be recorded.
+//!
+//! # Disabled channels
+//! Without `KG_SMTP_URL` (or `KG_SMS_URL`) the channel is disabled: its deliveries are created
+//! as usual and stay PENDING, untouched, until a dispatcher with the channel configured runs.
+//! Nothing is lost and nothing counts as an attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use tokio::sync::Notify;
+use tracing::Instrument as _;
+
+use kg_runtime::shutdown::Shutdown;
+
+use crate::email::EmailSender;
+use crate::mask;
+use crate::sms::SmsSender;
+use crate::store::{self, channel, delivery, status};
+
+/// `last_error_code` values (see the proto).
+pub mod code {
+    pub const RECIPIENT_MISSING: &str = "RECIPIENT_MISSING";
+    pub const SMTP_TRANSIENT: &str = "SMTP_TRANSIENT";
+    pub const SMTP_PERMANENT: &str = "SMTP_PERMANENT";
+    pub const SMS_TRANSIENT: &str = "SMS_TRANSIENT";
+    pub const SMS_PERMANENT: &str = "SMS_PERMANENT";
+    pub const TIMEOUT: &str = "TIMEOUT";
+    pub const TEMPLATE_ERROR: &str = "TEMPLATE_ERROR";
+}
+
+/// The provider took the message.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub provider_message_id: String,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct SendError {
+    pub permanent: bool,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl SendError {
+    pub fn transient(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            permanent: false,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Tuning of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Attempts before a delivery FAILS.
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How often due deliveries are looked for (a new delivery wakes the dispatcher at once).
+    pub poll_interval: Duration,
+    /// How long a claim holds.
+    pub lease: Duration,
+    /// Deliveries read per round.
+    pub batch: u64,
+    /// Deliveries sent at the same time.
+    pub concurrency: usize,
+}
+
+/// The delay before attempt `failed + 1`, after `failed` failed attempts: `base · 2^(failed-1)`
+/// capped at `max`, then a uniformly random point in its upper half (equal jitter), so that
+/// deliveries that failed together do not all come back together.
+pub fn backoff(failed: u32, base: Duration, max: Duration) -> Duration {
+    let exp = 2u32.saturating_pow(failed.saturating_sub(1).min(31));
+    let capped = base.saturating_mul(exp).min(max);
+    let half = capped / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BacklogLabels {
+    status: String,
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    channel: String,
+    outcome: String,
+}
+
+/// The dispatcher's metrics: the open deliveries (PENDING/RETRYING) per channel, refreshed
+/// each round, and the attempts by outcome.
+#[derive(Clone, Default)]
+pub struct DeliveryMetrics {
+    backlog: Family<BacklogLabels, Gauge>,
+    attempts: Family<AttemptLabels, Counter>,
+}
+
+impl DeliveryMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "notification_deliveries_open",
+            "Deliveries waiting to be sent (status PENDING or RETRYING), by channel",
+            metrics.backlog.clone(),
+        );
+        registry.register(
+            "notification_delivery_attempts",
+            "Delivery attempts by channel and outcome (sent, retrying, failed)",
+            metrics.attempts.clone(),
+        );
+        metrics
+    }
+
+    fn attempt(&self, channel: &str, outcome: &str) {
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                channel: channel.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    fn set_backlog(&self, counts: &[(String, String, i64)]) {
+        for s in status::OPEN {
+            for c in [channel::EMAIL, channel::SMS] {
+                let n = counts
+                    .iter()
+                    .find(|(st, ch, _)| st == s && ch == c)
+                    .map_or(0, |(_, _, n)| *n);
+                self.backlog
+                    .get_or_create(&BacklogLabels {
+                        status: s.to_string(),
+                        channel: c.to_string(),
+                    })
+                    .set(n);
+            }
+        }
+    }
+}
+
+pub struct Dispatcher {
+    pub db: DatabaseConnection,
+    pub email: Option<Arc<EmailSender>>,
+    pub sms: Option<Arc<SmsSender>>,
+    pub settings: Settings,
+    pub wake: Arc<Notify>,
+    pub metrics: DeliveryMetrics,
+    /// Identifies this dispatcher's claims.
+    pub owner: String,
+}
+
+impl Dispatcher {
+    fn channels(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.email.is_some() {
+            out.push(channel::EMAIL);
+        }
+        if self.sms.is_some() {
+            out.push(channel::SMS);
+        }
+        out
+    }
+
+    /// Runs until `shutdown`; the sends in flight then finish and are recorded.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut last_gauge: Option<tokio::time::Instant> = None;
+        tracing::info!(owner = %self.owner, "dispatcher started");
+        loop {
+            if shutdown.is_triggered() {
+                break;
+            }
+            let full = match self.round(&shutdown).await {
+                Ok(n) => n as u64 >= self.settings.batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dispatcher round failed; retrying");
+                    false
+                }
+            };
+            if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                match store::open_counts(&self.db).await {
+                    Ok(counts) => self.metrics.set_backlog(&counts),
+                    Err(e) => tracing::debug!(error = %e, "backlog gauge not refreshed"),
+                }
+                last_gauge = Some(tokio::time::Instant::now());
+            }
+            if full {
+                continue; // more may be due right now
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.clone().wait() => {}
+            }
+        }
+        tracing::info!(owner = %self.owner, "dispatcher stopped");
+    }
+
+    /// One round: the due deliveries, sent concurrently. Returns how many were due.
+    async fn round(&self, shutdown: &Shutdown) -> Result<usize, DbErr> {
+        let channels = self.channels();
+        if channels.is_empty() {
+            return Ok(0);
+        }
+        let now = store::now();
+        let due = delivery::Entity::find()
+            .filter(delivery::Column::Status.is_in(status::OPEN))
+            .filter(delivery::Column::NextAttemptTime.lte(now))
+            .filter(delivery::Column::Channel.is_in(channels))
+            .filter(
+                Condition::any()
+                    .add(delivery::Column::LeaseUntil.is_null())
+                    .add(delivery::Column::LeaseUntil.lt(now)),
+            )
+            .order_by_asc(delivery::Column::NextAttemptTime)
+            .order_by_asc(delivery::Column::DeliveryId)
+            .limit(self.settings.batch)
+            .all(&self.db)
+            .await?;
+        let n = due.len();
+        futures::stream::iter(due)
+            .for_each_concurrent(self.settings.concurrency.max(1), |row| async move {
+                if !shutdown.is_triggered() {
+                    self.attempt(row).await;
+                }
+            })
+            .await;
+        Ok(n)
+    }
+
+    async fn attempt(&self, row: delivery::Model) {
+        let now = store::now();
+        let lease_until = store::truncate(now + self.settings.lease);
+        match store::claim(&self.db, &row.delivery_id, &self.owner, now, lease_until).await {
+            Ok(true) => {}
+            Ok(false) => return, // another dispatcher has it, or it changed meanwhile
+            Err(e) => {
+                tracing::warn!(delivery = %row.delivery_id, error = %e, "cannot claim a delivery");
+                return;
+            }
+        }
+        let attempts = row.attempts.saturating_add(1);
+        let span = tracing::info_span!(
+            "deliver",
+            delivery = %row.delivery_id,
+            event_id = %row.event_id,
+            channel = %row.channel,
+            recipient = %row.recipient_masked,
+            attempt = attempts,
+        );
+        self.attempt_claimed(row, attempts).instrument(span).await;
+    }
+
+    async fn attempt_claimed(&self, row: delivery::Model, attempts: i32) {
+        let result = self.send(&row).await;
+        // ---- at-least-once window: the provider has the message, SENT is not yet stored ----
+        let now = store::now();
+        match result {
+            Ok(accepted) => {
+                self.metrics.attempt(&row.channel, "sent");
+                self.record_sent(&row, attempts, &accepted, now).await;
+            }
+            Err(err) => {
+                let message: String =
+                    mask::scrub(&err.message, &row.recipient, &row.recipient_masked)
+                        .chars()
+                        .take(1000)
+                        .collect();
+                let give_up = err.permanent || attempts as u32 >= self.settings.max_attempts;
+                let (new_status, next) = if give_up {
+                    (status::FAILED, now)
+                } else {
+                    let delay = backoff(
+                        attempts as u32,
+                        self.settings.retry_base,
+                        self.settings.retry_max,
+                    );
+                    (status::RETRYING, store::truncate(now + delay))
+                };
+                self.metrics
+                    .attempt(&row.channel, if give_up { "failed" } else { "retrying" });
+                if give_up {
+                    tracing::warn!(code = err.code, error = %message, "delivery failed");
+                } else {
+                    tracing::info!(code = err.code, error = %message, next_attempt = %next, "delivery attempt failed; will retry");
+                }
+                match store::mark_failed(
+                    &self.db,
+                    &row.delivery_id,
+                    &self.owner,
+                    new_status,
+                    attempts,
+                    &message,
+                    err.code,
+                    next,
+                    now,
+                )
+                .await
+                {
+                    Ok(1) => {}
+                    Ok(_) => tracing::warn!("the claim ran out before the attempt was recorded"),
+                    // the lease runs out and the delivery is tried again: nothing is lost
+                    Err(e) => tracing::warn!(error = %e, "cannot record a failed attempt"),
+                }
+            }
+        }
+    }
+
+    async fn send(&self, row: &delivery::Model) -> Result<Accepted, SendError> {
+        if row.recipient.is_empty() {
+            return Err(SendError::permanent(
+                code::RECIPIENT_MISSING,
+                "the account has no address for this channel",
+            ));
+        }
+        match row.channel.as_str() {
+            channel::EMAIL => match &self.email {
+                Some(email) => {
+                    email
+                        .send(&row.delivery_id, &row.recipient, &row.title, &row.body)
+                        .await
+                }
+                None => Err(SendError::transient(
+                    code::SMTP_TRANSIENT,
+                    "email is disabled",
+                )),
+            },
+            channel::SMS => match &self.sms {
+                Some(sms) => sms.send(&row.delivery_id, &row.recipient, &row.body).await,
+                None => Err(SendError::transient(code::SMS_TRANSIENT, "SMS is disabled")),
+            },
+            other => Err(SendError::permanent(
+                code::TEMPLATE_ERROR,
+                format!("unknown channel {other:?}"),
+            )),
+        }
+    }
+
+    /// Stores SENT. The message is out: this update is retried (briefly) so that a database
+    /// hiccup does not turn into a second send when the lease runs out.
+    async fn record_sent(
+        &self,
+        row: &delivery::Model,
+        attempts: i32,
+        accepted: &Accepted,
+        now: DateTime<Utc>,
+    ) {
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..8 {
+            match store::mark_sent(
+                &self.db,
+                &row.delivery_id,
+                attempts,
+                &accepted.provider_message_id,
+                now,
+            )
+            .await
+            {
+                Ok(_) => {
+                    tracing::info!(provider_message_id = %accepted.provider_message_id, "delivery sent");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record SENT yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::error!(
+            "sent, but SENT could not be stored: the delivery may be sent again when its lease runs out"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let base = Duration::from_secs(30);
+        let max = Duration::from_secs(3600);
+        for _ in 0..100 {
+            let first = backoff(1, base, max);
+            assert!(
+                first >= Duration::from_secs(15) && first <= base,
+                "{first:?}"
+            );
+            let third = backoff(3, base, max);
+            assert!(third >= Duration::from_secs(60) && third <= Duration::from_secs(120));
+            let late = backoff(40, base, max);
+            assert!(late >= max / 2 && late <= max, "{late:?}");
+        }
+    }
+}

@@ -1,0 +1,829 @@
+//! The message templates, one per event type, in English and Simplified Chinese: an email
+//! subject and body, and a short SMS text. They are data; [`render`] fills them by plain
+//! `{name}` substitution in one pass (a value that contains `{...}` is never expanded again).
+//!
+//! Rules of the rendering:
+//! * a body line whose placeholder has no value (an optional parameter that was not given, or
+//!   is empty) is left out, so optional lines ("Seller console: {console_url}") simply vanish;
+//! * `reason_titles` (one reason per line) becomes a bulleted list in the email body;
+//! * `review_deadline` (RFC 3339) is shown in the platform time zone (`KG_TIMEZONE`);
+//! * control characters are removed from values (line breaks survive in the body only); the
+//!   subject and the SMS text are single lines, so a value can never add a mail header.
+//!
+//! Everything is plain text (`text/plain; charset=utf-8`): nothing needs HTML escaping.
+//!
+//! Aliases: `deadline` is read as `review_deadline`, `reason` as `comment`, and `reason_codes`
+//! (comma-separated) as `reason_titles`, each only when the contract's own key is absent; the
+//! contract's keys are the ones to send.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Timelike};
+use chrono_tz::Tz;
+use kg_proto::notification::NotificationEventType as E;
+
+/// A supported locale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    En,
+    ZhCn,
+}
+
+impl Locale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::ZhCn => "zh-CN",
+        }
+    }
+
+    /// `en`, `zh-CN` and their usual spellings; `None` for anything else.
+    pub fn parse(tag: &str) -> Option<Locale> {
+        let tag = tag.trim().to_ascii_lowercase().replace('_', "-");
+        if tag == "en" || tag.starts_with("en-") {
+            return Some(Locale::En);
+        }
+        match tag.as_str() {
+            "zh" | "zh-cn" | "zh-hans" | "zh-hans-cn" | "zh-sg" | "zh-hans-sg" => {
+                Some(Locale::ZhCn)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The texts of one template in one locale.
+pub struct Texts {
+    pub subject: &'static str,
+    pub body: &'static str,
+    pub sms: &'static str,
+}
+
+/// The template of one event type.
+pub struct Template {
+    pub event: E,
+    /// Template id and version, as reported on each delivery.
+    pub id: &'static str,
+    /// Parameters that must be present (see [`MAY_BE_EMPTY`]).
+    pub required: &'static [&'static str],
+    pub en: Texts,
+    pub zh_cn: Texts,
+}
+
+/// Every parameter name the templates know. Other keys of a request are ignored.
+pub const KNOWN: &[&str] = &[
+    "company_name",
+    "application",
+    "seller",
+    "modification_request",
+    "review_deadline",
+    "reason_titles",
+    "comment",
+    "console_url",
+];
+
+/// Required parameters that may be present with an empty value (a reviewer's comment is
+/// optional even where the key is required).
+pub const MAY_BE_EMPTY: &[&str] = &["comment"];
+
+const REASONS: &[&str] = &["company_name", "reason_titles", "comment"];
+
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        event: E::ApplicationReceived,
+        id: "application_received/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "We received the KooGallery seller application of {company_name}",
+            body: "Hello,
+
+We received the application of {company_name} to become a seller on KooGallery. It is waiting for review; reviews take up to three working days.
+Application: {application}
+Review expected by: {review_deadline}
+
+We will send the result to this email address, and by SMS when a mobile number is bound to your account.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] We received the seller application of {company_name}. The review result will follow within three working days.",
+        },
+        zh_cn: Texts {
+            subject: "已收到{company_name}的云商店商家入驻申请",
+            body: "您好：
+
+我们已收到{company_name}的云商店（KooGallery）商家入驻申请，申请正在等待审核，审核将在三个工作日内完成。
+申请编号：{application}
+预计审核完成时间：{review_deadline}
+
+审核结果将发送到此邮箱；如账号绑定了手机号，也将通过短信通知。
+商家控制台：{console_url}
+",
+            sms: "【云商店】已收到{company_name}的商家入驻申请，审核结果将在三个工作日内通知您。",
+        },
+    },
+    Template {
+        event: E::ApplicationResubmitted,
+        id: "application_resubmitted/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "We received the corrected KooGallery seller application of {company_name}",
+            body: "Hello,
+
+We received the corrected application of {company_name} to become a seller on KooGallery. It is waiting for review again.
+Application: {application}
+Review expected by: {review_deadline}
+
+We will send the result to this email address, and by SMS when a mobile number is bound to your account.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] We received the corrected seller application of {company_name}. The review result will follow.",
+        },
+        zh_cn: Texts {
+            subject: "已收到{company_name}修改后的云商店商家入驻申请",
+            body: "您好：
+
+我们已收到{company_name}修改后的云商店（KooGallery）商家入驻申请，申请正在重新等待审核。
+申请编号：{application}
+预计审核完成时间：{review_deadline}
+
+审核结果将发送到此邮箱；如账号绑定了手机号，也将通过短信通知。
+商家控制台：{console_url}
+",
+            sms: "【云商店】已收到{company_name}修改后的商家入驻申请，审核结果将另行通知。",
+        },
+    },
+    Template {
+        event: E::ChangesRequested,
+        id: "changes_requested/v1",
+        required: REASONS,
+        en: Texts {
+            subject: "Changes needed: KooGallery seller application of {company_name}",
+            body: "Hello,
+
+The reviewer asked for changes to the application of {company_name} to become a seller on KooGallery.
+Application: {application}
+
+What to change:
+{reason_titles}
+
+Comment from the reviewer: {comment}
+
+Please correct the application in the seller console and submit it again.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] The seller application of {company_name} needs changes. The details were sent to your email.",
+        },
+        zh_cn: Texts {
+            subject: "请修改{company_name}的云商店商家入驻申请",
+            body: "您好：
+
+审核人员要求修改{company_name}的云商店（KooGallery）商家入驻申请。
+申请编号：{application}
+
+需要修改的内容：
+{reason_titles}
+
+审核意见：{comment}
+
+请在商家控制台修改申请后重新提交。
+商家控制台：{console_url}
+",
+            sms: "【云商店】{company_name}的商家入驻申请需要修改，详情已发送至您的邮箱。",
+        },
+    },
+    Template {
+        event: E::ApplicationApproved,
+        id: "application_approved/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "Approved: {company_name} is now a KooGallery seller",
+            body: "Hello,
+
+Congratulations! The application of {company_name} to become a seller on KooGallery has been approved. Your account is now a KooGallery seller.
+Application: {application}
+Seller: {seller}
+Comment from the reviewer: {comment}
+
+Sign in to the seller console to complete your seller information and release your products.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] Congratulations! The seller application of {company_name} has been approved. The details were sent to your email.",
+        },
+        zh_cn: Texts {
+            subject: "恭喜，{company_name}的云商店商家入驻申请已通过审核",
+            body: "您好：
+
+恭喜！{company_name}的云商店（KooGallery）商家入驻申请已通过审核，您的账号现已成为云商店商家。
+申请编号：{application}
+商家编号：{seller}
+审核意见：{comment}
+
+请登录商家控制台完善商家信息并发布商品。
+商家控制台：{console_url}
+",
+            sms: "【云商店】恭喜！{company_name}的商家入驻申请已通过审核，详情已发送至您的邮箱。",
+        },
+    },
+    Template {
+        event: E::ApplicationRejected,
+        id: "application_rejected/v1",
+        required: REASONS,
+        en: Texts {
+            subject: "Not approved: KooGallery seller application of {company_name}",
+            body: "Hello,
+
+We are sorry: the application of {company_name} to become a seller on KooGallery was not approved.
+Application: {application}
+
+Reasons:
+{reason_titles}
+
+Comment from the reviewer: {comment}
+
+You may correct these points and apply again.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] The seller application of {company_name} was not approved. The reasons were sent to your email.",
+        },
+        zh_cn: Texts {
+            subject: "{company_name}的云商店商家入驻申请未通过审核",
+            body: "您好：
+
+很抱歉，{company_name}的云商店（KooGallery）商家入驻申请未通过审核。
+申请编号：{application}
+
+未通过原因：
+{reason_titles}
+
+审核意见：{comment}
+
+您可以根据上述原因修改后重新申请。
+商家控制台：{console_url}
+",
+            sms: "【云商店】很抱歉，{company_name}的商家入驻申请未通过审核，原因已发送至您的邮箱。",
+        },
+    },
+    Template {
+        event: E::ApplicationWithdrawn,
+        id: "application_withdrawn/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "Withdrawn: KooGallery seller application of {company_name}",
+            body: "Hello,
+
+The application of {company_name} to become a seller on KooGallery was withdrawn and will not be reviewed.
+Application: {application}
+Reason given: {comment}
+
+You may apply again at any time.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] The seller application of {company_name} was withdrawn.",
+        },
+        zh_cn: Texts {
+            subject: "{company_name}的云商店商家入驻申请已撤回",
+            body: "您好：
+
+{company_name}的云商店（KooGallery）商家入驻申请已撤回，不会再进行审核。
+申请编号：{application}
+撤回原因：{comment}
+
+您可以随时重新申请。
+商家控制台：{console_url}
+",
+            sms: "【云商店】{company_name}的商家入驻申请已撤回。",
+        },
+    },
+    Template {
+        event: E::ModificationReceived,
+        id: "modification_received/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "We received the change of the KooGallery seller information of {company_name}",
+            body: "Hello,
+
+We received the change of the seller information of {company_name} on KooGallery. It is waiting for review; until it is approved, the current information stays in effect.
+Seller: {seller}
+Modification request: {modification_request}
+Review expected by: {review_deadline}
+
+We will send the result to this email address, and by SMS when a mobile number is bound to your account.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] We received the change of the seller information of {company_name}. The review result will follow.",
+        },
+        zh_cn: Texts {
+            subject: "已收到{company_name}的云商店商家信息变更申请",
+            body: "您好：
+
+我们已收到{company_name}的云商店（KooGallery）商家信息变更申请，申请正在等待审核；审核通过前，现有信息保持不变。
+商家编号：{seller}
+变更申请编号：{modification_request}
+预计审核完成时间：{review_deadline}
+
+审核结果将发送到此邮箱；如账号绑定了手机号，也将通过短信通知。
+商家控制台：{console_url}
+",
+            sms: "【云商店】已收到{company_name}的商家信息变更申请，审核结果将另行通知。",
+        },
+    },
+    Template {
+        event: E::ModificationApproved,
+        id: "modification_approved/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "Approved: change of the KooGallery seller information of {company_name}",
+            body: "Hello,
+
+The change of the seller information of {company_name} on KooGallery was approved and is now in effect.
+Seller: {seller}
+Modification request: {modification_request}
+Comment from the reviewer: {comment}
+
+Seller console: {console_url}
+",
+            sms: "[KooGallery] The change of the seller information of {company_name} was approved and is now in effect.",
+        },
+        zh_cn: Texts {
+            subject: "{company_name}的云商店商家信息变更已通过审核",
+            body: "您好：
+
+{company_name}的云商店（KooGallery）商家信息变更已通过审核并已生效。
+商家编号：{seller}
+变更申请编号：{modification_request}
+审核意见：{comment}
+
+商家控制台：{console_url}
+",
+            sms: "【云商店】{company_name}的商家信息变更已通过审核并已生效。",
+        },
+    },
+    Template {
+        event: E::ModificationRejected,
+        id: "modification_rejected/v1",
+        required: REASONS,
+        en: Texts {
+            subject: "Not approved: change of the KooGallery seller information of {company_name}",
+            body: "Hello,
+
+The change of the seller information of {company_name} on KooGallery was not approved. Your seller information stays as it was.
+Seller: {seller}
+Modification request: {modification_request}
+
+Reasons:
+{reason_titles}
+
+Comment from the reviewer: {comment}
+
+Seller console: {console_url}
+",
+            sms: "[KooGallery] The change of the seller information of {company_name} was not approved. The reasons were sent to your email.",
+        },
+        zh_cn: Texts {
+            subject: "{company_name}的云商店商家信息变更未通过审核",
+            body: "您好：
+
+{company_name}的云商店（KooGallery）商家信息变更未通过审核，商家信息保持不变。
+商家编号：{seller}
+变更申请编号：{modification_request}
+
+未通过原因：
+{reason_titles}
+
+审核意见：{comment}
+
+商家控制台：{console_url}
+",
+            sms: "【云商店】{company_name}的商家信息变更未通过审核，原因已发送至您的邮箱。",
+        },
+    },
+    Template {
+        event: E::SellerExited,
+        id: "seller_exited/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "{company_name} has exited KooGallery",
+            body: "Hello,
+
+{company_name} has exited KooGallery and is no longer a seller.
+Seller: {seller}
+Comment: {comment}
+
+A company entity can register with KooGallery only once, so this company entity cannot register again.
+",
+            sms: "[KooGallery] {company_name} has exited KooGallery and is no longer a seller.",
+        },
+        zh_cn: Texts {
+            subject: "{company_name}已退出云商店",
+            body: "您好：
+
+{company_name}已退出云商店（KooGallery），不再是云商店商家。
+商家编号：{seller}
+说明：{comment}
+
+同一公司主体只能入驻云商店一次，该公司主体不能再次申请入驻。
+",
+            sms: "【云商店】{company_name}已退出云商店，不再是云商店商家。",
+        },
+    },
+];
+
+const FOOTER_EN: &str = "
+--
+KooGallery Seller Operations
+This message was sent automatically. Please do not reply to it.
+";
+
+const FOOTER_ZH: &str = "
+--
+云商店商家运营团队
+本邮件由系统自动发送，请勿直接回复。
+";
+
+/// The template of an event type; `None` for UNSPECIFIED.
+pub fn template(event: E) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|t| t.event == event)
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub template: &'static str,
+    pub locale: Locale,
+    /// Email subject: one line.
+    pub subject: String,
+    /// Email body: plain text, `\n` line ends.
+    pub body: String,
+    /// SMS text: one line.
+    pub sms: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("the template needs parameter {0:?}")]
+    Missing(&'static str),
+    #[error("parameter {0:?}: {1}")]
+    Invalid(&'static str, &'static str),
+    #[error("no template for this event type")]
+    NoTemplate,
+}
+
+/// Renders the template of `event` in `locale`. `params` are the request's template
+/// parameters (already checked for count, key syntax and length).
+pub fn render(
+    event: E,
+    locale: Locale,
+    params: &BTreeMap<String, String>,
+    tz: Tz,
+) -> Result<Rendered, RenderError> {
+    let template = template(event).ok_or(RenderError::NoTemplate)?;
+    let params = &with_aliases(params);
+    for &name in template.required {
+        match params.get(name) {
+            None => return Err(RenderError::Missing(name)),
+            Some(v) if clean(v, true).trim().is_empty() && !MAY_BE_EMPTY.contains(&name) => {
+                return Err(RenderError::Missing(name));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
+    for &name in KNOWN {
+        let Some(raw) = params.get(name) else {
+            continue;
+        };
+        let value = match name {
+            "review_deadline" if !raw.trim().is_empty() => format_deadline(raw, locale, tz)?,
+            "reason_titles" => bullets(raw),
+            _ => clean(raw, true).trim().to_string(),
+        };
+        if !value.is_empty() {
+            values.insert(name, value);
+        }
+    }
+    let texts = match locale {
+        Locale::En => &template.en,
+        Locale::ZhCn => &template.zh_cn,
+    };
+    let footer = match locale {
+        Locale::En => FOOTER_EN,
+        Locale::ZhCn => FOOTER_ZH,
+    };
+    let mut body = String::new();
+    for line in texts.body.lines() {
+        if let Some(filled) = fill_line(line, &values) {
+            body.push_str(&filled);
+            body.push('\n');
+        }
+    }
+    body.push_str(footer);
+    Ok(Rendered {
+        template: template.id,
+        locale,
+        subject: one_line(&fill_line(texts.subject, &values).unwrap_or_default(), 250),
+        body,
+        sms: one_line(&fill_line(texts.sms, &values).unwrap_or_default(), 500),
+    })
+}
+
+/// The parameters with the aliases (see the module docs) resolved.
+fn with_aliases(params: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut out = params.clone();
+    for (alias, key) in [
+        ("deadline", "review_deadline"),
+        ("reason", "comment"),
+        ("reason_codes", "reason_titles"),
+    ] {
+        if !out.contains_key(key)
+            && let Some(value) = params.get(alias)
+        {
+            let value = if key == "reason_titles" {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                value.clone()
+            };
+            out.insert(key.to_string(), value);
+        }
+    }
+    out
+}
+
+/// Substitutes `{name}` placeholders in one pass; `None` when a placeholder has no value.
+fn fill_line(line: &str, values: &BTreeMap<&'static str, String>) -> Option<String> {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close)
+                if !after[..close].is_empty()
+                    && after[..close]
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_') =>
+            {
+                let name = &after[..close];
+                out.push_str(values.get(name)?);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Removes control characters; keeps line breaks (as `\n`) when `keep_newlines`.
+pub fn clean(value: &str, keep_newlines: bool) -> String {
+    let normalized = value.replace("\r\n", "\n").replace('\r', "\n");
+    normalized
+        .chars()
+        .filter_map(|c| match c {
+            '\n' if keep_newlines => Some('\n'),
+            '\n' | '\t' => Some(' '),
+            c if c.is_control() => None,
+            // bidi overrides and zero-width joiners could disguise text
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// One line: CR/LF and other control characters become spaces (a header value or an SMS can
+/// never carry a line break), runs of white space collapse, at most `max` characters.
+pub fn one_line(value: &str, max: usize) -> String {
+    let cleaned = clean(value, false);
+    let collapsed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.chars().take(max).collect()
+}
+
+fn bullets(raw: &str) -> String {
+    clean(raw, true)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn format_deadline(raw: &str, locale: Locale, tz: Tz) -> Result<String, RenderError> {
+    let at = DateTime::parse_from_rfc3339(raw.trim())
+        .map_err(|_| RenderError::Invalid("review_deadline", "an RFC 3339 time is expected"))?
+        .with_timezone(&tz);
+    let offset = at.format("%:z");
+    Ok(match locale {
+        Locale::En => format!(
+            "{} {} {}, {:02}:{:02} (UTC{offset})",
+            at.day(),
+            MONTHS[at.month0() as usize],
+            at.year(),
+            at.hour(),
+            at.minute()
+        ),
+        Locale::ZhCn => format!(
+            "{}年{}月{}日 {:02}:{:02}（UTC{offset}）",
+            at.year(),
+            at.month(),
+            at.day(),
+            at.hour(),
+            at.minute()
+        ),
+    })
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const TZ: Tz = chrono_tz::Asia::Shanghai;
+
+    #[test]
+    fn every_event_type_has_one_template_with_known_placeholders() {
+        for value in 1..=10 {
+            let event = E::try_from(value).unwrap();
+            let matching = TEMPLATES.iter().filter(|t| t.event == event).count();
+            assert_eq!(matching, 1, "{event:?}");
+        }
+        for t in TEMPLATES {
+            for text in [
+                t.en.subject,
+                t.en.body,
+                t.en.sms,
+                t.zh_cn.subject,
+                t.zh_cn.body,
+                t.zh_cn.sms,
+            ] {
+                let mut rest = text;
+                while let Some(open) = rest.find('{') {
+                    let close = rest[open..].find('}').unwrap() + open;
+                    let name = &rest[open + 1..close];
+                    assert!(KNOWN.contains(&name), "{}: unknown {{{name}}}", t.id);
+                    rest = &rest[close + 1..];
+                }
+                assert!(text.contains("{company_name}"), "{}: {text}", t.id);
+            }
+            for r in t.required {
+                assert!(KNOWN.contains(r));
+            }
+        }
+    }
+
+    #[test]
+    fn renders_an_approval_in_english_and_leaves_out_empty_lines() {
+        let r = render(
+            E::ApplicationApproved,
+            Locale::En,
+            &params(&[
+                ("company_name", "Fuzhou Example Software Co., Ltd."),
+                ("application", "applications/42"),
+            ]),
+            TZ,
+        )
+        .unwrap();
+        assert_eq!(r.template, "application_approved/v1");
+        assert_eq!(
+            r.subject,
+            "Approved: Fuzhou Example Software Co., Ltd. is now a KooGallery seller"
+        );
+        assert!(r.body.contains("Application: applications/42\n"));
+        assert!(!r.body.contains("Seller:"), "{}", r.body);
+        assert!(!r.body.contains('{'));
+        assert!(r.sms.contains("Fuzhou Example Software Co., Ltd."));
+    }
+
+    #[test]
+    fn rejection_lists_reasons_and_requires_them() {
+        let p = params(&[
+            ("company_name", "ACME"),
+            (
+                "reason_titles",
+                "Logo is blurred\r\nWebsite is not in English",
+            ),
+            ("comment", ""),
+        ]);
+        let r = render(E::ApplicationRejected, Locale::ZhCn, &p, TZ).unwrap();
+        assert!(
+            r.body
+                .contains("  - Logo is blurred\n  - Website is not in English")
+        );
+        assert!(r.subject.starts_with("ACME的云商店"));
+        assert!(!r.body.contains("审核意见"), "empty comment line left out");
+        let missing = render(
+            E::ApplicationRejected,
+            Locale::En,
+            &params(&[("company_name", "ACME"), ("comment", "x")]),
+            TZ,
+        );
+        assert_eq!(missing, Err(RenderError::Missing("reason_titles")));
+        let blank = render(
+            E::ApplicationApproved,
+            Locale::En,
+            &params(&[("company_name", "  ")]),
+            TZ,
+        );
+        assert_eq!(blank, Err(RenderError::Missing("company_name")));
+    }
+
+    #[test]
+    fn header_values_cannot_break_lines_and_values_are_not_expanded_twice() {
+        let r = render(
+            E::ApplicationApproved,
+            Locale::En,
+            &params(&[("company_name", "Evil\r\nBcc: victim@example.com {comment}")]),
+            TZ,
+        )
+        .unwrap();
+        assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+        assert!(r.subject.contains("Evil Bcc: victim@example.com {comment}"));
+        assert!(!r.sms.contains('\n'));
+    }
+
+    #[test]
+    fn deadlines_are_shown_in_the_platform_time_zone() {
+        let p = params(&[
+            ("company_name", "ACME"),
+            ("review_deadline", "2026-03-05T10:00:00Z"),
+        ]);
+        let en = render(E::ApplicationReceived, Locale::En, &p, TZ).unwrap();
+        assert!(
+            en.body
+                .contains("Review expected by: 5 March 2026, 18:00 (UTC+08:00)"),
+            "{}",
+            en.body
+        );
+        let zh = render(E::ApplicationReceived, Locale::ZhCn, &p, TZ).unwrap();
+        assert!(zh.body.contains("2026年3月5日 18:00（UTC+08:00）"));
+        let bad = params(&[("company_name", "ACME"), ("review_deadline", "tomorrow")]);
+        assert!(matches!(
+            render(E::ApplicationReceived, Locale::En, &bad, TZ),
+            Err(RenderError::Invalid("review_deadline", _))
+        ));
+    }
+
+    #[test]
+    fn aliases_stand_in_for_absent_keys_only() {
+        let p = params(&[
+            ("company_name", "ACME"),
+            ("reason_codes", "LOGO_UNCLEAR, WEBSITE_NOT_ENGLISH"),
+            ("reason", "Please fix the logo."),
+            ("deadline", "2026-03-05T10:00:00Z"),
+        ]);
+        let r = render(E::ApplicationRejected, Locale::En, &p, TZ).unwrap();
+        assert!(
+            r.body.contains("  - LOGO_UNCLEAR\n  - WEBSITE_NOT_ENGLISH"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body
+                .contains("Comment from the reviewer: Please fix the logo.")
+        );
+        let r = render(E::ApplicationReceived, Locale::En, &p, TZ).unwrap();
+        assert!(r.body.contains("5 March 2026, 18:00"));
+        let mut both = p.clone();
+        both.insert("comment".into(), "The real comment.".into());
+        let r = render(E::ApplicationRejected, Locale::En, &both, TZ).unwrap();
+        assert!(
+            r.body
+                .contains("Comment from the reviewer: The real comment.")
+        );
+    }
+
+    #[test]
+    fn locales() {
+        assert_eq!(Locale::parse("zh-CN"), Some(Locale::ZhCn));
+        assert_eq!(Locale::parse("zh_cn"), Some(Locale::ZhCn));
+        assert_eq!(Locale::parse("en-GB"), Some(Locale::En));
+        assert_eq!(Locale::parse("fr"), None);
+        assert_eq!(Locale::parse("zh-TW"), None);
+    }
+}

@@ -1,0 +1,127 @@
+//! ApplyReviewDecision (internal, from review's outbox relay): approve → the application is
+//! APPROVED and the seller exists; reject → REJECTED, which frees the entity; request changes →
+//! CHANGES_REQUESTED, editable again. Idempotent on the event id; a decision about an application
+//! that is no longer pending (withdrawn meanwhile) is acknowledged as SUPERSEDED.
+
+use chrono::Utc;
+use kg_proto::common::{ReviewDecision, ReviewFeedback};
+use kg_proto::registration::{ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse};
+use kg_proto::registration::apply_review_decision_response::SubjectState;
+use prost::Message;
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+
+use crate::error::RegistrationError;
+use crate::queries::parse_application_name;
+use crate::service::Registration;
+use crate::store::{application, request, seller, state};
+use crate::{idempotency, outbox, view};
+
+const RPC: &str = "ApplyReviewDecision";
+
+impl Registration {
+    pub async fn apply_decision(
+        &self,
+        req: ApplyReviewDecisionRequest,
+    ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
+        idempotency::validate_request_id(&req.event_id).map_err(|_| {
+            RegistrationError::field("event_id", "EVENT_ID_INVALID", "event_id is required (a UUID)")
+        })?;
+        let decision = ReviewDecision::try_from(req.decision).unwrap_or(ReviewDecision::Unspecified);
+        if decision == ReviewDecision::Unspecified {
+            return Err(RegistrationError::field("decision", "DECISION_REQUIRED", "decision is required"));
+        }
+        if decision != ReviewDecision::Approve && req.reason_codes.is_empty() {
+            return Err(RegistrationError::field(
+                "reason_codes",
+                "REASON_REQUIRED",
+                "a rejection or a request for changes needs at least one reason code",
+            ));
+        }
+        let id = parse_application_name(&req.subject).map_err(|_| {
+            RegistrationError::field("subject", "SUBJECT_INVALID", "expected applications/{id}")
+        })?;
+        let hash = idempotency::body_hash(&req);
+        if idempotency::replay(&self.db, &req.event_id, RPC, &hash).await?.is_some() {
+            let app = self.application_by_name(&req.subject).await?;
+            return Ok(reply(ApplyDecisionOutcome::AlreadyApplied, app));
+        }
+
+        let txn = self.db.begin().await?;
+        let row = application::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| RegistrationError::ApplicationNotFound(req.subject.clone()))?;
+        let now = Utc::now();
+        let record = request::ActiveModel {
+            request_id: Set(req.event_id.clone()),
+            rpc: Set(RPC.to_string()),
+            body_sha256: Set(hash),
+            resource: Set(req.subject.clone()),
+            create_time: Set(now),
+        };
+        if !state::PENDING.contains(&row.state.as_str()) {
+            record.insert(&txn).await?;
+            txn.commit().await?;
+            return Ok(reply(ApplyDecisionOutcome::Superseded, view::application(&row)));
+        }
+
+        let feedback = ReviewFeedback {
+            decision: decision as i32,
+            reason_codes: req.reason_codes.clone(),
+            reasons: Vec::new(),
+            comment: req.comment.clone(),
+            decide_time: req.decide_time.or(Some(view::timestamp(now))),
+        };
+        let mut active = row.clone().into_active_model();
+        active.update_time = Set(now);
+        active.feedback = Set(Some(feedback.encode_to_vec()));
+        let event_type = match decision {
+            ReviewDecision::Approve => {
+                let seller_id = uuid::Uuid::now_v7().to_string();
+                seller::ActiveModel {
+                    seller_id: Set(seller_id.clone()),
+                    account_id: Set(row.account_id.clone()),
+                    application_id: Set(row.application_id.clone()),
+                    entity_key: Set(row.entity_key.clone()),
+                    company_name: Set(row.company_name.clone()),
+                    state: Set(state::SELLER_ACTIVE.to_string()),
+                    profile: Set(row.profile.clone()),
+                    logo: Set(row.logo.clone()),
+                    create_time: Set(now),
+                    update_time: Set(now),
+                    exit_time: Set(None),
+                }
+                .insert(&txn)
+                .await?;
+                active.state = Set(state::APPROVED.to_string());
+                active.seller_id = Set(Some(seller_id));
+                active.decide_time = Set(Some(now));
+                "APPLICATION_APPROVED"
+            }
+            ReviewDecision::Reject => {
+                active.state = Set(state::REJECTED.to_string());
+                active.decide_time = Set(Some(now));
+                "APPLICATION_REJECTED"
+            }
+            ReviewDecision::RequestChanges => {
+                active.state = Set(state::CHANGES_REQUESTED.to_string());
+                "APPLICATION_CHANGES_REQUESTED"
+            }
+            ReviewDecision::Unspecified => unreachable!("refused above"),
+        };
+        let updated = active.update(&txn).await?;
+        record.insert(&txn).await?;
+        outbox::announce(&txn, event_type, &row.account_id, &req.subject, &[outbox::NOTIFICATION]).await?;
+        txn.commit().await?;
+        self.relay.notify_one();
+        Ok(reply(ApplyDecisionOutcome::Applied, view::application(&updated)))
+    }
+}
+
+fn reply(outcome: ApplyDecisionOutcome, app: kg_proto::registration::Application) -> ApplyReviewDecisionResponse {
+    ApplyReviewDecisionResponse {
+        outcome: outcome as i32,
+        subject_state: Some(SubjectState::Application(app)),
+        seller: None,
+    }
+}

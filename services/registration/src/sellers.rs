@@ -1,0 +1,109 @@
+//! GetSeller and ListSellers: sellers exist once their application is approved.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use kg_proto::common::{CompanyEntity, SellerProfile};
+use kg_proto::registration::{ListSellersRequest, ListSellersResponse, Seller, SellerState};
+use prost::Message;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::error::RegistrationError;
+use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::service::Registration;
+use crate::store::{seller, state};
+use crate::view::{etag, timestamp};
+
+pub fn parse_seller_name(name: &str) -> Result<String, RegistrationError> {
+    let id = name.strip_prefix("sellers/").unwrap_or_default();
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(RegistrationError::field("name", "NAME_INVALID", "expected sellers/{seller_id} with a UUID id"));
+    }
+    Ok(id.to_string())
+}
+
+pub fn seller_view(row: &seller::Model, with_logo: bool) -> Seller {
+    let mut profile = SellerProfile::decode(row.profile.as_slice()).unwrap_or_default();
+    if with_logo {
+        profile.logo = row.logo.clone().unwrap_or_default();
+    }
+    let (country, number) = row.entity_key.split_once(':').unwrap_or(("", &row.entity_key));
+    Seller {
+        name: format!("sellers/{}", row.seller_id),
+        seller_id: row.seller_id.clone(),
+        account_id: row.account_id.clone(),
+        company_name: row.company_name.clone(),
+        entity: Some(CompanyEntity { country: country.to_string(), registration_number: number.to_string() }),
+        profile: Some(profile),
+        state: if row.state == state::SELLER_EXITED { SellerState::Exited } else { SellerState::Active } as i32,
+        name_history: Vec::new(),
+        create_time: Some(timestamp(row.create_time)),
+        update_time: Some(timestamp(row.update_time)),
+        exit_time: row.exit_time.map(timestamp),
+        open_modification_request: String::new(),
+        application: format!("applications/{}", row.application_id),
+        exit_reason: String::new(),
+        etag: etag(row.update_time),
+        agreement: None,
+    }
+}
+
+impl Registration {
+    pub async fn seller_by_name(&self, name: &str) -> Result<Seller, RegistrationError> {
+        let id = parse_seller_name(name)?;
+        let row = seller::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| RegistrationError::SellerNotFound(name.to_string()))?;
+        Ok(seller_view(&row, true))
+    }
+
+    pub async fn list_sellers(&self, req: ListSellersRequest) -> Result<ListSellersResponse, RegistrationError> {
+        if req.page_size < 0 {
+            return Err(RegistrationError::field("page_size", "PAGE_SIZE_INVALID", "page_size must not be negative"));
+        }
+        let size = match req.page_size as u64 {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let mut query = seller::Entity::find().order_by_asc(seller::Column::SellerId);
+        if !req.page_token.is_empty() {
+            let after = URL_SAFE_NO_PAD
+                .decode(&req.page_token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+                .ok_or(RegistrationError::InvalidPageToken)?;
+            query = query.filter(seller::Column::SellerId.gt(after));
+        }
+        if !req.account_id.is_empty() {
+            query = query.filter(seller::Column::AccountId.eq(req.account_id.clone()));
+        }
+        let mut states = Vec::new();
+        for s in &req.states {
+            match SellerState::try_from(*s) {
+                Ok(SellerState::Active) => states.push(state::SELLER_ACTIVE),
+                Ok(SellerState::Exited) => states.push(state::SELLER_EXITED),
+                _ => return Err(RegistrationError::field("states", "STATE_INVALID", "unknown seller state")),
+            }
+        }
+        if !states.is_empty() {
+            query = query.filter(seller::Column::State.is_in(states));
+        }
+        if !req.registration_number.is_empty() {
+            let country = req.country.trim().to_uppercase();
+            let number = kg_checks::regnum::normalize(&req.registration_number);
+            query = query.filter(seller::Column::EntityKey.eq(format!("{country}:{number}")));
+        }
+        let mut rows = query.limit(size + 1).all(&self.db).await?;
+        let next_page_token = if rows.len() as u64 > size {
+            rows.truncate(size as usize);
+            rows.last().map(|r| URL_SAFE_NO_PAD.encode(&r.seller_id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListSellersResponse {
+            sellers: rows.iter().map(|r| seller_view(r, false)).collect(),
+            next_page_token,
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! GetReviewTask, ListReviewTasks (the queue, by deadline) and ListAuditEntries (oldest first).
+//!
+//! Pagination is by key (the last row's sort key), so a page never repeats or skips rows that
+//! did not move. A page token is base64url JSON of that key and a hash of the filters it was
+//! made for: a token used with other filters, or tampered with, is INVALID_PAGE_TOKEN.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, SecondsFormat, Utc};
+use kg_proto::review::{
+    ListAuditEntriesRequest, ListAuditEntriesResponse, ListReviewTasksRequest,
+    ListReviewTasksResponse, ReviewTask,
+};
+use kg_runtime::auth::Caller;
+use sea_orm::sea_query::{Expr, ExprTrait, Order};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ReviewError, Violations};
+use crate::service::Review;
+use crate::store::{audit, state, task};
+use crate::view;
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 500;
+
+/// The page size of a List request: 0 means the default, larger values are capped.
+pub fn page_size(requested: i32) -> Result<u64, ReviewError> {
+    match requested {
+        n if n < 0 => Err(ReviewError::field(
+            "page_size",
+            "PAGE_SIZE_INVALID",
+            "page_size must not be negative",
+        )),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok(Ord::min(n as u64, MAX_PAGE_SIZE)),
+    }
+}
+
+fn filter_hash(filters: &serde_json::Value) -> String {
+    hex::encode(&Sha256::digest(filters.to_string().as_bytes())[..12])
+}
+
+fn encode_token<T: Serialize>(cursor: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_token<T: for<'de> Deserialize<'de>>(token: &str) -> Result<T, ReviewError> {
+    if token.len() > 1024 {
+        return Err(ReviewError::InvalidPageToken);
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(ReviewError::InvalidPageToken)
+}
+
+/// Where a page of tasks ended: `(deadline, task_id)` of its last task.
+#[derive(Serialize, Deserialize)]
+struct TaskCursor {
+    f: String,
+    d: Option<String>,
+    i: String,
+}
+
+/// Where a page of audit entries ended.
+#[derive(Serialize, Deserialize)]
+struct AuditCursor {
+    f: String,
+    s: i64,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Review {
+    pub async fn get(&self, name: &str) -> Result<ReviewTask, ReviewError> {
+        let id = view::parse_task_name("name", name)?;
+        let row = task::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ReviewError::TaskNotFound(name.to_string()))?;
+        Ok(view::task(&row, view::now()))
+    }
+
+    pub async fn list_tasks(
+        &self,
+        caller: &Caller,
+        req: ListReviewTasksRequest,
+    ) -> Result<ListReviewTasksResponse, ReviewError> {
+        let mut v = Violations::default();
+        let size = match page_size(req.page_size) {
+            Ok(size) => size,
+            Err(ReviewError::Invalid(found)) => {
+                v.0.extend(found);
+                DEFAULT_PAGE_SIZE
+            }
+            Err(e) => return Err(e),
+        };
+        let mut states: Vec<&str> = Vec::new();
+        for (i, s) in req.states.iter().enumerate() {
+            match view::state_name(*s) {
+                Some(name) => states.push(name),
+                None => v.add(
+                    format!("states[{i}]"),
+                    "STATE_INVALID",
+                    format!("{s} is not a review task state"),
+                ),
+            }
+        }
+        if states.is_empty() {
+            states = state::OPEN.to_vec(); // the default view: open tasks
+        }
+        states.sort_unstable();
+        states.dedup();
+        let mut kinds: Vec<&str> = Vec::new();
+        for (i, k) in req.subject_kinds.iter().enumerate() {
+            match view::kind_name(*k) {
+                Some(name) => kinds.push(name),
+                None => v.add(
+                    format!("subject_kinds[{i}]"),
+                    "SUBJECT_KIND_INVALID",
+                    format!("{k} is not a subject kind"),
+                ),
+            }
+        }
+        kinds.sort_unstable();
+        kinds.dedup();
+        let assignee = match req.assignee.trim() {
+            "me" => caller.subject.clone(),
+            other => other.to_string(),
+        };
+        for (field, value, max) in [
+            ("assignee", assignee.as_str(), 128),
+            ("account_id", req.account_id.as_str(), 64),
+            ("subject", req.subject.as_str(), 160),
+        ] {
+            if value.len() > max {
+                v.add(
+                    field,
+                    "FILTER_TOO_LONG",
+                    format!("at most {max} characters"),
+                );
+            }
+        }
+        v.check()?;
+
+        let filters = serde_json::json!({
+            "states": states,
+            "kinds": kinds,
+            "assignee": assignee,
+            "overdue_only": req.overdue_only,
+            "account_id": req.account_id,
+            "subject": req.subject,
+        });
+        let hash = filter_hash(&filters);
+        let now = view::now();
+        let mut condition = Condition::all().add(task::Column::State.is_in(states.clone()));
+        if req.overdue_only {
+            condition = condition
+                .add(task::Column::State.is_in(state::RUNNING))
+                .add(task::Column::Deadline.lt(now));
+        }
+        if !kinds.is_empty() {
+            condition = condition.add(task::Column::SubjectKind.is_in(kinds.clone()));
+        }
+        if !assignee.is_empty() {
+            condition = condition.add(task::Column::Assignee.eq(assignee.clone()));
+        }
+        if !req.account_id.is_empty() {
+            condition = condition.add(task::Column::AccountId.eq(req.account_id.clone()));
+        }
+        if !req.subject.is_empty() {
+            condition = condition.add(task::Column::Subject.eq(req.subject.clone()));
+        }
+        let total = task::Entity::find()
+            .filter(condition.clone())
+            .count(&self.db)
+            .await?;
+
+        let mut query = task::Entity::find().filter(condition);
+        if !req.page_token.is_empty() {
+            let cursor: TaskCursor = decode_token(&req.page_token)?;
+            let after_id = uuid::Uuid::parse_str(&cursor.i)
+                .map(|u| u.to_string())
+                .map_err(|_| ReviewError::InvalidPageToken)?;
+            if cursor.f != hash {
+                return Err(ReviewError::InvalidPageToken);
+            }
+            let after = match cursor.d {
+                None => Condition::all()
+                    .add(task::Column::Deadline.is_null())
+                    .add(task::Column::TaskId.gt(after_id)),
+                Some(d) => {
+                    let d: DateTime<Utc> = DateTime::parse_from_rfc3339(&d)
+                        .map_err(|_| ReviewError::InvalidPageToken)?
+                        .with_timezone(&Utc);
+                    Condition::any()
+                        .add(task::Column::Deadline.is_null())
+                        .add(task::Column::Deadline.gt(d))
+                        .add(
+                            Condition::all()
+                                .add(task::Column::Deadline.eq(d))
+                                .add(task::Column::TaskId.gt(after_id)),
+                        )
+                }
+            };
+            query = query.filter(after);
+        }
+        let mut rows = query
+            .order_by(Expr::col(task::Column::Deadline).is_null(), Order::Asc)
+            .order_by_asc(task::Column::Deadline)
+            .order_by_asc(task::Column::TaskId)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let next_page_token = if rows.len() as u64 > size {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|r| {
+                    encode_token(&TaskCursor {
+                        f: hash.clone(),
+                        d: r.deadline.map(rfc3339),
+                        i: r.task_id.clone(),
+                    })
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListReviewTasksResponse {
+            review_tasks: rows.iter().map(|r| view::task(r, now)).collect(),
+            next_page_token,
+            total_size: i32::try_from(total).unwrap_or(i32::MAX),
+        })
+    }
+
+    pub async fn list_audit(
+        &self,
+        req: ListAuditEntriesRequest,
+    ) -> Result<ListAuditEntriesResponse, ReviewError> {
+        let mut v = Violations::default();
+        let size = match page_size(req.page_size) {
+            Ok(size) => size,
+            Err(ReviewError::Invalid(found)) => {
+                v.0.extend(found);
+                DEFAULT_PAGE_SIZE
+            }
+            Err(e) => return Err(e),
+        };
+        let task_id = if req.parent == "reviewTasks/-" {
+            None
+        } else {
+            match view::parse_task_name("parent", &req.parent) {
+                Ok(id) => Some(id),
+                Err(ReviewError::Invalid(found)) => {
+                    v.0.extend(found);
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if req.actor.len() > 128 {
+            v.add("actor", "FILTER_TOO_LONG", "at most 128 characters");
+        }
+        let mut actions = Vec::new();
+        for (i, a) in req.actions.iter().enumerate() {
+            match view::action_name(*a) {
+                Some(name) => actions.push(name),
+                None => v.add(
+                    format!("actions[{i}]"),
+                    "ACTION_INVALID",
+                    format!("{a} is not an audit action"),
+                ),
+            }
+        }
+        actions.sort_unstable();
+        actions.dedup();
+        let mut bound = |field: &str, t: &Option<prost_types::Timestamp>| match t {
+            None => None,
+            Some(t) => {
+                let parsed = view::instant(t);
+                if parsed.is_none() {
+                    v.add(field, "TIME_INVALID", "not a valid timestamp");
+                }
+                parsed
+            }
+        };
+        let start = bound("start_time", &req.start_time);
+        let end = bound("end_time", &req.end_time);
+        if let (Some(s), Some(e)) = (start, end)
+            && s > e
+        {
+            v.add(
+                "end_time",
+                "TIME_RANGE_INVALID",
+                "end_time must not be before start_time",
+            );
+        }
+        v.check()?;
+
+        if let Some(id) = &task_id
+            && task::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await?
+                .is_none()
+        {
+            return Err(ReviewError::TaskNotFound(req.parent.clone()));
+        }
+
+        let filters = serde_json::json!({
+            "task": task_id,
+            "actor": req.actor,
+            "actions": actions,
+            "start": start.map(rfc3339),
+            "end": end.map(rfc3339),
+        });
+        let hash = filter_hash(&filters);
+        let mut query = audit::Entity::find();
+        if let Some(id) = task_id {
+            query = query.filter(audit::Column::TaskId.eq(id));
+        }
+        if !req.actor.is_empty() {
+            query = query.filter(audit::Column::Actor.eq(req.actor.clone()));
+        }
+        if !actions.is_empty() {
+            query = query.filter(audit::Column::Action.is_in(actions));
+        }
+        if let Some(start) = start {
+            query = query.filter(audit::Column::ActionTime.gte(start));
+        }
+        if let Some(end) = end {
+            query = query.filter(audit::Column::ActionTime.lt(end));
+        }
+        if !req.page_token.is_empty() {
+            let cursor: AuditCursor = decode_token(&req.page_token)?;
+            if cursor.f != hash {
+                return Err(ReviewError::InvalidPageToken);
+            }
+            query = query.filter(audit::Column::Seq.gt(cursor.s));
+        }
+        let mut rows = query
+            .order_by_asc(audit::Column::Seq)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let next_page_token = if rows.len() as u64 > size {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|r| {
+                    encode_token(&AuditCursor {
+                        f: hash.clone(),
+                        s: r.seq,
+                    })
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListAuditEntriesResponse {
+            audit_entries: rows.iter().map(view::audit_entry).collect(),
+            next_page_token,
+        })
+    }
+}

@@ -1,0 +1,909 @@
+//! Who is calling: bearer JWTs verified once per request by a tower layer in front of every
+//! service, and the one authorization matrix that says which roles may call which RPC.
+//!
+//! Roles: `applicant` (the subject is the account id), `reviewer`, `operator`, `service` (other
+//! services of the mesh). Health and reflection need no token. Ownership (an applicant sees only
+//! its own account's resources) is decided by the handlers, which read the [`Caller`] from the
+//! request extensions.
+//!
+//! Keys: an HS256 secret, RS256/ES256 public keys from a JWKS file (rotated by `kid`), or both.
+//! The token's `alg` picks nothing but the key set: HS256 tokens are checked only against the
+//! secret, RS256/ES256 tokens only against the JWKS key named by their `kid`, and that key's own
+//! algorithm must be the token's. `alg: none`, unknown algorithms and symmetric JWKS keys are
+//! refused. `iss`, `aud`, `exp` and `sub` are required, `nbf` is checked when present, with
+//! [`LEEWAY_SECS`] of clock skew. See docs/security.md.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tower::{Layer, Service};
+
+use crate::redact;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Applicant,
+    Reviewer,
+    Operator,
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Applicant => "applicant",
+            Role::Reviewer => "reviewer",
+            Role::Operator => "operator",
+            Role::Service => "service",
+        }
+    }
+}
+
+/// The authenticated caller of one RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// The caller of a request; `None` only when the auth layer did not run (unit tests).
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<&Caller> {
+        request.extensions().get::<Caller>()
+    }
+
+    pub fn is_staff(&self) -> bool {
+        matches!(self.role, Role::Reviewer | Role::Operator)
+    }
+}
+
+/// The claims of the tokens this mesh mints (service tokens, `koogallery token`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    pub iss: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+}
+
+/// What a verified token must carry besides the registered claims the validation checks
+/// (`iss`, `aud`, `exp`, `nbf`): a subject and one role. Other claims are ignored; `aud` may be
+/// a string or an array.
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: String,
+    role: Role,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid token")]
+    Invalid,
+    #[error("token expired")]
+    Expired,
+}
+
+pub const DEFAULT_ISSUER: &str = "koogallery";
+pub const DEFAULT_AUDIENCE: &str = "koogallery";
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 30;
+/// Longest token accepted; anything longer is refused before it is parsed.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// How often the JWKS file's modification time is looked at.
+pub const JWKS_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How often an unknown `kid` may make the JWKS file be read again (new keys are picked up at
+/// once; a stream of made-up kids costs at most one read per interval).
+pub const JWKS_MISS_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Where the keys come from. Any combination: HS256 tokens are checked against the secret,
+/// RS256/ES256 tokens against the JWKS key their `kid` names; the header's `alg` must be the
+/// algorithm of that key, so a token can never pick how its key is used.
+#[derive(Debug, Default, Clone)]
+pub struct KeySource {
+    /// HS256 secret: verifies HS256 tokens and signs the tokens this process mints.
+    pub hs256_secret: Option<Vec<u8>>,
+    /// JWKS file of RS256/ES256 public keys, re-read when it changes.
+    pub jwks_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8 RSA or P-256) and its `kid`, to mint service tokens when there is
+    /// no HS256 secret; its public half belongs in the JWKS of every peer.
+    pub signing_key_pem: Option<(Vec<u8>, String)>,
+}
+
+/// Verifies bearer tokens (HS256 with a shared secret; RS256/ES256 with the keys of a JWKS file,
+/// rotated by `kid`) and mints service and development tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hs256: Option<DecodingKey>,
+    jwks: Option<JwksFile>,
+    signer: Option<Signer>,
+    issuer: String,
+    audience: String,
+}
+
+struct Signer {
+    key: EncodingKey,
+    header: Header,
+}
+
+impl Authenticator {
+    /// HS256 only: verifies with `secret` and mints with it.
+    pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                hs256: Some(DecodingKey::from_secret(secret)),
+                jwks: None,
+                signer: Some(Signer {
+                    key: EncodingKey::from_secret(secret),
+                    header: Header::new(Algorithm::HS256),
+                }),
+                issuer: issuer.to_string(),
+                audience: audience.to_string(),
+            }),
+        }
+    }
+
+    /// An authenticator from any combination of keys; at least one verifying key is required.
+    pub fn new(keys: KeySource, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        if keys.hs256_secret.is_none() && keys.jwks_file.is_none() {
+            anyhow::bail!("no verification key: set an HS256 secret or a JWKS file");
+        }
+        let jwks = keys.jwks_file.map(JwksFile::open).transpose()?;
+        let signer = match (&keys.hs256_secret, keys.signing_key_pem) {
+            (Some(secret), _) => Some(Signer {
+                key: EncodingKey::from_secret(secret),
+                header: Header::new(Algorithm::HS256),
+            }),
+            (None, Some((pem, kid))) => Some(Signer::from_pem(&pem, &kid)?),
+            (None, None) => None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                hs256: keys.hs256_secret.as_deref().map(DecodingKey::from_secret),
+                jwks,
+                signer,
+                issuer: issuer.to_string(),
+                audience: audience.to_string(),
+            }),
+        })
+    }
+
+    /// Whether [`Authenticator::mint`] produces tokens (a secret or a signing key is configured).
+    pub fn can_mint(&self) -> bool {
+        self.inner.signer.is_some()
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid);
+        }
+        // `alg: none` (and any name jsonwebtoken does not know) fails to parse here.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let jwk_key;
+        let key = match header.alg {
+            Algorithm::HS256 => self.inner.hs256.as_ref().ok_or(AuthError::Invalid)?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.inner.jwks.as_ref().ok_or(AuthError::Invalid)?;
+                let kid = header.kid.as_deref().ok_or(AuthError::Invalid)?;
+                jwk_key = jwks.key(kid).ok_or(AuthError::Invalid)?;
+                // The key decides the algorithm, never the token.
+                if jwk_key.alg != header.alg {
+                    return Err(AuthError::Invalid);
+                }
+                &jwk_key.key
+            }
+            _ => return Err(AuthError::Invalid),
+        };
+        let validation = self.validation(header.alg);
+        let data = jsonwebtoken::decode::<TokenClaims>(token, key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Caller {
+            subject: claims.sub,
+            role: claims.role,
+        })
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_audience(&[&self.inner.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        validation
+    }
+
+    /// A signed token for `subject` in `role`, valid for `ttl`; empty when this authenticator
+    /// has no signing key (see [`Authenticator::can_mint`]).
+    pub fn mint(&self, subject: &str, role: Role, ttl: Duration) -> String {
+        let Some(signer) = &self.inner.signer else {
+            return String::new();
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let claims = Claims {
+            sub: subject.to_string(),
+            role,
+            iss: self.inner.issuer.clone(),
+            aud: self.inner.audience.clone(),
+            exp: now + ttl.as_secs(),
+            nbf: now.saturating_sub(1),
+            iat: now,
+        };
+        jsonwebtoken::encode(&signer.header, &claims, &signer.key).unwrap_or_default()
+    }
+}
+
+impl Signer {
+    fn from_pem(pem: &[u8], kid: &str) -> anyhow::Result<Self> {
+        if kid.trim().is_empty() {
+            anyhow::bail!("the signing key needs a kid (KG_JWT_SIGNING_KID)");
+        }
+        let (key, alg) = if let Ok(key) = EncodingKey::from_ec_pem(pem) {
+            (key, Algorithm::ES256)
+        } else if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
+            (key, Algorithm::RS256)
+        } else {
+            anyhow::bail!("the signing key is neither a PEM P-256 nor a PEM RSA private key");
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_string());
+        Ok(Self { key, header })
+    }
+}
+
+/// One usable key of the JWKS and the one algorithm it verifies.
+struct JwkKey {
+    key: DecodingKey,
+    alg: Algorithm,
+}
+
+/// A JWKS file, re-read when its modification time changes (looked at every
+/// [`JWKS_CHECK_EVERY`]) and when a token names a `kid` it does not hold (at most every
+/// [`JWKS_MISS_RELOAD_EVERY`]). A file that stops parsing keeps the keys last read.
+struct JwksFile {
+    path: PathBuf,
+    state: Mutex<JwksState>,
+}
+
+struct JwksState {
+    keys: HashMap<String, Arc<JwkKey>>,
+    stamp: Option<(SystemTime, u64)>,
+    content_hash: [u8; 32],
+    checked: Instant,
+    read: Instant,
+}
+
+impl JwksFile {
+    fn open(path: PathBuf) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the JWKS file {}: {e}", path.display()))?;
+        let keys = parse_jwks(&bytes)
+            .map_err(|e| anyhow::anyhow!("the JWKS file {}: {e}", path.display()))?;
+        if keys.is_empty() {
+            anyhow::bail!(
+                "the JWKS file {} holds no usable key (RS256 or ES256 with a kid)",
+                path.display()
+            );
+        }
+        let now = Instant::now();
+        Ok(Self {
+            state: Mutex::new(JwksState {
+                keys,
+                stamp: stamp_of(&path),
+                content_hash: Sha256::digest(&bytes).into(),
+                checked: now,
+                read: now,
+            }),
+            path,
+        })
+    }
+
+    fn key(&self, kid: &str) -> Option<Arc<JwkKey>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now.duration_since(state.checked) >= JWKS_CHECK_EVERY {
+            state.checked = now;
+            let stamp = stamp_of(&self.path);
+            if stamp != state.stamp {
+                self.reload(&mut state, stamp);
+            }
+        }
+        if let Some(key) = state.keys.get(kid) {
+            return Some(key.clone());
+        }
+        if now.duration_since(state.read) >= JWKS_MISS_RELOAD_EVERY {
+            let stamp = stamp_of(&self.path);
+            self.reload(&mut state, stamp);
+        }
+        state.keys.get(kid).cloned()
+    }
+
+    fn reload(&self, state: &mut JwksState, stamp: Option<(SystemTime, u64)>) {
+        state.read = Instant::now();
+        state.stamp = stamp;
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the JWKS file; keeping the keys last read");
+                return;
+            }
+        };
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        if hash == state.content_hash {
+            return;
+        }
+        match parse_jwks(&bytes) {
+            Ok(keys) => {
+                tracing::info!(path = %self.path.display(), kids = ?keys.keys().collect::<Vec<_>>(), "JWKS reloaded");
+                state.keys = keys;
+                state.content_hash = hash;
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "the JWKS file does not parse; keeping the keys last read");
+            }
+        }
+    }
+}
+
+fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The RS256 and ES256 (P-256) keys of a JWKS, by `kid`. Symmetric (`oct`) keys are never taken
+/// from a JWKS, keys without a `kid` or meant for encryption are skipped, and a key's `alg`, when
+/// given, must fit its type.
+fn parse_jwks(bytes: &[u8]) -> anyhow::Result<HashMap<String, Arc<JwkKey>>> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+    let set: JwkSet = serde_json::from_slice(bytes)?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone().filter(|k| !k.is_empty()) else {
+            tracing::warn!("JWKS key without a kid skipped");
+            continue;
+        };
+        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+            continue;
+        }
+        let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                if ec.curve == EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => {
+                tracing::warn!(kid, "JWKS key skipped: only RS256 and ES256 (P-256) keys are used");
+                continue;
+            }
+        };
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => {
+                keys.insert(kid, Arc::new(JwkKey { key, alg }));
+            }
+            Err(e) => tracing::warn!(kid, error = %e, "JWKS key skipped: not a valid key"),
+        }
+    }
+    Ok(keys)
+}
+
+/// The authorization matrix: which roles may call an RPC, by its gRPC path. Everything a
+/// service serves is listed; an RPC missing here is refused to everyone.
+pub fn allowed_roles(path: &str) -> &'static [Role] {
+    use Role::*;
+    const APPLICANT_AND_STAFF: &[Role] = &[Applicant, Reviewer, Operator];
+    const STAFF: &[Role] = &[Reviewer, Operator];
+    const SERVICE_ONLY: &[Role] = &[Service];
+    const OPERATOR: &[Role] = &[Operator, Service];
+    let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
+        return &[];
+    };
+    match (service, method) {
+        ("koogallery.identity.v1.IdentityCheckService", m) => match m {
+            "UpsertAccount" | "ImportAccounts" => OPERATOR,
+            "GetAccount" => &[Applicant, Reviewer, Operator, Service],
+            "CheckEligibility" | "CheckMaterials" | "CheckRegistrationNumber" | "CheckWebsite"
+            | "CheckLogo" => &[Applicant, Reviewer, Operator, Service],
+            _ => &[],
+        },
+        ("koogallery.registration.v1.RegistrationService", m) => match m {
+            "ApplyReviewDecision" => SERVICE_ONLY,
+            "SubmitApplication" | "ResubmitApplication" | "UpdateSellerInfo" | "ChangeCompanyName"
+            | "WithdrawModificationRequest" => &[Applicant],
+            "WithdrawApplication" | "ExitSeller" => &[Applicant, Operator],
+            "GetApplication" | "ListApplications" | "GetSeller" | "ListSellers"
+            | "GetModificationRequest" | "ListModificationRequests" => APPLICANT_AND_STAFF,
+            "WatchEvents" => &[Reviewer, Operator, Service],
+            _ => &[],
+        },
+        ("koogallery.review.v1.ReviewService", m) => match m {
+            "CreateReviewTask" | "ResumeReviewTask" | "CancelReviewTask" => SERVICE_ONLY,
+            "GetReviewTask" | "ListReviewTasks" | "ClaimReviewTask" | "ReleaseReviewTask"
+            | "ApproveReviewTask" | "RejectReviewTask" | "RequestChanges" | "RerunChecks"
+            | "ListRejectionReasons" | "ListAuditEntries" => STAFF,
+            _ => &[],
+        },
+        ("koogallery.notification.v1.NotificationService", m) => match m {
+            "SendNotification" => SERVICE_ONLY,
+            "GetNotification" | "ListNotifications" => &[Reviewer, Operator, Service],
+            _ => &[],
+        },
+        _ => &[],
+    }
+}
+
+fn is_public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+/// The auth layer. Without an authenticator (no key configured) every caller is treated as an
+/// operator-and-service development identity; the service says so loudly at start-up.
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Option<Authenticator>) -> Self {
+        Self {
+            authenticator: authenticator.map(Arc::new),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+/// The identity every request gets when authentication is switched off (local development).
+pub fn development_caller() -> Caller {
+    Caller {
+        subject: "dev".to_string(),
+        role: Role::Operator,
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The credential goes no further than this layer: whatever logs or forwards the request
+        // after it (handlers, h2/hyper debug output) never sees it.
+        let authorization = request.headers_mut().remove(http::header::AUTHORIZATION);
+        let path = request.uri().path().to_string();
+        if is_public(&path) {
+            return Box::pin(self.inner.call(request));
+        }
+        let Some(authenticator) = &self.authenticator else {
+            request.extensions_mut().insert(development_caller());
+            return Box::pin(self.inner.call(request));
+        };
+        let token = authorization
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let verdict = match token.map(|t| (t, authenticator.verify(t))) {
+            None | Some((_, Err(AuthError::Missing))) => {
+                tracing::debug!(rpc = %path, "refused: no bearer token");
+                Err(deny(
+                    tonic::Status::unauthenticated("a bearer token is required"),
+                    "UNAUTHENTICATED",
+                ))
+            }
+            Some((t, Err(AuthError::Expired))) => {
+                tracing::debug!(rpc = %path, token = %redact::token(t), "refused: expired token");
+                Err(deny(
+                    tonic::Status::unauthenticated("the token has expired"),
+                    "TOKEN_EXPIRED",
+                ))
+            }
+            Some((t, Err(AuthError::Invalid))) => {
+                tracing::debug!(rpc = %path, token = %redact::token(t), "refused: invalid token");
+                Err(deny(
+                    tonic::Status::unauthenticated("the token is not valid"),
+                    "TOKEN_INVALID",
+                ))
+            }
+            Some((t, Ok(caller))) if !allowed_roles(&path).contains(&caller.role) => {
+                tracing::info!(
+                    rpc = %path,
+                    subject = %caller.subject,
+                    role = ?caller.role,
+                    token = %redact::token(t),
+                    "refused: role not allowed"
+                );
+                Err(deny(
+                    tonic::Status::permission_denied(format!(
+                        "the {} role may not call this method",
+                        caller.role.as_str()
+                    )),
+                    "ROLE_NOT_ALLOWED",
+                ))
+            }
+            Some((_, Ok(caller))) => Ok(caller),
+        };
+        match verdict {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                Box::pin(self.inner.call(request))
+            }
+            Err(status) => Box::pin(async move { Ok(status) }),
+        }
+    }
+}
+
+fn deny(status: tonic::Status, reason: &'static str) -> http::Response<tonic::body::Body> {
+    let api = crate::ApiError::new(status.code(), "auth.koogallery.io", reason, status.message());
+    tonic::Status::from(api).into_http()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const RSA_KEY: &[u8] = include_bytes!("../testdata/rsa-test-key.pem");
+    const RSA_PUB: &[u8] = include_bytes!("../testdata/rsa-test-pub.pem");
+    const EC_KEY: &[u8] = include_bytes!("../testdata/ec-test-key.pem");
+    const EC_PUB: &[u8] = include_bytes!("../testdata/ec-test-pub.pem");
+
+    fn auth() -> Authenticator {
+        Authenticator::hs256(SECRET, DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+    }
+
+    fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn claims(exp: u64, nbf: u64) -> serde_json::Value {
+        serde_json::json!({
+            "sub": "acct-1", "role": "applicant", "iss": DEFAULT_ISSUER, "aud": DEFAULT_AUDIENCE,
+            "exp": exp, "nbf": nbf, "iat": now(),
+        })
+    }
+
+    fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    /// A hand-made HS256 token: header and claims as given, HMAC-SHA256 with `key`.
+    fn hmac_token(header: &serde_json::Value, claims: &serde_json::Value, key: &[u8]) -> String {
+        use hmac_sha256::HMAC;
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(serde_json::to_vec(header).unwrap()),
+            B64.encode(serde_json::to_vec(claims).unwrap())
+        );
+        let mac = HMAC::mac(signing_input.as_bytes(), key);
+        format!("{signing_input}.{}", B64.encode(mac))
+    }
+
+    /// Minimal HMAC-SHA256 on top of `sha2`, so the test can sign with arbitrary key bytes.
+    mod hmac_sha256 {
+        use sha2::{Digest, Sha256};
+        pub struct HMAC;
+        impl HMAC {
+            pub fn mac(data: &[u8], key: &[u8]) -> [u8; 32] {
+                let mut k = [0u8; 64];
+                if key.len() > 64 {
+                    k[..32].copy_from_slice(&Sha256::digest(key));
+                } else {
+                    k[..key.len()].copy_from_slice(key);
+                }
+                let mut inner = Sha256::new();
+                inner.update(k.map(|b| b ^ 0x36));
+                inner.update(data);
+                let mut outer = Sha256::new();
+                outer.update(k.map(|b| b ^ 0x5c));
+                outer.update(inner.finalize());
+                outer.finalize().into()
+            }
+        }
+    }
+
+    fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
+        let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
+        jwk.common.key_id = Some(kid.to_string());
+        jwk
+    }
+
+    fn jwks_file(keys: Vec<Jwk>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, serde_json::to_vec(&JwkSet { keys }).unwrap()).unwrap();
+        (dir, path)
+    }
+
+    fn jwks_auth(path: &Path, secret: Option<&[u8]>) -> Authenticator {
+        Authenticator::new(
+            KeySource {
+                hs256_secret: secret.map(<[u8]>::to_vec),
+                jwks_file: Some(path.to_path_buf()),
+                signing_key_pem: None,
+            },
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_minted_token_verifies() {
+        let a = auth();
+        let caller = a.verify(&a.mint("acct-1", Role::Applicant, Duration::from_secs(60))).unwrap();
+        assert_eq!(caller, Caller { subject: "acct-1".into(), role: Role::Applicant });
+    }
+
+    #[test]
+    fn alg_none_and_other_keys_are_refused() {
+        let a = auth();
+        let token = a.mint("acct-1", Role::Operator, Duration::from_secs(60));
+        let mut parts = token.split('.');
+        let (_, payload) = (parts.next().unwrap(), parts.next().unwrap());
+        // {"alg":"none","typ":"JWT"}
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert_eq!(a.verify(&none), Err(AuthError::Invalid));
+        let other = Authenticator::hs256(b"another-secret-another-secret-xx", DEFAULT_ISSUER, DEFAULT_AUDIENCE);
+        assert_eq!(a.verify(&other.mint("x", Role::Operator, Duration::from_secs(60))), Err(AuthError::Invalid));
+        let wrong_aud = Authenticator::hs256(SECRET, DEFAULT_ISSUER, "elsewhere");
+        assert_eq!(a.verify(&wrong_aud.mint("x", Role::Operator, Duration::from_secs(60))), Err(AuthError::Invalid));
+        let wrong_iss = Authenticator::hs256(SECRET, "someone-else", DEFAULT_AUDIENCE);
+        assert_eq!(a.verify(&wrong_iss.mint("x", Role::Operator, Duration::from_secs(60))), Err(AuthError::Invalid));
+        assert_eq!(a.verify("garbage"), Err(AuthError::Invalid));
+        assert_eq!(a.verify(""), Err(AuthError::Missing));
+        assert_eq!(a.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn expiry_and_not_before_are_checked_with_bounded_skew() {
+        let a = auth();
+        let key = EncodingKey::from_secret(SECRET);
+        let t = now();
+        let ok = |exp, nbf| a.verify(&sign(Algorithm::HS256, None, &key, &claims(exp, nbf)));
+        assert!(ok(t + 60, t).is_ok());
+        // within the 30 s leeway
+        assert!(ok(t - 10, t - 100).is_ok());
+        assert!(ok(t + 60, t + 10).is_ok());
+        // beyond it
+        assert_eq!(ok(t - 120, t - 200), Err(AuthError::Expired));
+        assert_eq!(ok(t + 600, t + 120), Err(AuthError::Invalid));
+        // claims are required: no exp, no role, empty subject, unknown role
+        let mut c = claims(t + 60, t);
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(a.verify(&sign(Algorithm::HS256, None, &key, &c)), Err(AuthError::Invalid));
+        let mut c = claims(t + 60, t);
+        c["role"] = "superuser".into();
+        assert_eq!(a.verify(&sign(Algorithm::HS256, None, &key, &c)), Err(AuthError::Invalid));
+        let mut c = claims(t + 60, t);
+        c["sub"] = "".into();
+        assert_eq!(a.verify(&sign(Algorithm::HS256, None, &key, &c)), Err(AuthError::Invalid));
+        // an audience array that holds ours is fine
+        let mut c = claims(t + 60, t);
+        c["aud"] = serde_json::json!(["other", DEFAULT_AUDIENCE]);
+        assert!(a.verify(&sign(Algorithm::HS256, None, &key, &c)).is_ok());
+    }
+
+    #[test]
+    fn rs256_and_es256_tokens_verify_against_the_jwks_by_kid() {
+        let rsa = EncodingKey::from_rsa_pem(RSA_KEY).unwrap();
+        let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
+        let (_dir, path) = jwks_file(vec![jwk(&rsa, Algorithm::RS256, "rsa-1"), jwk(&ec, Algorithm::ES256, "ec-1")]);
+        let a = jwks_auth(&path, None);
+        assert!(!a.can_mint());
+        assert_eq!(a.mint("x", Role::Service, Duration::from_secs(60)), "");
+        let c = claims(now() + 60, now());
+        assert_eq!(a.verify(&sign(Algorithm::RS256, Some("rsa-1"), &rsa, &c)).unwrap().role, Role::Applicant);
+        assert_eq!(a.verify(&sign(Algorithm::ES256, Some("ec-1"), &ec, &c)).unwrap().subject, "acct-1");
+        // the wrong kid, no kid, an unknown kid
+        assert_eq!(a.verify(&sign(Algorithm::RS256, Some("ec-1"), &rsa, &c)), Err(AuthError::Invalid));
+        assert_eq!(a.verify(&sign(Algorithm::RS256, None, &rsa, &c)), Err(AuthError::Invalid));
+        assert_eq!(a.verify(&sign(Algorithm::ES256, Some("nope"), &ec, &c)), Err(AuthError::Invalid));
+        // HS256 is not accepted when no secret is configured
+        let hs = EncodingKey::from_secret(SECRET);
+        assert_eq!(a.verify(&sign(Algorithm::HS256, Some("rsa-1"), &hs, &c)), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn algorithm_confusion_is_refused() {
+        let rsa = EncodingKey::from_rsa_pem(RSA_KEY).unwrap();
+        let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
+        let (_dir, path) = jwks_file(vec![jwk(&rsa, Algorithm::RS256, "rsa-1"), jwk(&ec, Algorithm::ES256, "ec-1")]);
+        let c = claims(now() + 60, now());
+        for a in [jwks_auth(&path, None), jwks_auth(&path, Some(SECRET))] {
+            // HS256 signed with the public keys (PEM and DER-ish forms) as the HMAC secret
+            for (kid, public) in [("rsa-1", RSA_PUB), ("ec-1", EC_PUB)] {
+                let forged = hmac_token(&serde_json::json!({"alg": "HS256", "kid": kid, "typ": "JWT"}), &c, public);
+                assert_eq!(a.verify(&forged), Err(AuthError::Invalid), "{kid}");
+            }
+            // an RSA-signed token claiming ES256 for the RSA kid, and the other way round
+            assert_eq!(a.verify(&sign(Algorithm::RS256, Some("ec-1"), &rsa, &c)), Err(AuthError::Invalid));
+            assert_eq!(a.verify(&sign(Algorithm::ES256, Some("rsa-1"), &ec, &c)), Err(AuthError::Invalid));
+            // other algorithm names
+            for alg in ["none", "None", "HS512", "RS512", "PS256", "EdDSA"] {
+                let forged = hmac_token(&serde_json::json!({"alg": alg, "kid": "rsa-1"}), &c, SECRET);
+                assert_eq!(a.verify(&forged), Err(AuthError::Invalid), "{alg}");
+            }
+        }
+        // A JWKS that offers a symmetric key is not a way in either.
+        let oct: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "oct", "kid": "oct-1", "k": B64.encode(SECRET), "alg": "HS256"
+        }))
+        .unwrap();
+        let (_dir2, path2) = jwks_file(vec![oct, jwk(&rsa, Algorithm::RS256, "rsa-1")]);
+        let a = jwks_auth(&path2, None);
+        let forged = hmac_token(&serde_json::json!({"alg": "HS256", "kid": "oct-1"}), &c, SECRET);
+        assert_eq!(a.verify(&forged), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_rotated_jwks_is_picked_up_on_a_kid_miss() {
+        let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
+        let rsa = EncodingKey::from_rsa_pem(RSA_KEY).unwrap();
+        let (_dir, path) = jwks_file(vec![jwk(&ec, Algorithm::ES256, "old")]);
+        let a = jwks_auth(&path, None);
+        let c = claims(now() + 60, now());
+        let old = sign(Algorithm::ES256, Some("old"), &ec, &c);
+        let new = sign(Algorithm::RS256, Some("new"), &rsa, &c);
+        assert!(a.verify(&old).is_ok());
+        assert_eq!(a.verify(&new), Err(AuthError::Invalid));
+        std::fs::write(&path, serde_json::to_vec(&JwkSet { keys: vec![jwk(&rsa, Algorithm::RS256, "new")] }).unwrap()).unwrap();
+        std::thread::sleep(JWKS_MISS_RELOAD_EVERY + Duration::from_millis(50));
+        assert!(a.verify(&new).is_ok());
+        assert_eq!(a.verify(&old), Err(AuthError::Invalid));
+        // a broken file keeps the keys last read
+        std::fs::write(&path, b"{ not json").unwrap();
+        std::thread::sleep(JWKS_MISS_RELOAD_EVERY + Duration::from_millis(50));
+        assert_eq!(a.verify(&old), Err(AuthError::Invalid));
+        assert!(a.verify(&new).is_ok());
+    }
+
+    #[test]
+    fn a_signing_key_mints_tokens_its_jwks_verifies() {
+        let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
+        let (_dir, path) = jwks_file(vec![jwk(&ec, Algorithm::ES256, "svc-1")]);
+        let a = Authenticator::new(
+            KeySource {
+                hs256_secret: None,
+                jwks_file: Some(path),
+                signing_key_pem: Some((EC_KEY.to_vec(), "svc-1".into())),
+            },
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE,
+        )
+        .unwrap();
+        assert!(a.can_mint());
+        let caller = a.verify(&a.mint("registration", Role::Service, Duration::from_secs(60))).unwrap();
+        assert_eq!(caller, Caller { subject: "registration".into(), role: Role::Service });
+        assert!(Authenticator::new(KeySource::default(), DEFAULT_ISSUER, DEFAULT_AUDIENCE).is_err());
+        let (_dir3, empty) = jwks_file(vec![]);
+        assert!(Authenticator::new(
+            KeySource { jwks_file: Some(empty), ..KeySource::default() },
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_matrix_keeps_internal_rpcs_for_services() {
+        assert_eq!(allowed_roles("/koogallery.registration.v1.RegistrationService/ApplyReviewDecision"), &[Role::Service]);
+        assert!(!allowed_roles("/koogallery.review.v1.ReviewService/ApproveReviewTask").contains(&Role::Applicant));
+        assert!(allowed_roles("/unknown.Service/Method").is_empty());
+    }
+
+    /// Every RPC of every service in `proto/` (the generated descriptor set), as `/pkg.Service/Method`.
+    fn every_rpc() -> Vec<String> {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(kg_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut paths = Vec::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                }
+            }
+        }
+        assert!(paths.len() > 20, "the descriptor set lists the services: {paths:?}");
+        paths
+    }
+
+    #[test]
+    fn every_rpc_in_the_protos_has_roles_in_the_matrix() {
+        let unlisted: Vec<String> = every_rpc().into_iter().filter(|p| allowed_roles(p).is_empty()).collect();
+        assert!(
+            unlisted.is_empty(),
+            "RPCs without an entry in auth::allowed_roles (and docs/security.md): {unlisted:?}"
+        );
+    }
+
+    /// docs/security.md's matrix is the code's: one row per RPC, the same roles.
+    #[test]
+    fn the_documented_matrix_is_the_enforced_one() {
+        let doc = include_str!("../../../docs/security.md");
+        let mut documented = HashMap::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 4 || !cells[1].starts_with("`/") {
+                continue;
+            }
+            let path = cells[1].trim_matches('`').to_string();
+            let mut roles: Vec<&str> = cells[2].split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+            roles.sort_unstable();
+            documented.insert(path, roles);
+        }
+        let mut problems = Vec::new();
+        for path in every_rpc() {
+            let mut enforced: Vec<&str> = allowed_roles(&path).iter().map(|r| r.as_str()).collect();
+            enforced.sort_unstable();
+            match documented.remove(&path) {
+                None => problems.push(format!("{path}: not in docs/security.md")),
+                Some(roles) if roles != enforced => {
+                    problems.push(format!("{path}: docs say {roles:?}, code enforces {enforced:?}"))
+                }
+                Some(_) => {}
+            }
+        }
+        for path in documented.keys() {
+            problems.push(format!("{path}: documented but not in proto/"));
+        }
+        assert!(problems.is_empty(), "docs/security.md out of sync:\n{}", problems.join("\n"));
+    }
+}

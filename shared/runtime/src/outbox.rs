@@ -1,0 +1,309 @@
+//! The transactional outbox: an event row is written in the same transaction as the state change
+//! it announces, and a relay delivers it to its destination over gRPC, retrying with exponential
+//! backoff and jitter until the receiver acknowledges. Receivers deduplicate on the event id, so
+//! a delivery repeated after a crash between "sent" and "marked delivered" does no harm.
+//!
+//! Every outbox table has the same columns (see [`table_sql`]); each service owns its own table.
+//! Events of one subject reach one destination in the order they were written: a row waits
+//! while an earlier row of the same (destination, subject) is undelivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
+use tokio::sync::Notify;
+
+use crate::shutdown::Shutdown;
+
+/// The `CREATE TABLE` of an outbox named `table` (placeholders rendered by the migration).
+pub fn table_sql(table: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (
+    seq               {{bigserial}},
+    event_id          VARCHAR(36) NOT NULL UNIQUE,
+    destination       VARCHAR(24) NOT NULL,
+    event_type        VARCHAR(48) NOT NULL,
+    account_id        VARCHAR(64) NOT NULL,
+    subject           VARCHAR(128) NOT NULL,
+    payload           {{json}} NOT NULL,
+    create_time       {{ts}} NOT NULL,
+    delivered_time    {{ts}},
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_time {{ts}},
+    last_error        TEXT
+);
+CREATE INDEX {table}_pending ON {table} (delivered_time, seq);
+CREATE INDEX {table}_subject ON {table} (destination, subject, seq)"
+    )
+}
+
+/// One event to deliver.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub destination: String,
+    pub event_type: String,
+    pub account_id: String,
+    pub subject: String,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+    pub create_time: DateTime<Utc>,
+}
+
+/// A new event for [`append`].
+pub struct NewEvent<'a> {
+    pub destination: &'a str,
+    pub event_type: &'a str,
+    pub account_id: &'a str,
+    pub subject: &'a str,
+    pub payload: serde_json::Value,
+}
+
+/// Writes an event in the caller's transaction; returns its id.
+pub async fn append<C: ConnectionTrait>(db: &C, table: &str, event: NewEvent<'_>) -> Result<String, DbErr> {
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let insert = Query::insert()
+        .into_table(Alias::new(table))
+        .columns(
+            ["event_id", "destination", "event_type", "account_id", "subject", "payload", "create_time", "attempts"]
+                .map(Alias::new),
+        )
+        .values_panic([
+            event_id.clone().into(),
+            event.destination.into(),
+            event.event_type.into(),
+            event.account_id.into(),
+            event.subject.into(),
+            event.payload.into(),
+            Utc::now().into(),
+            0i32.into(),
+        ])
+        .to_owned();
+    db.execute(&insert).await?;
+    Ok(event_id)
+}
+
+/// Events not yet delivered.
+pub async fn backlog(db: &DatabaseConnection, table: &str) -> Result<u64, DbErr> {
+    let select = Query::select()
+        .expr_as(Func::count(Expr::col(Alias::new("seq"))), Alias::new("n"))
+        .from(Alias::new(table))
+        .and_where(Expr::col(Alias::new("delivered_time")).is_null())
+        .to_owned();
+    let row = db.query_one(&select).await?;
+    let n: i64 = row.and_then(|r| r.try_get("", "n").ok()).unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Why a delivery did not go through; the relay retries either way.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeliveryError(pub String);
+
+impl From<tonic::Status> for DeliveryError {
+    fn from(status: tonic::Status) -> Self {
+        DeliveryError(format!("{}: {}", crate::metrics::code_name(status.code()), status.message()))
+    }
+}
+
+/// What delivers events of one service to their destinations.
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    async fn deliver(&self, event: &OutboxEvent) -> Result<(), DeliveryError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// `base · 2^(attempt-1)`, capped, with ±20 % jitter so retries of many events spread out.
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let exp = attempt.clamp(1, 20) as u32 - 1;
+        let raw = self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.max);
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        raw.mul_f64(jitter)
+    }
+}
+
+/// The relay of one outbox table. Poke [`Relay::notifier`] after a commit to deliver at once.
+pub struct Relay {
+    pub db: DatabaseConnection,
+    pub table: String,
+    pub deliver: Arc<dyn Deliver>,
+    pub backoff: Backoff,
+    pub batch: u64,
+    pub idle_poll: Duration,
+    notify: Arc<Notify>,
+}
+
+impl Relay {
+    pub fn new(db: DatabaseConnection, table: &str, deliver: Arc<dyn Deliver>) -> Self {
+        Self {
+            db,
+            table: table.to_string(),
+            deliver,
+            backoff: Backoff::default(),
+            batch: 100,
+            idle_poll: Duration::from_millis(250),
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Delivers until shutdown.
+    pub async fn run(self, shutdown: Shutdown) {
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            let delivered = match self.pass().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(table = %self.table, error = %e, "outbox pass failed; retrying");
+                    0
+                }
+            };
+            if delivered > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = self.notify.notified() => {},
+                _ = tokio::time::sleep(self.idle_poll) => {},
+                _ = shutdown.clone().wait() => return,
+            }
+        }
+    }
+
+    /// One pass over the due events; returns how many were delivered.
+    pub async fn pass(&self) -> Result<usize, DbErr> {
+        let now = Utc::now();
+        let col = |c: &str| Expr::col(Alias::new(c));
+        let select = Query::select()
+            .columns(
+                ["seq", "event_id", "destination", "event_type", "account_id", "subject", "payload", "attempts", "create_time"]
+                    .map(Alias::new),
+            )
+            .from(Alias::new(&self.table))
+            .and_where(col("delivered_time").is_null())
+            .and_where(col("next_attempt_time").is_null().or(col("next_attempt_time").lte(now)))
+            .order_by(Alias::new("seq"), Order::Asc)
+            .limit(self.batch)
+            .to_owned();
+        let rows = self.db.query_all(&select).await?;
+        let mut delivered = 0;
+        let mut blocked: std::collections::HashSet<(String, String)> = Default::default();
+        for row in rows {
+            let event = decode(&row)?;
+            let key = (event.destination.clone(), event.subject.clone());
+            if blocked.contains(&key) || self.has_earlier_pending(&event).await? {
+                blocked.insert(key);
+                self.postpone(&event, None).await?;
+                continue;
+            }
+            match self.deliver.deliver(&event).await {
+                Ok(()) => {
+                    self.mark_delivered(&event).await?;
+                    delivered += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(event = %event.event_id, destination = %event.destination, error = %e, "delivery failed; will retry");
+                    blocked.insert(key);
+                    self.postpone(&event, Some(&e.0)).await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    async fn has_earlier_pending(&self, event: &OutboxEvent) -> Result<bool, DbErr> {
+        let col = |c: &str| Expr::col(Alias::new(c));
+        let select = Query::select()
+            .column(Alias::new("seq"))
+            .from(Alias::new(&self.table))
+            .and_where(col("delivered_time").is_null())
+            .and_where(col("destination").eq(event.destination.as_str()))
+            .and_where(col("subject").eq(event.subject.as_str()))
+            .and_where(col("seq").lt(event.seq))
+            .limit(1)
+            .to_owned();
+        Ok(self.db.query_one(&select).await?.is_some())
+    }
+
+    async fn mark_delivered(&self, event: &OutboxEvent) -> Result<(), DbErr> {
+        let update = Query::update()
+            .table(Alias::new(&self.table))
+            .value(Alias::new("delivered_time"), Utc::now())
+            .value(Alias::new("attempts"), event.attempts + 1)
+            .value(Alias::new("last_error"), Option::<String>::None)
+            .and_where(Expr::col(Alias::new("seq")).eq(event.seq))
+            .to_owned();
+        self.db.execute(&update).await.map(|_| ())
+    }
+
+    /// A failed attempt (`error` set) counts and backs off; a wait behind an earlier event of the
+    /// same subject does not count.
+    async fn postpone(&self, event: &OutboxEvent, error: Option<&str>) -> Result<(), DbErr> {
+        let attempts = event.attempts + i32::from(error.is_some());
+        let delay = match error {
+            Some(_) => self.backoff.delay(attempts),
+            None => self.backoff.base,
+        };
+        let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        let mut update = Query::update()
+            .table(Alias::new(&self.table))
+            .value(Alias::new("attempts"), attempts)
+            .value(Alias::new("next_attempt_time"), next)
+            .and_where(Expr::col(Alias::new("seq")).eq(event.seq))
+            .to_owned();
+        if let Some(error) = error {
+            let error: String = error.chars().take(500).collect();
+            update.value(Alias::new("last_error"), error);
+        }
+        self.db.execute(&update).await.map(|_| ())
+    }
+}
+
+fn decode(row: &QueryResult) -> Result<OutboxEvent, DbErr> {
+    Ok(OutboxEvent {
+        seq: row.try_get("", "seq")?,
+        event_id: row.try_get("", "event_id")?,
+        destination: row.try_get("", "destination")?,
+        event_type: row.try_get("", "event_type")?,
+        account_id: row.try_get("", "account_id")?,
+        subject: row.try_get("", "subject")?,
+        payload: row.try_get("", "payload")?,
+        attempts: row.try_get("", "attempts")?,
+        create_time: row.try_get("", "create_time")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(2) };
+        assert!(b.delay(1) <= Duration::from_millis(120));
+        assert!(b.delay(3) >= Duration::from_millis(320));
+        assert!(b.delay(30) <= Duration::from_millis(2400));
+    }
+}

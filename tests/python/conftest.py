@@ -1,0 +1,69 @@
+"""Fixtures of the cross-language client tests.
+
+    stubs    (session)  Python stubs generated from proto/ by grpcio-tools into a temporary
+                        folder (google well-known types from grpc_tools' bundled include path),
+                        put on sys.path and imported: see mesh.Stubs.
+    website  (session)  a small English website on 127.0.0.1 (http.server in a thread).
+    mesh     (session)  `target/debug/koogallery up --data-dir <tmp> --base-port <free>` as a
+                        separate process, with KG_WEBSITE_TEST_ALLOWLIST=127.0.0.1/32 so that
+                        identity-check may fetch the local website; ready once all four services
+                        answer SERVING over grpc.health.v1. At the end it gets SIGTERM and must
+                        exit with code 0 (a failure shows as an error of the last test).
+                        When the binary is missing, the fixture runs `cargo build -p koogallery`
+                        first (scripts/test builds it before pytest, so that is for ad-hoc runs).
+    clients  (session)  one channel and stub per service of the mesh: see mesh.Clients.
+
+The mesh is shared by every test of the session; tests stay independent by using fresh account
+ids and fresh company entities (random Unified Social Credit Codes).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mesh as kg  # noqa: E402 - after the path insert
+
+
+@pytest.fixture(scope="session")
+def stubs(tmp_path_factory) -> kg.Stubs:
+    gen_dir = kg.generate_stubs(tmp_path_factory.mktemp("gen"))
+    return kg.Stubs(gen_dir)
+
+
+@pytest.fixture(scope="session")
+def website():
+    with kg.Website() as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory):
+    binary = kg.ensure_binary()
+    data_dir = tmp_path_factory.mktemp("mesh-data")
+    running = kg.Mesh(
+        binary,
+        data_dir,
+        env={
+            # TEST ONLY escape of the SSRF guard, so the website check can reach `website`.
+            "KG_WEBSITE_TEST_ALLOWLIST": "127.0.0.1/32",
+            # No OTLP export from the test mesh even if the environment configures one.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        },
+    ).start()
+    try:
+        yield running
+    finally:
+        code = running.stop()
+        assert code == 0, f"koogallery up exited with {code} after SIGTERM:\n{running.log()}"
+
+
+@pytest.fixture(scope="session")
+def clients(stubs, mesh) -> kg.Clients:
+    connected = kg.Clients.connect(stubs, mesh)
+    yield connected
+    connected.close()
