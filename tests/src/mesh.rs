@@ -246,7 +246,8 @@ pub fn review_config(db: &str, registration_url: &str, identity_url: &str) -> kg
 /// review alone: nothing listens on port 9 (discard), so decisions wait in its outbox and
 /// RerunChecks answers UNAVAILABLE.
 pub async fn start_review(db: &str) -> anyhow::Result<Running> {
-    start_review_with(review_config(db, "http://127.0.0.1:9", "http://127.0.0.1:9")).await
+    let nowhere = "http://127.0.0.1:9";
+    start_review_with(review_config(db, nowhere, nowhere)).await
 }
 
 pub async fn start_review_with(config: kg_review::Config) -> anyhow::Result<Running> {

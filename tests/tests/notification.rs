@@ -1382,7 +1382,7 @@ async fn a_lease_of_a_crashed_replica_is_taken_over_once_it_runs_out() {
         "a live lease is respected"
     );
     let sent = env.wait_sent(&busy).await;
-    let sent_at = sent[0].sent_time.clone().unwrap();
+    let sent_at = sent[0].sent_time.unwrap();
     assert!(
         sent_at.seconds >= lease_end.timestamp(),
         "sent only after the lease ran out"

@@ -34,8 +34,13 @@ const NOWHERE: &str = "http://127.0.0.1:9";
 struct Bearer(MetadataValue<Ascii>);
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -171,8 +176,7 @@ fn creation(subject: &str, account: &str, submitted: DateTime<Utc>) -> CreateRev
 
 /// Unpadded base64url, for forging page tokens.
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -192,7 +196,11 @@ fn decoded(status: &tonic::Status) -> DecodedError {
 
 /// Asserts the code and the ErrorInfo reason of an error.
 #[track_caller]
-fn expect<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, reason: &str) -> DecodedError {
+fn expect<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+    reason: &str,
+) -> DecodedError {
     let status = result.expect_err("an error");
     assert_eq!(status.code(), code, "{status:?}");
     let d = decoded(&status);
@@ -395,11 +403,36 @@ async fn the_queue_is_ordered_by_deadline_with_filters_and_pages() {
     let specs = [
         ("a", application(), "acct-1", beijing("2026-11-20T10:00:00")),
         ("b", application(), "acct-2", beijing("2026-11-16T10:00:00")),
-        ("c", modification(), "acct-3", beijing("2026-11-20T10:00:00")),
-        ("d", application(), "acct-1", now - chrono::Duration::minutes(5)),
-        ("e", modification(), "acct-4", beijing("2026-11-17T09:00:00")),
-        ("f", application(), "acct-5", now - chrono::Duration::minutes(5)),
-        ("g", application(), "acct-6", now - chrono::Duration::minutes(5)),
+        (
+            "c",
+            modification(),
+            "acct-3",
+            beijing("2026-11-20T10:00:00"),
+        ),
+        (
+            "d",
+            application(),
+            "acct-1",
+            now - chrono::Duration::minutes(5),
+        ),
+        (
+            "e",
+            modification(),
+            "acct-4",
+            beijing("2026-11-17T09:00:00"),
+        ),
+        (
+            "f",
+            application(),
+            "acct-5",
+            now - chrono::Duration::minutes(5),
+        ),
+        (
+            "g",
+            application(),
+            "acct-6",
+            now - chrono::Duration::minutes(5),
+        ),
     ];
     let mut tasks = std::collections::HashMap::new();
     for (key, subject, account, submitted) in &specs {
@@ -411,7 +444,11 @@ async fn the_queue_is_ordered_by_deadline_with_filters_and_pages() {
     let mut other = env.reviewer("reviewer-other");
     claim(&mut other, &tasks["f"]).await.unwrap();
     other
-        .request_changes(changes(&tasks["f"], &["LOGO_UNCLEAR"], "A clearer logo, please."))
+        .request_changes(changes(
+            &tasks["f"],
+            &["LOGO_UNCLEAR"],
+            "A clearer logo, please.",
+        ))
         .await
         .unwrap();
     service
@@ -424,7 +461,10 @@ async fn the_queue_is_ordered_by_deadline_with_filters_and_pages() {
         .unwrap();
 
     // Expected order: deadline, then name (ties: a and c).
-    let mut open: Vec<&ReviewTask> = ["a", "b", "c", "d", "e"].iter().map(|k| &tasks[k]).collect();
+    let mut open: Vec<&ReviewTask> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|k| &tasks[k])
+        .collect();
     open.sort_by_key(|t| (at(&t.deadline), t.name.clone()));
     let mut expected: Vec<String> = open.iter().map(|t| t.name.clone()).collect();
     expected.push(tasks["f"].name.clone());
@@ -471,7 +511,11 @@ async fn the_queue_is_ordered_by_deadline_with_filters_and_pages() {
     let names_of = |request: ListReviewTasksRequest| {
         let mut client = reviewer.clone();
         async move {
-            let page = client.list_review_tasks(request).await.unwrap().into_inner();
+            let page = client
+                .list_review_tasks(request)
+                .await
+                .unwrap()
+                .into_inner();
             assert!(page.next_page_token.is_empty());
             assert_eq!(page.total_size as usize, page.review_tasks.len());
             page.review_tasks
@@ -604,7 +648,10 @@ async fn one_reviewer_holds_a_task_at_a_time() {
         Code::FailedPrecondition,
         "TASK_CLAIMED_BY_OTHER",
     );
-    assert_eq!(d.metadata.get("assignee").map(String::as_str), Some("reviewer-a"));
+    assert_eq!(
+        d.metadata.get("assignee").map(String::as_str),
+        Some("reviewer-a")
+    );
     expect(
         approve(&mut b, &task).await,
         Code::FailedPrecondition,
@@ -676,7 +723,9 @@ async fn one_reviewer_holds_a_task_at_a_time() {
     for i in 0..20 {
         let mut client = env.reviewer(&format!("racer-{i}"));
         let fresh = fresh.clone();
-        racers.push(tokio::spawn(async move { claim(&mut client, &fresh).await }));
+        racers.push(tokio::spawn(
+            async move { claim(&mut client, &fresh).await },
+        ));
     }
     let mut winners = Vec::new();
     for racer in racers {
@@ -727,7 +776,11 @@ async fn concurrent_decisions_make_exactly_one_decision_and_one_outbox_event() {
     let db = env.database().await;
     for round in 0..3 {
         let task = env
-            .create(creation(&application(), &format!("acct-dec-{round}"), Utc::now()))
+            .create(creation(
+                &application(),
+                &format!("acct-dec-{round}"),
+                Utc::now(),
+            ))
             .await;
         let mut a = env.reviewer("reviewer-a");
         claim(&mut a, &task).await.unwrap();
@@ -804,7 +857,9 @@ async fn concurrent_decisions_make_exactly_one_decision_and_one_outbox_event() {
             DateTime::parse_from_rfc3339(payload["decide_time"].as_str().unwrap()).unwrap();
         assert_eq!(decide_time.to_utc(), at(&decision.decide_time));
         assert_eq!(
-            ReviewDecision::try_from(decision.outcome).unwrap().as_str_name(),
+            ReviewDecision::try_from(decision.outcome)
+                .unwrap()
+                .as_str_name(),
             format!("REVIEW_DECISION_{expected_decision}")
         );
 
@@ -837,7 +892,11 @@ async fn reviewers_never_review_their_own_account() {
         .create(creation(&application(), "staff-7", Utc::now()))
         .await;
     let mut own = env.reviewer("staff-7");
-    expect(claim(&mut own, &task).await, Code::PermissionDenied, "SELF_REVIEW");
+    expect(
+        claim(&mut own, &task).await,
+        Code::PermissionDenied,
+        "SELF_REVIEW",
+    );
     expect(
         env.operator("staff-7")
             .claim_review_task(ClaimReviewTaskRequest {
@@ -849,9 +908,14 @@ async fn reviewers_never_review_their_own_account() {
         Code::PermissionDenied,
         "SELF_REVIEW",
     );
-    expect(approve(&mut own, &task).await, Code::PermissionDenied, "SELF_REVIEW");
     expect(
-        own.reject_review_task(rejection(&task, &["OTHER"], "no")).await,
+        approve(&mut own, &task).await,
+        Code::PermissionDenied,
+        "SELF_REVIEW",
+    );
+    expect(
+        own.reject_review_task(rejection(&task, &["OTHER"], "no"))
+            .await,
         Code::PermissionDenied,
         "SELF_REVIEW",
     );
@@ -871,10 +935,17 @@ async fn reviewers_never_review_their_own_account() {
     // Someone else reviews it; its account's staff member still cannot decide it.
     let mut other = env.reviewer("staff-8");
     claim(&mut other, &task).await.unwrap();
-    expect(approve(&mut own, &task).await, Code::PermissionDenied, "SELF_REVIEW");
+    expect(
+        approve(&mut own, &task).await,
+        Code::PermissionDenied,
+        "SELF_REVIEW",
+    );
     let approved = approve(&mut other, &task).await.unwrap();
     assert_eq!(approved.state, ReviewTaskState::Approved as i32);
-    assert_eq!(approved.assignee, "staff-8", "kept as the deciding reviewer");
+    assert_eq!(
+        approved.assignee, "staff-8",
+        "kept as the deciding reviewer"
+    );
     env.stop().await;
 }
 
@@ -936,7 +1007,9 @@ async fn rejections_need_catalogue_reasons_and_a_comment() {
     let claimed = claim(&mut reviewer, &task).await.unwrap();
 
     let d = expect(
-        reviewer.reject_review_task(rejection(&task, &[], "Please fix.")).await,
+        reviewer
+            .reject_review_task(rejection(&task, &[], "Please fix."))
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
@@ -958,7 +1031,10 @@ async fn rejections_need_catalogue_reasons_and_a_comment() {
         Code::InvalidArgument,
         "REJECTION_REASON_UNKNOWN",
     );
-    assert_eq!(d.metadata.get("code").map(String::as_str), Some("NOT_A_REASON"));
+    assert_eq!(
+        d.metadata.get("code").map(String::as_str),
+        Some("NOT_A_REASON")
+    );
     let mut reasons = d.field_reasons();
     reasons.sort();
     assert_eq!(reasons, vec!["COMMENT_MISSING", "REJECTION_REASON_UNKNOWN"]);
@@ -989,7 +1065,9 @@ async fn rejections_need_catalogue_reasons_and_a_comment() {
         "WEBSITE_UNREACHABLE",
     ];
     let d = expect(
-        reviewer.reject_review_task(rejection(&task, &eleven, "too many")).await,
+        reviewer
+            .reject_review_task(rejection(&task, &eleven, "too many"))
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
@@ -1010,7 +1088,9 @@ async fn rejections_need_catalogue_reasons_and_a_comment() {
         "REJECTION_REASON_UNKNOWN",
     );
     let d = expect(
-        reviewer.request_changes(changes(&task, &["OTHER"], "")).await,
+        reviewer
+            .request_changes(changes(&task, &["OTHER"], ""))
+            .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
@@ -1045,7 +1125,10 @@ async fn rejections_need_catalogue_reasons_and_a_comment() {
     assert_eq!(rejected.state, ReviewTaskState::Rejected as i32);
     let decision = rejected.decision.unwrap();
     assert_eq!(decision.outcome, ReviewDecision::Reject as i32);
-    assert_eq!(decision.reason_codes, vec!["WEBSITE_NOT_ENGLISH", "LOGO_UNCLEAR"]);
+    assert_eq!(
+        decision.reason_codes,
+        vec!["WEBSITE_NOT_ENGLISH", "LOGO_UNCLEAR"]
+    );
     assert_eq!(decision.reasons.len(), 2);
     assert_eq!(decision.reasons[0].code, "WEBSITE_NOT_ENGLISH");
     assert!(!decision.reasons[1].title_zh.is_empty());
@@ -1113,7 +1196,10 @@ async fn request_changes_stops_the_clock_and_resume_continues_it() {
     let events = outbox(&db, &task.subject).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].1["decision"], "REQUEST_CHANGES");
-    assert_eq!(events[0].1["reason_codes"], serde_json::json!(["WEBSITE_NOT_ENGLISH"]));
+    assert_eq!(
+        events[0].1["reason_codes"],
+        serde_json::json!(["WEBSITE_NOT_ENGLISH"])
+    );
 
     // While it waits nobody decides it.
     expect(
@@ -1165,7 +1251,10 @@ async fn request_changes_stops_the_clock_and_resume_continues_it() {
             nanos: 0
         })
     );
-    assert_eq!(resumed.evidence.as_ref().unwrap().outcome, CheckOutcome::Warning as i32);
+    assert_eq!(
+        resumed.evidence.as_ref().unwrap().outcome,
+        CheckOutcome::Warning as i32
+    );
     let profile = resumed.profile.clone().unwrap();
     assert_eq!(profile.website_url, "https://example.com/en-new");
     assert!(profile.logo.is_empty() && profile.logo_sha256.len() == 64);
@@ -1229,10 +1318,7 @@ async fn request_changes_stops_the_clock_and_resume_continues_it() {
         .unwrap();
     assert_eq!(
         at(&resumed_again.deadline),
-        calendar.resume_deadline(
-            resubmitted_again,
-            chrono::Duration::hours(72) - used_again
-        )
+        calendar.resume_deadline(resubmitted_again, chrono::Duration::hours(72) - used_again)
     );
     assert_eq!(
         resumed_again.paused_duration,
@@ -1241,7 +1327,10 @@ async fn request_changes_stops_the_clock_and_resume_continues_it() {
             nanos: 0
         })
     );
-    assert_eq!(resumed_again.profile, resumed.profile, "kept when not resent");
+    assert_eq!(
+        resumed_again.profile, resumed.profile,
+        "kept when not resent"
+    );
     assert_eq!(outbox(&db, &task.subject).await.len(), 2);
 
     // Changes are for applications only.
@@ -1423,7 +1512,10 @@ async fn creating_a_task_is_idempotent_on_the_event_id() {
         let mut client = service.clone();
         let racing = racing.clone();
         racers.push(tokio::spawn(async move {
-            client.create_review_task(racing).await.map(|r| r.into_inner())
+            client
+                .create_review_task(racing)
+                .await
+                .map(|r| r.into_inner())
         }));
     }
     let mut created = 0;
@@ -1558,14 +1650,62 @@ async fn the_audit_trail_records_every_action_in_order() {
     use AuditAction as A;
     use ReviewTaskState as S;
     let expected = [
-        (A::Created, "registration", ActorRole::Service, S::Unspecified, S::Queued),
-        (A::Claimed, "reviewer-a", ActorRole::Reviewer, S::Queued, S::Claimed),
-        (A::Released, "reviewer-a", ActorRole::Reviewer, S::Claimed, S::Queued),
-        (A::Claimed, "reviewer-b", ActorRole::Reviewer, S::Queued, S::Claimed),
-        (A::ChangesRequested, "reviewer-b", ActorRole::Reviewer, S::Claimed, S::WaitingOnApplicant),
-        (A::Resumed, "registration", ActorRole::Service, S::WaitingOnApplicant, S::Queued),
-        (A::Claimed, "reviewer-a", ActorRole::Reviewer, S::Queued, S::Claimed),
-        (A::Rejected, "reviewer-a", ActorRole::Reviewer, S::Claimed, S::Rejected),
+        (
+            A::Created,
+            "registration",
+            ActorRole::Service,
+            S::Unspecified,
+            S::Queued,
+        ),
+        (
+            A::Claimed,
+            "reviewer-a",
+            ActorRole::Reviewer,
+            S::Queued,
+            S::Claimed,
+        ),
+        (
+            A::Released,
+            "reviewer-a",
+            ActorRole::Reviewer,
+            S::Claimed,
+            S::Queued,
+        ),
+        (
+            A::Claimed,
+            "reviewer-b",
+            ActorRole::Reviewer,
+            S::Queued,
+            S::Claimed,
+        ),
+        (
+            A::ChangesRequested,
+            "reviewer-b",
+            ActorRole::Reviewer,
+            S::Claimed,
+            S::WaitingOnApplicant,
+        ),
+        (
+            A::Resumed,
+            "registration",
+            ActorRole::Service,
+            S::WaitingOnApplicant,
+            S::Queued,
+        ),
+        (
+            A::Claimed,
+            "reviewer-a",
+            ActorRole::Reviewer,
+            S::Queued,
+            S::Claimed,
+        ),
+        (
+            A::Rejected,
+            "reviewer-a",
+            ActorRole::Reviewer,
+            S::Claimed,
+            S::Rejected,
+        ),
     ];
     assert_eq!(entries.len(), expected.len(), "{entries:#?}");
     for (entry, (action, actor, role, before, after)) in entries.iter().zip(expected) {
@@ -1576,7 +1716,11 @@ async fn the_audit_trail_records_every_action_in_order() {
         assert_eq!(entry.after_state, after as i32, "{entry:?}");
         assert_eq!(entry.task, task.name);
         assert_eq!(entry.subject, task.subject);
-        assert!(entry.name.starts_with(&format!("{}/auditEntries/", task.name)));
+        assert!(
+            entry
+                .name
+                .starts_with(&format!("{}/auditEntries/", task.name))
+        );
         assert!(!entry.request_id.is_empty());
     }
     assert!(
@@ -2015,7 +2159,10 @@ async fn rerun_checks_replaces_the_evidence_through_identity_check() {
         .unwrap()
         .into_inner();
     let fresh = reply.evidence.unwrap();
-    assert_eq!(reply.review_task.as_ref().unwrap().evidence.as_ref(), Some(&fresh));
+    assert_eq!(
+        reply.review_task.as_ref().unwrap().evidence.as_ref(),
+        Some(&fresh)
+    );
     let website_evidence = fresh.website.clone().expect("the website was checked");
     assert_eq!(website_evidence.requested_url, website.url("/zh"));
     assert!(fresh.logo.is_some(), "the stored logo was checked");
@@ -2122,4 +2269,145 @@ async fn gauges_count_overdue_tasks_and_the_outbox_backlog() {
     })
     .await;
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_reaches_registration_through_the_outbox() {
+    use kg_proto::identity::ImportAccountsRequest;
+    use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
+    use kg_proto::registration::registration_service_client::RegistrationServiceClient;
+    use kg_proto::registration::{ApplicationState, GetApplicationRequest};
+
+    // Authentication off (every caller is the development operator): registration and review
+    // call each other as in `koogallery up`.
+    let (identity_db, registration_db, review_db) = (
+        mesh::fresh_db().await.unwrap(),
+        mesh::fresh_db().await.unwrap(),
+        mesh::fresh_db().await.unwrap(),
+    );
+    let website = fixtures::Website::start().await.unwrap();
+    let identity = mesh::start_identity(&identity_db.url, true).await.unwrap();
+    let review_addr = std::net::SocketAddr::from(([127, 0, 0, 1], kg_tests::free_port()));
+    let registration = mesh::start_registration(mesh::with_peers(
+        mesh::registration_config(&registration_db.url, &identity.url(), None),
+        &format!("http://{review_addr}"),
+        NOWHERE,
+    ))
+    .await
+    .unwrap();
+    let config = mesh::review_config(&review_db.url, &registration.url(), &identity.url());
+    let review = Running::start(review_addr, move |l, s| kg_review::run(config, l, s))
+        .await
+        .unwrap();
+
+    let account = "acct-delivery";
+    IdentityCheckServiceClient::new(identity.channel().await.unwrap())
+        .import_accounts(ImportAccountsRequest {
+            request_id: rid(),
+            accounts: vec![fixtures::eligible_account(account)],
+        })
+        .await
+        .unwrap();
+    let mut reg = RegistrationServiceClient::new(registration.channel().await.unwrap());
+    let app = reg
+        .submit_application(fixtures::submission(account, 4242, &website.url("/en")))
+        .await
+        .unwrap()
+        .into_inner()
+        .application
+        .unwrap();
+
+    let mut rev = ReviewServiceClient::new(review.channel().await.unwrap());
+    let task = poll("the review task", Duration::from_secs(20), || {
+        let mut rev = rev.clone();
+        let subject = app.name.clone();
+        async move {
+            rev.list_review_tasks(ListReviewTasksRequest {
+                subject,
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .review_tasks
+            .pop()
+        }
+    })
+    .await;
+    assert_eq!(task.account_id, account);
+    assert_eq!(
+        at(&task.deadline),
+        WorkingCalendar::china().deadline(at(&task.submit_time), 3)
+    );
+
+    rev.claim_review_task(ClaimReviewTaskRequest {
+        request_id: rid(),
+        name: task.name.clone(),
+        etag: String::new(),
+    })
+    .await
+    .unwrap();
+    rev.approve_review_task(ApproveReviewTaskRequest {
+        request_id: rid(),
+        name: task.name.clone(),
+        comment: "Welcome.".into(),
+        etag: String::new(),
+    })
+    .await
+    .unwrap();
+
+    let delivered = poll("the delivery", Duration::from_secs(20), || {
+        let mut rev = rev.clone();
+        let name = task.name.clone();
+        async move {
+            let task = rev
+                .get_review_task(GetReviewTaskRequest { name })
+                .await
+                .ok()?
+                .into_inner()
+                .review_task?;
+            task.decision.as_ref()?.deliver_time?;
+            Some(task)
+        }
+    })
+    .await;
+    assert_eq!(delivered.state, ReviewTaskState::Approved as i32);
+    let entries = rev
+        .list_audit_entries(ListAuditEntriesRequest {
+            parent: task.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_entries;
+    let delivery: Vec<&AuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == AuditAction::DecisionDelivered as i32)
+        .collect();
+    assert_eq!(delivery.len(), 1, "{entries:#?}");
+    assert_eq!(delivery[0].actor, "registration");
+    assert_eq!(delivery[0].actor_role, ActorRole::Service as i32);
+    assert_eq!(delivery[0].comment, "APPROVE APPLIED");
+    let db = kg_runtime::db::connect(&review_db.url).await.unwrap();
+    assert_eq!(
+        kg_runtime::outbox::backlog(&db, "review_outbox")
+            .await
+            .unwrap(),
+        0
+    );
+    let applied = reg
+        .get_application(GetApplicationRequest {
+            name: app.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .application
+        .unwrap();
+    assert_eq!(applied.state, ApplicationState::Approved as i32);
+
+    review.stop().await.unwrap();
+    registration.stop().await.unwrap();
+    identity.stop().await.unwrap();
 }

@@ -780,9 +780,14 @@ mod hostile {
         )
     }
 
+    /// `PROPTEST_CASES` overrides the per-RPC case count for a longer run.
     pub fn runner() -> TestRunner {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CASES);
         TestRunner::new(Config {
-            cases: CASES,
+            cases,
             failure_persistence: None,
             ..Config::default()
         })
@@ -1033,6 +1038,19 @@ mod hostile {
     }
 }
 
+/// Runs `body` on a thread with a large stack: deep generated values and the services' futures
+/// in a debug build outgrow the test thread's 2 MiB. The thread lives as long as the test, so
+/// what it starts lives as long too.
+fn on_big_stack(body: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name("proptest".into())
+        .stack_size(64 * 1024 * 1024)
+        .spawn(body)
+        .unwrap()
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
 /// A multi-thread runtime for a plain `#[test]` that drives proptest.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -1044,6 +1062,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn identity_check_answers_arbitrary_input_with_documented_statuses() {
+    on_big_stack(identity_check_proptest);
+}
+
+fn identity_check_proptest() {
     use hostile::*;
     use proptest::prelude::*;
     let rt = runtime();
@@ -1188,12 +1210,16 @@ fn identity_check_answers_arbitrary_input_with_documented_statuses() {
 
 #[test]
 fn registration_answers_arbitrary_input_with_documented_statuses() {
+    on_big_stack(registration_proptest);
+}
+
+fn registration_proptest() {
     use hostile::*;
     use proptest::prelude::*;
     let rt = runtime();
     // The website check may reach 127.0.0.1 (the fixture site; other loopback ports refuse),
     // nothing else: every generated URL is loopback, private, malformed or not http(s).
-    let (identity, registration, website, _dbs) = rt.block_on(async {
+    let (identity, registration, site_server, _dbs) = rt.block_on(async {
         let identity_db = mesh::fresh_db().await.unwrap();
         let registration_db = mesh::fresh_db().await.unwrap();
         let identity = start_identity(identity_config(secured(&identity_db.url), true)).await;
@@ -1267,7 +1293,7 @@ fn registration_answers_arbitrary_input_with_documented_statuses() {
         );
     // a complete, valid submission of one of the real accounts with up to two fields made
     // hostile; entities repeat across accounts (ALREADY_EXISTS) and accounts apply twice
-    let site = website.url("/en");
+    let site = site_server.url("/en");
     let edited = (
         1..=8u8,
         0u64..24,

@@ -97,6 +97,42 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
             "at most 256 characters".to_string(),
         ));
     }
+    // Free text is stored as given: no control characters (PostgreSQL refuses NUL in text and
+    // JSON), bounded lengths.
+    plain_text(
+        &mut violations,
+        format!("{prefix}verified_enterprise_name"),
+        &a.verified_enterprise_name,
+        256,
+    );
+    if !a.parent_account_id.is_empty()
+        && let Err(IdentityError::Invalid(v)) =
+            validate_id(&format!("{prefix}parent_account_id"), &a.parent_account_id)
+    {
+        violations.extend(v);
+    }
+    if let Some(addr) = &a.registered_address {
+        let field = |name: &str| format!("{prefix}registered_address.{name}");
+        for (name, value) in [
+            ("region_code", &addr.region_code),
+            ("postal_code", &addr.postal_code),
+            ("administrative_area", &addr.administrative_area),
+            ("locality", &addr.locality),
+            ("sublocality", &addr.sublocality),
+        ] {
+            plain_text(&mut violations, field(name), value, 256);
+        }
+        if addr.address_lines.len() > 8 {
+            violations.push((
+                field("address_lines"),
+                "ADDRESS_TOO_LONG",
+                "at most 8 address lines".to_string(),
+            ));
+        }
+        for (i, line) in addr.address_lines.iter().enumerate() {
+            plain_text(&mut violations, field(&format!("address_lines[{i}]")), line, 256);
+        }
+    }
     let locale = match a.locale.as_str() {
         "" | "en" => "en",
         "zh-CN" | "zh" => "zh-CN",
@@ -153,6 +189,24 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         create_time: now,
         update_time: now,
     })
+}
+
+/// Refuses control characters (NUL included) and more than `max` characters in free text.
+fn plain_text(
+    violations: &mut Vec<(String, &'static str, String)>,
+    field: String,
+    value: &str,
+    max: usize,
+) {
+    if value.chars().any(char::is_control) {
+        violations.push((
+            field,
+            "CONTROL_CHARACTER",
+            "control characters are not allowed".to_string(),
+        ));
+    } else if value.chars().count() > max {
+        violations.push((field, "TEXT_TOO_LONG", format!("at most {max} characters")));
+    }
 }
 
 pub fn to_wire(row: &AccountRow) -> Account {

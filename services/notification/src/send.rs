@@ -270,7 +270,7 @@ impl Notification {
             rendered.body.clone(),
         )];
         let mobile = account.mobile.trim().to_string();
-        if !mobile.is_empty() {
+        if !mobile.is_empty() && sent_by_sms(parsed.event) {
             rows.push(row(
                 channel::SMS,
                 mobile.clone(),
@@ -442,4 +442,19 @@ mod tests {
         assert_ne!(h(&a), h(&b));
         assert_eq!(h(&b), h(&c));
     }
+}
+
+/// Outcomes reach the applicant by email and SMS; acknowledgements (received, withdrawn,
+/// resubmitted) by email only, so a phone buzzes only when something was decided.
+fn sent_by_sms(event: NotificationEventType) -> bool {
+    use NotificationEventType as E;
+    matches!(
+        event,
+        E::ChangesRequested
+            | E::ApplicationApproved
+            | E::ApplicationRejected
+            | E::ModificationApproved
+            | E::ModificationRejected
+            | E::SellerExited
+    )
 }

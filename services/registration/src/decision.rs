@@ -3,7 +3,6 @@
 //! CHANGES_REQUESTED, editable again. Idempotent on the event id; a decision about an application
 //! that is no longer pending (withdrawn meanwhile) is acknowledged as SUPERSEDED.
 
-use chrono::Utc;
 use kg_proto::common::{ReviewDecision, ReviewFeedback};
 use kg_proto::registration::{ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse};
 use kg_proto::registration::apply_review_decision_response::SubjectState;
@@ -51,7 +50,7 @@ impl Registration {
             .one(&txn)
             .await?
             .ok_or_else(|| RegistrationError::ApplicationNotFound(req.subject.clone()))?;
-        let now = Utc::now();
+        let now = kg_runtime::db::now();
         let record = request::ActiveModel {
             request_id: Set(req.event_id.clone()),
             rpc: Set(RPC.to_string()),

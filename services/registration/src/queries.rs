@@ -2,7 +2,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
 use kg_proto::registration::{
     Application, ApplicationState, ListApplicationsRequest, ListApplicationsResponse,
     WithdrawApplicationRequest,
@@ -157,7 +156,7 @@ impl Registration {
                 "changed since it was read (etag mismatch)".into(),
             ));
         }
-        let now = Utc::now();
+        let now = kg_runtime::db::now();
         let mut active = row.clone().into_active_model();
         active.state = Set(state::WITHDRAWN.to_string());
         active.withdraw_reason = Set(Some(req.reason.clone()));

@@ -97,7 +97,7 @@ impl Deliverer {
             .col_expr(application::Column::State, Expr::value(state::IN_REVIEW))
             .col_expr(application::Column::ReviewTask, Expr::value(Some(task.name)))
             .col_expr(application::Column::ReviewDeadline, Expr::value(deadline))
-            .col_expr(application::Column::UpdateTime, Expr::value(chrono::Utc::now()))
+            .col_expr(application::Column::UpdateTime, Expr::value(kg_runtime::db::now()))
             .filter(application::Column::ApplicationId.eq(app.application_id.clone()))
             .filter(application::Column::State.eq(state::SUBMITTED))
             .exec(&self.db)
@@ -123,14 +123,18 @@ impl Deliverer {
             ("application".to_string(), event.subject.clone()),
         ]);
         if let Some(feedback) = app.feedback.as_deref().and_then(|b| ReviewFeedback::decode(b).ok()) {
-            params.insert("reason_codes".into(), feedback.reason_codes.join(", "));
-            params.insert("reason".into(), feedback.comment.clone());
+            let titles: Vec<String> = match feedback.reasons.is_empty() {
+                false => feedback.reasons.iter().map(|r| r.title_en.clone()).collect(),
+                true => feedback.reason_codes.clone(),
+            };
+            params.insert("reason_titles".into(), titles.join(", "));
+            params.insert("comment".into(), feedback.comment.clone());
         }
         if let Some(id) = &app.seller_id {
             params.insert("seller".into(), format!("sellers/{id}"));
         }
         if let Some(deadline) = app.review_deadline {
-            params.insert("deadline".into(), deadline.to_rfc3339());
+            params.insert("review_deadline".into(), deadline.to_rfc3339());
         }
         self.notification
             .clone()

@@ -162,9 +162,15 @@ impl RegistrationService for Registration {
 
     async fn get_seller(
         &self,
-        _: Request<GetSellerRequest>,
+        request: Request<GetSellerRequest>,
     ) -> Result<Response<GetSellerResponse>, Status> {
-        Err(not_yet("GetSeller"))
+        let caller = caller(&request);
+        let name = request.into_inner().name;
+        let seller = self.seller_by_name(&name).await?;
+        if !caller.may_see(&seller.account_id) {
+            return Err(RegistrationError::SellerNotFound(name).into());
+        }
+        Ok(Response::new(GetSellerResponse { seller: Some(seller) }))
     }
 
     async fn list_sellers(

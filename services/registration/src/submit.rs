@@ -102,7 +102,7 @@ impl Registration {
             return Err(RegistrationError::MaterialsCheckFailed(failed));
         }
 
-        let now = Utc::now();
+        let now = kg_runtime::db::now();
         let agreement = AgreementAcceptance {
             accepted_time: Some(view::timestamp(now)),
             accepted_by: format!("accounts/{}", draft.account_id),

@@ -174,7 +174,11 @@ pub fn verdict(
             );
             unknown.push(shown);
         } else if seen.contains(code) {
-            violations.add(field, "REASON_CODE_DUPLICATE", format!("{code} is listed twice"));
+            violations.add(
+                field,
+                "REASON_CODE_DUPLICATE",
+                format!("{code} is listed twice"),
+            );
         } else {
             seen.push(code.clone());
         }
@@ -207,7 +211,9 @@ pub fn verdict(
     })
 }
 
-pub fn list(req: &ListRejectionReasonsRequest) -> Result<ListRejectionReasonsResponse, ReviewError> {
+pub fn list(
+    req: &ListRejectionReasonsRequest,
+) -> Result<ListRejectionReasonsResponse, ReviewError> {
     let size = page_size(req.page_size)? as usize;
     let after = if req.page_token.is_empty() {
         None
@@ -260,7 +266,13 @@ mod tests {
     #[test]
     fn verdicts_need_known_codes_and_a_comment() {
         let codes = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let v = verdict(&codes(&["OTHER"]), "  fix it  ", true, Violations::default()).unwrap();
+        let v = verdict(
+            &codes(&["OTHER"]),
+            "  fix it  ",
+            true,
+            Violations::default(),
+        )
+        .unwrap();
         assert_eq!(v.comment, "fix it");
         assert!(matches!(
             verdict(&codes(&[]), "x", true, Violations::default()),
@@ -275,7 +287,12 @@ mod tests {
             Err(ReviewError::UnknownReasons { .. })
         ));
         assert!(matches!(
-            verdict(&codes(&["OTHER", "OTHER"]), "x", true, Violations::default()),
+            verdict(
+                &codes(&["OTHER", "OTHER"]),
+                "x",
+                true,
+                Violations::default()
+            ),
             Err(ReviewError::Invalid(_))
         ));
         assert!(verdict(&codes(&[]), "", false, Violations::default()).is_ok());

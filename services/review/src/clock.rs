@@ -97,7 +97,12 @@ mod tests {
         assert_eq!(clock_start, utc("2026-11-26T01:00:00Z"));
         assert_eq!(deadline, utc("2026-11-30T01:00:00Z"));
         // Already overdue when paused: due at once (at the effective start).
-        let (_, deadline) = resume(&c, budget().num_microseconds().unwrap() + 5, clock_start, "x");
+        let (_, deadline) = resume(
+            &c,
+            budget().num_microseconds().unwrap() + 5,
+            clock_start,
+            "x",
+        );
         assert_eq!(deadline, clock_start);
     }
 }

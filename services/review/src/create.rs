@@ -90,7 +90,11 @@ pub fn check_profile(
 ) -> Option<(SellerProfile, Option<Vec<u8>>)> {
     let Some(mut profile) = profile else {
         if required {
-            violations.add(field, "PROFILE_MISSING", "the profile under review is required");
+            violations.add(
+                field,
+                "PROFILE_MISSING",
+                "the profile under review is required",
+            );
         }
         return None;
     };
@@ -280,7 +284,9 @@ impl Review {
             .filter(|c| !c.is_whitespace() && *c != '-')
             .collect::<String>()
             .to_ascii_uppercase();
-        if number.is_empty() || number.len() > 64 || !number.bytes().all(|b| b.is_ascii_alphanumeric())
+        if number.is_empty()
+            || number.len() > 64
+            || !number.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             v.add(
                 "entity.registration_number",
@@ -294,7 +300,11 @@ impl Review {
         let (Some(kind), Some(submitted), Some((profile, logo))) = (declared, submitted, profile)
         else {
             // Each missing part added a violation above; kept total rather than panicking.
-            return Err(ReviewError::field("subject", "INVALID_ARGUMENT", "invalid request"));
+            return Err(ReviewError::field(
+                "subject",
+                "INVALID_ARGUMENT",
+                "invalid request",
+            ));
         };
         let (clock_start, deadline) = clock::start(&self.calendar, submitted, &req.subject);
         Ok(task::Model {

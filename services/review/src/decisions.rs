@@ -157,7 +157,8 @@ impl Review {
         now: DateTime<Utc>,
     ) -> Result<Plan, ReviewError> {
         check_not_own(caller, row)?;
-        if d.outcome == ReviewDecision::RequestChanges && row.subject_kind == kind::MODIFICATION_REQUEST
+        if d.outcome == ReviewDecision::RequestChanges
+            && row.subject_kind == kind::MODIFICATION_REQUEST
         {
             return Err(ReviewError::ChangesNotAllowed);
         }
@@ -209,8 +210,12 @@ impl Review {
             _ => {
                 // The clock stops; the task waits on the applicant and leaves the reviewer.
                 after.state = state::WAITING_ON_APPLICANT.to_string();
-                after.used_working_micros =
-                    clock::stop(&self.calendar, row.clock_start, row.used_working_micros, now);
+                after.used_working_micros = clock::stop(
+                    &self.calendar,
+                    row.clock_start,
+                    row.used_working_micros,
+                    now,
+                );
                 after.paused_since = Some(now);
                 after.deadline = None;
                 after.assignee = None;

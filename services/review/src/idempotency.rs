@@ -28,7 +28,9 @@ pub fn validate_key(field: &str, id: &str) -> Result<(), ReviewError> {
     Err(ReviewError::field(
         field,
         reason,
-        format!("{field} is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (a UUID is ideal)"),
+        format!(
+            "{field} is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (a UUID is ideal)"
+        ),
     ))
 }
 

@@ -72,8 +72,12 @@ impl Review {
             // at the pause: the applicant never gets working time back.
             let paused_since = row.paused_since.unwrap_or(resubmitted);
             let resumed = resubmitted.max(paused_since);
-            let (clock_start, deadline) =
-                clock::resume(&self.calendar, row.used_working_micros, resumed, &row.subject);
+            let (clock_start, deadline) = clock::resume(
+                &self.calendar,
+                row.used_working_micros,
+                resumed,
+                &row.subject,
+            );
             let mut after = row.clone();
             after.state = state::QUEUED.to_string();
             after.submit_time = resubmitted;

@@ -11,9 +11,7 @@ use kg_runtime::auth::{Caller, Role};
 use kg_runtime::client::OutboundChannel;
 use kg_runtime::outbox::{Deliver, DeliveryError, OutboxEvent};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Deserialize;
 
 use crate::audit::{self, Entry};

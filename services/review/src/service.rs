@@ -177,8 +177,6 @@ impl ReviewService for Review {
         &self,
         request: Request<ListAuditEntriesRequest>,
     ) -> Result<Response<ListAuditEntriesResponse>, Status> {
-        Ok(Response::new(
-            self.list_audit(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.list_audit(request.into_inner()).await?))
     }
 }

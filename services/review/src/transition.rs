@@ -91,7 +91,8 @@ pub struct Applied {
 }
 
 /// A plan: the rules of one RPC, applied to the task as read at `now`.
-pub type Planner<'p> = dyn Fn(&task::Model, DateTime<Utc>) -> Result<Plan, ReviewError> + Send + Sync + 'p;
+pub type Planner<'p> =
+    dyn Fn(&task::Model, DateTime<Utc>) -> Result<Plan, ReviewError> + Send + Sync + 'p;
 
 impl Review {
     pub(crate) async fn find_task(&self, target: &Target<'_>) -> Result<task::Model, ReviewError> {
@@ -108,7 +109,11 @@ impl Review {
         }
     }
 
-    async fn replayed(&self, caller: &Caller, key: &Key<'_>) -> Result<Option<Applied>, ReviewError> {
+    async fn replayed(
+        &self,
+        caller: &Caller,
+        key: &Key<'_>,
+    ) -> Result<Option<Applied>, ReviewError> {
         let seen = match key {
             Key::Request {
                 request_id,

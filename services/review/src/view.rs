@@ -211,7 +211,11 @@ pub fn audit_entry(row: &audit::Model) -> AuditEntry {
         actor: row.actor.clone(),
         actor_role: role_enum(&row.actor_role) as i32,
         action: action_enum(&row.action) as i32,
-        before_state: row.before_state.as_deref().map(state_enum).unwrap_or_default() as i32,
+        before_state: row
+            .before_state
+            .as_deref()
+            .map(state_enum)
+            .unwrap_or_default() as i32,
         after_state: state_enum(&row.after_state) as i32,
         comment: row.comment.clone(),
         reason_codes: row
