@@ -4,21 +4,34 @@ test data it needs.
 
 Layout:
   - stub generation and loading          generate_stubs(), Stubs
+  - bearer tokens (HS256, stdlib only)   mint_token(), verify_token(), Clients.as_*()
   - the mesh process                     free_base_port(), Mesh
+  - an SMTP server for notification      SmtpServer (aiosmtpd in a thread)
   - a local English website              Website
   - test data                            uscc(), png(), agreement(), eligible_account(), ...
   - calls of the applicant flow          import_accounts(), submit_valid_application(), ...
+  - calls of the reviewer flow           wait_review_task(), claim_task(), approve_task(), ...
+  - notifications                        list_notifications(), wait_notification()
   - rich errors (google.rpc details)     RichError.of()
+
+Every RPC except health and reflection needs a bearer token: the helpers take the caller's
+metadata (`clients.as_applicant(account_id)`, `clients.as_reviewer()`, `clients.as_operator()`),
+minted from the mesh's development secret (`<data dir>/dev-jwt-secret`).
 
 Nothing here sleeps without a bound: every wait is a poll loop with a deadline.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import email
+import email.policy
 import hashlib
+import hmac
 import http.server
 import importlib
+import json
 import os
 import secrets
 import signal
@@ -53,9 +66,21 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 METRICS_OFFSET = 1000
 
 REGISTRATION_DOMAIN = "registration.koogallery.io"
+REVIEW_DOMAIN = "review.koogallery.io"
+AUTH_DOMAIN = "auth.koogallery.io"
+
+# What `koogallery up` verifies (shared/runtime/src/auth.rs, cli/src/token.rs).
+JWT_SECRET_FILE = "dev-jwt-secret"
+JWT_ISSUER = "koogallery"
+JWT_AUDIENCE = "koogallery"
+ROLES = ("applicant", "reviewer", "operator", "service")
+REVIEWER = "reviewer-py"
+OPERATOR = "operator-py"
 
 # Deadline of every unary call of the tests. Submission fetches the website, hence not 1 s.
 CALL_TIMEOUT = 20.0
+# Bound of every wait for the asynchronous part of the flow (outbox relays, email delivery).
+FLOW_TIMEOUT = 30.0
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what, interval: float = 0.1):
@@ -128,15 +153,109 @@ class Stubs:
                 setattr(self, f"{pkg}_grpc", grpc_module)
 
 
+# ---------------------------------------------------------------------------------------------
+# Bearer tokens: HS256 JWTs minted with the standard library only
+# ---------------------------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json(value) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def mint_token(
+    secret: str | bytes,
+    subject: str,
+    role: str,
+    ttl: int = 600,
+    *,
+    now: int | None = None,
+    issuer: str = JWT_ISSUER,
+    audience: str = JWT_AUDIENCE,
+    **extra_claims,
+) -> str:
+    """An HS256 JWT as the mesh expects it: header {"alg":"HS256","typ":"JWT"}, claims sub,
+    role, iss, aud, exp, nbf, iat (what `koogallery token` mints), signed with `secret`.
+    `now`, `issuer`, `audience` and `extra_claims` (which override the standard ones) exist to
+    build refused tokens."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    issued = int(time.time()) if now is None else now
+    claims = {
+        "sub": subject,
+        "role": role,
+        "iss": issuer,
+        "aud": audience,
+        "exp": issued + ttl,
+        "nbf": issued - 1,
+        "iat": issued,
+        **extra_claims,
+    }
+    signing_input = f"{_b64url(_json({'alg': 'HS256', 'typ': 'JWT'}))}.{_b64url(_json(claims))}"
+    signature = hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+def verify_token(secret: str | bytes, token: str) -> dict:
+    """The claims of an HS256 token signed with `secret` (signature and alg checked; the time
+    claims are returned, not judged). For cross-checking tokens minted by `koogallery token`."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    header_b64, claims_b64, signature_b64 = token.split(".")
+    header = json.loads(_b64url_decode(header_b64))
+    assert header.get("alg") == "HS256", header
+    expected = hmac.new(key, f"{header_b64}.{claims_b64}".encode("ascii"), hashlib.sha256).digest()
+    assert hmac.compare_digest(expected, _b64url_decode(signature_b64)), "bad signature"
+    return json.loads(_b64url_decode(claims_b64))
+
+
+def bearer(token: str) -> tuple:
+    """gRPC call metadata carrying `token`."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+class TokenMinter:
+    """Mints (and caches until shortly before expiry) tokens signed with one secret."""
+
+    TTL = 600
+    RENEW_BEFORE = 60
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def token(self, role: str, subject: str) -> str:
+        assert role in ROLES, role
+        assert subject, "a token needs a subject"
+        with self._lock:
+            cached = self._cache.get((role, subject))
+            if cached and cached[1] - time.time() > self.RENEW_BEFORE:
+                return cached[0]
+            token = mint_token(self.secret, subject, role, self.TTL)
+            self._cache[(role, subject)] = (token, time.time() + self.TTL)
+            return token
+
+    def metadata(self, role: str, subject: str) -> tuple:
+        return bearer(self.token(role, subject))
+
+
 @dataclass
 class Clients:
-    """One channel and stub per service of a running mesh."""
+    """One channel and stub per service of a running mesh, and the callers' credentials:
+    pass `metadata=clients.as_applicant(account_id)` (or as_reviewer / as_operator) to a call."""
 
     identity: object
     registration: object
     review: object
     notification: object
     channels: dict[str, grpc.Channel]
+    minter: TokenMinter
 
     @classmethod
     def connect(cls, stubs: Stubs, mesh: "Mesh") -> "Clients":
@@ -147,7 +266,18 @@ class Clients:
             review=stubs.review_grpc.ReviewServiceStub(channels["review"]),
             notification=stubs.notification_grpc.NotificationServiceStub(channels["notification"]),
             channels=channels,
+            minter=TokenMinter(mesh.jwt_secret()),
         )
+
+    def as_applicant(self, account_id: str) -> tuple:
+        """An applicant: the subject is the account id."""
+        return self.minter.metadata("applicant", account_id)
+
+    def as_reviewer(self, subject: str = REVIEWER) -> tuple:
+        return self.minter.metadata("reviewer", subject)
+
+    def as_operator(self, subject: str = OPERATOR) -> tuple:
+        return self.minter.metadata("operator", subject)
 
     def close(self):
         for channel in self.channels.values():
@@ -218,7 +348,10 @@ class Mesh:
         """Starts the mesh on a free base port and waits until all four services are SERVING.
         A lost race for a port (the process exits at once) is retried on another base."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env}
+        # KG_* settings of the caller's environment do not leak in (a KG_JWT_SECRET would
+        # replace the development secret the tests sign with, a KG_SMTP_URL the test's server).
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("KG_")}
+        env = {**inherited, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env}
         for attempt in range(1, attempts + 1):
             self.base_port = free_base_port()
             log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
@@ -250,6 +383,14 @@ class Mesh:
                 self.kill()
                 raise
         raise RuntimeError(f"mesh did not start in {attempts} attempts:\n{self.log()}")
+
+    def jwt_secret(self) -> str:
+        """The development signing secret `koogallery up` keeps in its data folder (written
+        before the services listen, so it is there once they are SERVING)."""
+        path = self.data_dir / JWT_SECRET_FILE
+        secret = path.read_text().strip()
+        assert len(secret) >= 32, f"{path} holds a short secret"
+        return secret
 
     def wait_serving(self, timeout: float):
         from grpc_health.v1 import health_pb2
@@ -303,6 +444,95 @@ def health_status(channel: grpc.Channel, service: str, timeout: float = 5.0):
     except grpc.RpcError:
         return None
     return response.status
+
+
+# ---------------------------------------------------------------------------------------------
+# An SMTP server for notification (aiosmtpd in a thread of the test process)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: email.message.EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"] or "")
+
+    @property
+    def body(self) -> str:
+        part = self.message.get_body(preferencelist=("plain", "html"))
+        return part.get_content() if part is not None else ""
+
+
+class SmtpServer:
+    """An aiosmtpd server on 127.0.0.1:<free port> that accepts every message (no TLS, no
+    AUTH) and keeps it in memory: point notification at it with `url` (KG_SMTP_URL)."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp, session, envelope):  # noqa: N802
+                raw = envelope.original_content or envelope.content
+                if isinstance(raw, str):
+                    raw = raw.encode("utf-8", errors="replace")
+                message = email.message_from_bytes(raw, policy=email.policy.default)
+                with server._lock:
+                    server._messages.append(
+                        ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message)
+                    )
+                return "250 Message accepted for delivery"
+
+        self._lock = threading.Lock()
+        self._messages: list[ReceivedMail] = []
+        self.port = _free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> "SmtpServer":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?tls=none"
+
+    def messages(self) -> list[ReceivedMail]:
+        with self._lock:
+            return list(self._messages)
+
+    def to(self, address: str) -> list[ReceivedMail]:
+        """Messages with `address` among their envelope recipients."""
+        return [m for m in self.messages() if address.lower() in (r.lower() for r in m.rcpt_tos)]
+
+    def wait_for(
+        self, address: str, subject_prefix: str, timeout: float = 30.0
+    ) -> ReceivedMail:
+        """The first message to `address` whose Subject starts with `subject_prefix`."""
+
+        def found():
+            return next((m for m in self.to(address) if m.subject.startswith(subject_prefix)), None)
+
+        return wait_until(
+            found,
+            timeout,
+            lambda: f"an email {subject_prefix!r}... to {address}; got subjects "
+            f"{[m.subject for m in self.to(address)]}",
+            interval=0.2,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,11 +754,12 @@ def application(stubs: Stubs, website_url: str, registration_number: str | None 
 
 
 def import_accounts(stubs: Stubs, clients: Clients, accounts: Iterable):
-    """ImportAccounts; every account must be written."""
+    """ImportAccounts as an operator; every account must be written."""
     accounts = list(accounts)
     response = clients.identity.ImportAccounts(
         stubs.identity.ImportAccountsRequest(request_id=request_id(), accounts=accounts),
         timeout=CALL_TIMEOUT,
+        metadata=clients.as_operator(),
     )
     assert response.failed_count == 0, response.errors
     assert response.created_count + response.updated_count == len(accounts), response
@@ -540,6 +771,11 @@ def new_eligible_account(stubs: Stubs, clients: Clients, prefix: str = "acct-ent
     account_id = new_id(prefix)
     import_accounts(stubs, clients, [eligible_account(stubs, account_id)])
     return account_id
+
+
+def account_email(account_id: str) -> str:
+    """The email address eligible_account() and individual_account() bind to the account."""
+    return f"{account_id}@example.com"
 
 
 def submit_request(
@@ -565,28 +801,35 @@ def submit_valid_application(
     website_url: str,
     registration_number: str | None = None,
 ):
-    """Submits a valid application for `account_id` (a fresh company entity unless given) and
-    returns the stored Application (state SUBMITTED or later).
+    """Submits, as the applicant `account_id`, a valid application (a fresh company entity
+    unless given) and returns the stored Application (state SUBMITTED or later).
 
-    The starting point of the reviewer -> notification extension: take `application.name`,
-    find its review task (ReviewService.ListReviewTasks(subject=name)), claim and approve it,
-    then poll GetApplication until APPROVED and NotificationService.ListNotifications for the
-    account's deliveries (bounded: see wait_until)."""
+    The reviewer flow goes on from its `name`: wait_review_task(), claim_task(),
+    approve_task() or reject_task(), then wait_application_state() and wait_notification()."""
     response = clients.registration.SubmitApplication(
         submit_request(stubs, account_id, website_url, registration_number),
         timeout=CALL_TIMEOUT,
+        metadata=clients.as_applicant(account_id),
     )
     return response.application
 
 
-def get_application(stubs: Stubs, clients: Clients, name: str):
+def get_application(stubs: Stubs, clients: Clients, name: str, metadata: tuple):
+    """GetApplication as the caller of `metadata` (for example clients.as_applicant(id))."""
     return clients.registration.GetApplication(
-        stubs.registration.GetApplicationRequest(name=name), timeout=CALL_TIMEOUT
+        stubs.registration.GetApplicationRequest(name=name),
+        timeout=CALL_TIMEOUT,
+        metadata=metadata,
     ).application
 
 
-def list_applications(stubs: Stubs, clients: Clients, account_id: str, **filters) -> list:
-    """Every application of the account, following next_page_token to the end."""
+def list_applications(
+    stubs: Stubs, clients: Clients, account_id: str, metadata: tuple | None = None, **filters
+) -> list:
+    """Every application of the account, following next_page_token to the end; as that
+    applicant unless `metadata` names another caller (staff may search across accounts)."""
+    if metadata is None:
+        metadata = clients.as_applicant(account_id)
     out, token = [], ""
     for _ in range(100):  # bounded: 100 pages
         response = clients.registration.ListApplications(
@@ -594,12 +837,199 @@ def list_applications(stubs: Stubs, clients: Clients, account_id: str, **filters
                 account_id=account_id, page_token=token, **filters
             ),
             timeout=CALL_TIMEOUT,
+            metadata=metadata,
         )
         out.extend(response.applications)
         token = response.next_page_token
         if not token:
             return out
     raise AssertionError("ListApplications did not end in 100 pages")
+
+
+def state_name(stubs: Stubs, state: int) -> str:
+    return stubs.registration.ApplicationState.Name(state)
+
+
+def wait_application_state(
+    stubs: Stubs,
+    clients: Clients,
+    name: str,
+    account_id: str,
+    state: int,
+    timeout: float = FLOW_TIMEOUT,
+    ready: Callable[[object], bool] = lambda a: True,
+):
+    """Polls GetApplication as the applicant until the application is in `state` and
+    `ready(application)` holds; returns it. Fails at once on another final state."""
+    registration = stubs.registration
+    final = {
+        registration.APPLICATION_STATE_APPROVED,
+        registration.APPLICATION_STATE_REJECTED,
+        registration.APPLICATION_STATE_WITHDRAWN,
+    }
+    last = []
+
+    def reached():
+        app = get_application(stubs, clients, name, clients.as_applicant(account_id))
+        last[:] = [app]
+        if app.state == state and ready(app):
+            return app
+        if app.state in final and app.state != state:
+            raise AssertionError(
+                f"{name} became {state_name(stubs, app.state)}, not {state_name(stubs, state)}"
+            )
+        return None
+
+    return wait_until(
+        reached,
+        timeout,
+        lambda: f"{name} in {state_name(stubs, state)}; last seen "
+        f"{state_name(stubs, last[0].state) if last else 'nothing'}",
+        interval=0.2,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls of the reviewer flow (as a reviewer: applicants have no access to ReviewService)
+# ---------------------------------------------------------------------------------------------
+
+
+def list_review_tasks(stubs: Stubs, clients: Clients, metadata: tuple | None = None, **filters):
+    """ListReviewTasks (one page of up to 500) as a reviewer unless `metadata` says otherwise."""
+    return clients.review.ListReviewTasks(
+        stubs.review.ListReviewTasksRequest(page_size=500, **filters),
+        timeout=CALL_TIMEOUT,
+        metadata=metadata or clients.as_reviewer(),
+    )
+
+
+def wait_review_task(stubs: Stubs, clients: Clients, subject: str, timeout: float = FLOW_TIMEOUT):
+    """Polls ListReviewTasks(subject=...) until the review task of `subject` (an application's
+    name) exists; the registration outbox relay creates it after the submission committed."""
+
+    def found():
+        tasks = list_review_tasks(stubs, clients, subject=subject).review_tasks
+        assert len(tasks) <= 1, f"{len(tasks)} open tasks for {subject}: {tasks}"
+        return tasks[0] if tasks else None
+
+    return wait_until(found, timeout, f"the review task of {subject}", interval=0.2)
+
+
+def claim_task(stubs: Stubs, clients: Clients, task, reviewer: str = REVIEWER):
+    return clients.review.ClaimReviewTask(
+        stubs.review.ClaimReviewTaskRequest(request_id=request_id(), name=task.name, etag=task.etag),
+        timeout=CALL_TIMEOUT,
+        metadata=clients.as_reviewer(reviewer),
+    ).review_task
+
+
+def approve_task(stubs: Stubs, clients: Clients, task, comment: str = "", reviewer: str = REVIEWER):
+    return clients.review.ApproveReviewTask(
+        stubs.review.ApproveReviewTaskRequest(
+            request_id=request_id(), name=task.name, comment=comment, etag=task.etag
+        ),
+        timeout=CALL_TIMEOUT,
+        metadata=clients.as_reviewer(reviewer),
+    ).review_task
+
+
+def reject_task(
+    stubs: Stubs,
+    clients: Clients,
+    task,
+    reason_codes: list[str],
+    comment: str,
+    reviewer: str = REVIEWER,
+):
+    return clients.review.RejectReviewTask(
+        stubs.review.RejectReviewTaskRequest(
+            request_id=request_id(),
+            name=task.name,
+            reason_codes=reason_codes,
+            comment=comment,
+            etag=task.etag,
+        ),
+        timeout=CALL_TIMEOUT,
+        metadata=clients.as_reviewer(reviewer),
+    ).review_task
+
+
+def rejection_reasons(stubs: Stubs, clients: Clients) -> list:
+    """The whole rejection-reason catalogue, following next_page_token."""
+    out, token = [], ""
+    for _ in range(100):
+        response = clients.review.ListRejectionReasons(
+            stubs.review.ListRejectionReasonsRequest(page_token=token),
+            timeout=CALL_TIMEOUT,
+            metadata=clients.as_reviewer(),
+        )
+        out.extend(response.reasons)
+        token = response.next_page_token
+        if not token:
+            return out
+    raise AssertionError("ListRejectionReasons did not end in 100 pages")
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications (read as an operator)
+# ---------------------------------------------------------------------------------------------
+
+
+def list_notifications(
+    stubs: Stubs, clients: Clients, metadata: tuple | None = None, **filters
+) -> list:
+    """Every delivery matching the filters, newest first, following next_page_token."""
+    out, token = [], ""
+    for _ in range(100):
+        response = clients.notification.ListNotifications(
+            stubs.notification.ListNotificationsRequest(page_token=token, **filters),
+            timeout=CALL_TIMEOUT,
+            metadata=metadata or clients.as_operator(),
+        )
+        out.extend(response.notifications)
+        token = response.next_page_token
+        if not token:
+            return out
+    raise AssertionError("ListNotifications did not end in 100 pages")
+
+
+def wait_notification(
+    stubs: Stubs,
+    clients: Clients,
+    account_id: str,
+    event_type: int,
+    channel: int,
+    status: int,
+    timeout: float = FLOW_TIMEOUT,
+):
+    """Polls ListNotifications(account_id=...) until the account has a delivery of
+    `event_type` on `channel` in `status`; returns it."""
+    n = stubs.notification
+    seen = []
+
+    def found():
+        deliveries = list_notifications(stubs, clients, account_id=account_id, channel=channel)
+        seen[:] = deliveries
+        matching = [d for d in deliveries if d.event_type == event_type]
+        return next((d for d in matching if d.status == status), None)
+
+    def describe():
+        rows = [
+            (
+                n.NotificationEventType.Name(d.event_type),
+                n.DeliveryStatus.Name(d.status),
+                d.attempts,
+                d.last_error_code,
+                d.last_error,
+            )
+            for d in seen
+        ]
+        return (
+            f"a {n.Channel.Name(channel)} {n.NotificationEventType.Name(event_type)} delivery "
+            f"{n.DeliveryStatus.Name(status)} for {account_id}; deliveries: {rows}"
+        )
+
+    return wait_until(found, timeout, describe, interval=0.2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2411,3 +2411,49 @@ async fn a_decision_reaches_registration_through_the_outbox() {
     registration.stop().await.unwrap();
     identity.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_calendar_file_sets_the_working_days_and_a_bad_one_stops_the_service() {
+    let dir = std::env::temp_dir().join(format!("kg-review-calendar-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A Sunday-to-Thursday week in Dubai, no cut-off, one holiday.
+    let good = dir.join("ae.yaml");
+    std::fs::write(
+        &good,
+        "timezone: Asia/Dubai\nweekend: [Friday, Saturday]\nholidays: [2026-11-23]\n",
+    )
+    .unwrap();
+    let path = good.clone();
+    let env = Env::start_with(move |config| config.calendar_file = Some(path)).await;
+    // Thursday 2026-11-19 10:00 Dubai: Thu 14 h, (Fri, Sat off), Sun 24 h, (Mon holiday),
+    // Tue 24 h, Wed 10 h → Wednesday 2026-11-25 10:00 Dubai.
+    let submitted = DateTime::parse_from_rfc3339("2026-11-19T10:00:00+04:00")
+        .unwrap()
+        .to_utc();
+    let due = DateTime::parse_from_rfc3339("2026-11-25T10:00:00+04:00")
+        .unwrap()
+        .to_utc();
+    assert_eq!(
+        WorkingCalendar::from_file(&good)
+            .unwrap()
+            .deadline(submitted, 3),
+        due
+    );
+    let task = env
+        .create(creation(&application(), "acct-dubai", submitted))
+        .await;
+    assert_eq!(at(&task.deadline), due);
+    env.stop().await;
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "timezone: Mars/Olympus_Mons\n").unwrap();
+    let db = mesh::fresh_db().await.unwrap();
+    let mut config = mesh::review_config(&db.url, NOWHERE, NOWHERE);
+    config.calendar_file = Some(bad);
+    let started = mesh::start_review_with(config).await;
+    assert!(
+        started.is_err(),
+        "a calendar that does not load stops the service"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

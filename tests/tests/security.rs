@@ -100,9 +100,7 @@ fn req<T>(message: T, authorization: &str) -> tonic::Request<T> {
 }
 
 fn reason(status: &tonic::Status) -> String {
-    DecodedError::from_status(status)
-        .reason
-        .unwrap_or_default()
+    DecodedError::from_status(status).reason.unwrap_or_default()
 }
 
 /// `common` with the test secret: authentication on.
@@ -400,7 +398,11 @@ async fn bad_credentials_wrong_roles_and_other_accounts_are_refused_and_change_n
             format!("Bearer {}", hs256(&future)),
             "TOKEN_INVALID",
         ),
-        ("no role", format!("Bearer {}", hs256(&no_role)), "TOKEN_INVALID"),
+        (
+            "no role",
+            format!("Bearer {}", hs256(&no_role)),
+            "TOKEN_INVALID",
+        ),
         ("garbage", "Bearer not.a.jwt".into(), "TOKEN_INVALID"),
         (
             "tampered payload",
@@ -413,7 +415,11 @@ async fn bad_credentials_wrong_roles_and_other_accounts_are_refused_and_change_n
             let status = call(&mut env, rpc, authorization, &mine.name)
                 .await
                 .expect_err(rpc);
-            assert_eq!(status.code(), Code::Unauthenticated, "{case}: {rpc}: {status:?}");
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "{case}: {rpc}: {status:?}"
+            );
             assert_eq!(reason(&status), *want, "{case}: {rpc}");
         }
     }
@@ -440,13 +446,14 @@ async fn bad_credentials_wrong_roles_and_other_accounts_are_refused_and_change_n
             ],
         ),
         // decisions come from the review service only
-        (operator.as_str(), &["ApplyReviewDecision", "SubmitApplication"]),
+        (
+            operator.as_str(),
+            &["ApplyReviewDecision", "SubmitApplication"],
+        ),
     ];
     for (who, rpcs) in wrong_roles {
         for rpc in rpcs {
-            let status = call(&mut env, rpc, who, &mine.name)
-                .await
-                .expect_err(rpc);
+            let status = call(&mut env, rpc, who, &mine.name).await.expect_err(rpc);
             assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
             assert_eq!(reason(&status), "ROLE_NOT_ALLOWED", "{rpc}");
         }
@@ -794,12 +801,15 @@ mod hostile {
     }
 
     pub fn check(rpc: &str, result: Result<(), tonic::Status>) -> Result<(), TestCaseError> {
-        let code = result.err().map(|s| (s.code(), s)).map_or(Code::Ok, |(c, s)| {
-            if !documented(c) {
-                eprintln!("{rpc}: undocumented status {s:?}");
-            }
-            c
-        });
+        let code = result
+            .err()
+            .map(|s| (s.code(), s))
+            .map_or(Code::Ok, |(c, s)| {
+                if !documented(c) {
+                    eprintln!("{rpc}: undocumented status {s:?}");
+                }
+                c
+            });
         if std::env::var_os("KG_SECURITY_TALLY").is_some() {
             eprintln!("CODE {rpc} {code:?}");
         }
@@ -1080,29 +1090,33 @@ fn identity_check_proptest() {
     let client = IdentityCheckServiceClient::new(channel);
     let operator = bearer("ops-1", Role::Operator);
 
-    let call = |rpc: &str, fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send>>| {
-        check(rpc, rt.block_on(fut))
-    };
+    let call = |rpc: &str,
+                fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send>,
+    >| { check(rpc, rt.block_on(fut)) };
 
     runner()
-        .run(&(any::<Option<()>>(), account(), text()), |(some, account, request_id)| {
-            let mut c = client.clone();
-            let op = operator.clone();
-            call(
-                "UpsertAccount",
-                Box::pin(async move {
-                    c.upsert_account(req(
-                        UpsertAccountRequest {
-                            request_id,
-                            account: some.map(|_| account),
-                        },
-                        &op,
-                    ))
-                    .await
-                    .map(drop)
-                }),
-            )
-        })
+        .run(
+            &(any::<Option<()>>(), account(), text()),
+            |(some, account, request_id)| {
+                let mut c = client.clone();
+                let op = operator.clone();
+                call(
+                    "UpsertAccount",
+                    Box::pin(async move {
+                        c.upsert_account(req(
+                            UpsertAccountRequest {
+                                request_id,
+                                account: some.map(|_| account),
+                            },
+                            &op,
+                        ))
+                        .await
+                        .map(drop)
+                    }),
+                )
+            },
+        )
         .unwrap();
     runner()
         .run(
@@ -1113,9 +1127,15 @@ fn identity_check_proptest() {
                 call(
                     "ImportAccounts",
                     Box::pin(async move {
-                        c.import_accounts(req(ImportAccountsRequest { request_id, accounts }, &op))
-                            .await
-                            .map(drop)
+                        c.import_accounts(req(
+                            ImportAccountsRequest {
+                                request_id,
+                                accounts,
+                            },
+                            &op,
+                        ))
+                        .await
+                        .map(drop)
                     }),
                 )
             },
@@ -1136,7 +1156,13 @@ fn identity_check_proptest() {
         .unwrap();
     runner()
         .run(
-            &(caller(), entity(), proptest::option::of(profile()), text(), any::<bool>()),
+            &(
+                caller(),
+                entity(),
+                proptest::option::of(profile()),
+                text(),
+                any::<bool>(),
+            ),
             |(who, entity, profile, logo_file_name, require_complete)| {
                 let mut c = client.clone();
                 call(
@@ -1165,9 +1191,12 @@ fn identity_check_proptest() {
             call(
                 "CheckRegistrationNumber",
                 Box::pin(async move {
-                    c.check_registration_number(req(CheckRegistrationNumberRequest { entity }, &who))
-                        .await
-                        .map(drop)
+                    c.check_registration_number(req(
+                        CheckRegistrationNumberRequest { entity },
+                        &who,
+                    ))
+                    .await
+                    .map(drop)
                 }),
             )
         })
@@ -1186,24 +1215,27 @@ fn identity_check_proptest() {
         })
         .unwrap();
     runner()
-        .run(&(caller(), logo(), text(), text()), |(who, logo, content_type, file_name)| {
-            let mut c = client.clone();
-            call(
-                "CheckLogo",
-                Box::pin(async move {
-                    c.check_logo(req(
-                        CheckLogoRequest {
-                            logo,
-                            content_type,
-                            file_name,
-                        },
-                        &who,
-                    ))
-                    .await
-                    .map(drop)
-                }),
-            )
-        })
+        .run(
+            &(caller(), logo(), text(), text()),
+            |(who, logo, content_type, file_name)| {
+                let mut c = client.clone();
+                call(
+                    "CheckLogo",
+                    Box::pin(async move {
+                        c.check_logo(req(
+                            CheckLogoRequest {
+                                logo,
+                                content_type,
+                                file_name,
+                            },
+                            &who,
+                        ))
+                        .await
+                        .map(drop)
+                    }),
+                )
+            },
+        )
         .unwrap();
     rt.block_on(identity.stop()).unwrap();
 }
@@ -1275,7 +1307,16 @@ fn registration_proptest() {
         text(),
     )
         .prop_map(
-            |(who, account_id, request_id, entity, profile, agreement, company_name, logo_file_name)| {
+            |(
+                who,
+                account_id,
+                request_id,
+                entity,
+                profile,
+                agreement,
+                company_name,
+                logo_file_name,
+            )| {
                 let request = SubmitApplicationRequest {
                     request_id,
                     account_id,
@@ -1329,15 +1370,18 @@ fn registration_proptest() {
         });
 
     runner()
-        .run(&prop_oneof![1 => arbitrary, 2 => edited], |(who, request)| {
-            let mut c = client.clone();
-            let fut = async move {
-                c.submit_application(req(request, &bearer(&who, Role::Applicant)))
-                    .await
-                    .map(drop)
-            };
-            check("SubmitApplication", rt.block_on(fut))
-        })
+        .run(
+            &prop_oneof![1 => arbitrary, 2 => edited],
+            |(who, request)| {
+                let mut c = client.clone();
+                let fut = async move {
+                    c.submit_application(req(request, &bearer(&who, Role::Applicant)))
+                        .await
+                        .map(drop)
+                };
+                check("SubmitApplication", rt.block_on(fut))
+            },
+        )
         .unwrap();
     let existing: Vec<String> = rt.block_on(async {
         client
@@ -1430,10 +1474,14 @@ impl Pki {
             let cert = params.self_signed(&key).unwrap();
             (cert.pem(), Issuer::new(params, key))
         };
-        let leaf = |issuer: &Issuer<'_, KeyPair>, names: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
+        let leaf = |issuer: &Issuer<'_, KeyPair>,
+                    names: Vec<String>,
+                    usages: Vec<ExtendedKeyUsagePurpose>| {
             let key = KeyPair::generate().unwrap();
             let mut params = CertificateParams::new(names).unwrap();
-            params.distinguished_name.push(DnType::CommonName, "kg test");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "kg test");
             params.extended_key_usages = usages;
             let cert = params.signed_by(&key, issuer).unwrap();
             (cert.pem(), key.serialize_pem())
@@ -1596,7 +1644,10 @@ async fn with_mutual_tls_only_clients_with_a_certificate_from_the_ca_get_in() {
     // no client certificate; a certificate from another CA; plaintext: all refused
     for (what, channel) in [
         ("no certificate", pki.channel(identity.addr, None)),
-        ("another CA's certificate", pki.channel(identity.addr, Some("rogue"))),
+        (
+            "another CA's certificate",
+            pki.channel(identity.addr, Some("rogue")),
+        ),
         (
             "plaintext",
             mesh::channel(&format!("http://{}", identity.addr))
@@ -1610,7 +1661,10 @@ async fn with_mutual_tls_only_clients_with_a_certificate_from_the_ca_get_in() {
             .unwrap_err();
         assert_ne!(err.code(), Code::Ok, "{what}");
         assert!(
-            matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled),
+            matches!(
+                err.code(),
+                Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+            ),
             "{what}: a transport failure, not an answer of the service: {err:?}"
         );
     }
@@ -1732,7 +1786,10 @@ async fn a_caller_over_its_rate_gets_resource_exhausted_with_retry_info() {
         .get_details_retry_info()
         .and_then(|r| r.retry_delay)
         .expect("RetryInfo");
-    assert!(delay > Duration::ZERO && delay <= Duration::from_secs(1), "{delay:?}");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(1),
+        "{delay:?}"
+    );
     // others have their own buckets; services and health are not limited
     idc.check_registration_number(check(&bearer("acct-other", Role::Applicant)))
         .await
@@ -1922,6 +1979,9 @@ async fn logs_show_emails_mobiles_and_tokens_only_masked() {
     drop(_guard);
 
     let logs = capture.text();
+    if let Some(path) = std::env::var_os("KG_SECURITY_LOG_DUMP") {
+        std::fs::write(path, &logs).unwrap();
+    }
     assert!(
         logs.len() > 10_000,
         "the capture saw the services' logs ({} bytes)",
@@ -1948,7 +2008,10 @@ async fn logs_show_emails_mobiles_and_tokens_only_masked() {
     // the signatures alone would identify the tokens too
     for token in [&operator_token, &applicant_token, &forged_token] {
         let signature = token.rsplit('.').next().unwrap();
-        assert!(!logs.contains(signature), "a token signature is in the logs");
+        assert!(
+            !logs.contains(signature),
+            "a token signature is in the logs"
+        );
     }
     assert!(
         logs.contains("email=l***@example.com"),

@@ -130,7 +130,12 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
             ));
         }
         for (i, line) in addr.address_lines.iter().enumerate() {
-            plain_text(&mut violations, field(&format!("address_lines[{i}]")), line, 256);
+            plain_text(
+                &mut violations,
+                field(&format!("address_lines[{i}]")),
+                line,
+                256,
+            );
         }
     }
     let locale = match a.locale.as_str() {

@@ -2,7 +2,6 @@
 //! entity lock, then check and insert in one transaction (application + idempotency key + outbox
 //! event). The partial unique indexes catch whatever the lock missed.
 
-use chrono::Utc;
 use kg_proto::common::{AgreementAcceptance, CheckOutcome, CompanyEntity, SellerProfile};
 use kg_proto::identity::{CheckEligibilityRequest, CheckMaterialsRequest, IneligibilityReason};
 use kg_proto::registration::{Application, SubmitApplicationRequest};

@@ -81,6 +81,7 @@ pub struct Config {
     /// Working-day calendar of review deadlines (YAML: time zone, weekend, cut-off, holidays;
     /// see `services/review/src/calendar.rs`). Unset: the shipped calendar of China
     /// (`services/review/calendars/cn.yaml`). A file that does not load stops the service.
+    /// Deadlines are computed in the file's `timezone`; there is no separate time-zone setting.
     #[arg(long, env = "KG_CALENDAR_FILE")]
     pub calendar_file: Option<PathBuf>,
 

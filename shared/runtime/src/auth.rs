@@ -215,14 +215,18 @@ impl Authenticator {
             _ => return Err(AuthError::Invalid),
         };
         let validation = self.validation(header.alg);
-        let data = jsonwebtoken::decode::<TokenClaims>(token, key, &validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<TokenClaims>(token, key, &validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    _ => AuthError::Invalid,
+                }
+            })?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
+        if claims.sub.is_empty()
+            || claims.sub.len() > 128
+            || claims.sub.chars().any(char::is_control)
+        {
             return Err(AuthError::Invalid);
         }
         Ok(Caller {
@@ -249,7 +253,10 @@ impl Authenticator {
         let Some(signer) = &self.inner.signer else {
             return String::new();
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let claims = Claims {
             sub: subject.to_string(),
             role,
@@ -384,7 +391,9 @@ fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
 /// from a JWKS, keys without a `kid` or meant for encryption are skipped, and a key's `alg`, when
 /// given, must fit its type.
 fn parse_jwks(bytes: &[u8]) -> anyhow::Result<HashMap<String, Arc<JwkKey>>> {
-    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse,
+    };
     let set: JwkSet = serde_json::from_slice(bytes)?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
@@ -403,7 +412,10 @@ fn parse_jwks(bytes: &[u8]) -> anyhow::Result<HashMap<String, Arc<JwkKey>>> {
                 Algorithm::ES256
             }
             _ => {
-                tracing::warn!(kid, "JWKS key skipped: only RS256 and ES256 (P-256) keys are used");
+                tracing::warn!(
+                    kid,
+                    "JWKS key skipped: only RS256 and ES256 (P-256) keys are used"
+                );
                 continue;
             }
         };
@@ -432,30 +444,48 @@ pub fn allowed_roles(path: &str) -> &'static [Role] {
         ("koogallery.identity.v1.IdentityCheckService", m) => match m {
             "UpsertAccount" | "ImportAccounts" => OPERATOR,
             "GetAccount" => &[Applicant, Reviewer, Operator, Service],
-            "CheckEligibility" | "CheckMaterials" | "CheckRegistrationNumber" | "CheckWebsite"
+            "CheckEligibility"
+            | "CheckMaterials"
+            | "CheckRegistrationNumber"
+            | "CheckWebsite"
             | "CheckLogo" => &[Applicant, Reviewer, Operator, Service],
             _ => &[],
         },
         ("koogallery.registration.v1.RegistrationService", m) => match m {
             "ApplyReviewDecision" => SERVICE_ONLY,
-            "SubmitApplication" | "ResubmitApplication" | "UpdateSellerInfo" | "ChangeCompanyName"
+            "SubmitApplication"
+            | "ResubmitApplication"
+            | "UpdateSellerInfo"
+            | "ChangeCompanyName"
             | "WithdrawModificationRequest" => &[Applicant],
             "WithdrawApplication" | "ExitSeller" => &[Applicant, Operator],
-            "GetApplication" | "ListApplications" | "GetSeller" | "ListSellers"
-            | "GetModificationRequest" | "ListModificationRequests" => APPLICANT_AND_STAFF,
+            "GetApplication"
+            | "ListApplications"
+            | "GetSeller"
+            | "ListSellers"
+            | "GetModificationRequest"
+            | "ListModificationRequests" => APPLICANT_AND_STAFF,
             "WatchEvents" => &[Reviewer, Operator, Service],
             _ => &[],
         },
         ("koogallery.review.v1.ReviewService", m) => match m {
             "CreateReviewTask" | "ResumeReviewTask" | "CancelReviewTask" => SERVICE_ONLY,
-            "GetReviewTask" | "ListReviewTasks" | "ClaimReviewTask" | "ReleaseReviewTask"
-            | "ApproveReviewTask" | "RejectReviewTask" | "RequestChanges" | "RerunChecks"
-            | "ListRejectionReasons" | "ListAuditEntries" => STAFF,
+            "GetReviewTask"
+            | "ListReviewTasks"
+            | "ClaimReviewTask"
+            | "ReleaseReviewTask"
+            | "ApproveReviewTask"
+            | "RejectReviewTask"
+            | "RequestChanges"
+            | "RerunChecks"
+            | "ListRejectionReasons"
+            | "ListAuditEntries" => STAFF,
             _ => &[],
         },
         ("koogallery.notification.v1.NotificationService", m) => match m {
             "SendNotification" => SERVICE_ONLY,
-            "GetNotification" | "ListNotifications" => &[Reviewer, Operator, Service],
+            // Applicants read their own deliveries; the handler enforces ownership.
+            "GetNotification" | "ListNotifications" => &[Applicant, Reviewer, Operator, Service],
             _ => &[],
         },
         _ => &[],
@@ -533,7 +563,10 @@ where
         let token = authorization
             .as_ref()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let verdict = match token.map(|t| (t, authenticator.verify(t))) {
             None | Some((_, Err(AuthError::Missing))) => {
@@ -586,7 +619,12 @@ where
 }
 
 fn deny(status: tonic::Status, reason: &'static str) -> http::Response<tonic::body::Body> {
-    let api = crate::ApiError::new(status.code(), "auth.koogallery.io", reason, status.message());
+    let api = crate::ApiError::new(
+        status.code(),
+        "auth.koogallery.io",
+        reason,
+        status.message(),
+    );
     tonic::Status::from(api).into_http()
 }
 
@@ -608,7 +646,10 @@ mod tests {
     }
 
     fn now() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 
     fn claims(exp: u64, nbf: u64) -> serde_json::Value {
@@ -618,7 +659,12 @@ mod tests {
         })
     }
 
-    fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &serde_json::Value) -> String {
+    fn sign(
+        alg: Algorithm,
+        kid: Option<&str>,
+        key: &EncodingKey,
+        claims: &serde_json::Value,
+    ) -> String {
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_string);
         jsonwebtoken::encode(&header, claims, key).unwrap()
@@ -626,37 +672,32 @@ mod tests {
 
     /// A hand-made HS256 token: header and claims as given, HMAC-SHA256 with `key`.
     fn hmac_token(header: &serde_json::Value, claims: &serde_json::Value, key: &[u8]) -> String {
-        use hmac_sha256::HMAC;
         let signing_input = format!(
             "{}.{}",
             B64.encode(serde_json::to_vec(header).unwrap()),
             B64.encode(serde_json::to_vec(claims).unwrap())
         );
-        let mac = HMAC::mac(signing_input.as_bytes(), key);
-        format!("{signing_input}.{}", B64.encode(mac))
+        format!(
+            "{signing_input}.{}",
+            B64.encode(hmac_sha256(key, signing_input.as_bytes()))
+        )
     }
 
-    /// Minimal HMAC-SHA256 on top of `sha2`, so the test can sign with arbitrary key bytes.
-    mod hmac_sha256 {
-        use sha2::{Digest, Sha256};
-        pub struct HMAC;
-        impl HMAC {
-            pub fn mac(data: &[u8], key: &[u8]) -> [u8; 32] {
-                let mut k = [0u8; 64];
-                if key.len() > 64 {
-                    k[..32].copy_from_slice(&Sha256::digest(key));
-                } else {
-                    k[..key.len()].copy_from_slice(key);
-                }
-                let mut inner = Sha256::new();
-                inner.update(k.map(|b| b ^ 0x36));
-                inner.update(data);
-                let mut outer = Sha256::new();
-                outer.update(k.map(|b| b ^ 0x5c));
-                outer.update(inner.finalize());
-                outer.finalize().into()
-            }
+    /// HMAC-SHA256 (RFC 2104) on top of `sha2`, so the test can sign with arbitrary key bytes.
+    fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
         }
+        let mut inner = Sha256::new();
+        inner.update(k.map(|b| b ^ 0x36));
+        inner.update(data);
+        let mut outer = Sha256::new();
+        outer.update(k.map(|b| b ^ 0x5c));
+        outer.update(inner.finalize());
+        outer.finalize().into()
     }
 
     fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
@@ -688,8 +729,16 @@ mod tests {
     #[test]
     fn a_minted_token_verifies() {
         let a = auth();
-        let caller = a.verify(&a.mint("acct-1", Role::Applicant, Duration::from_secs(60))).unwrap();
-        assert_eq!(caller, Caller { subject: "acct-1".into(), role: Role::Applicant });
+        let caller = a
+            .verify(&a.mint("acct-1", Role::Applicant, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(
+            caller,
+            Caller {
+                subject: "acct-1".into(),
+                role: Role::Applicant
+            }
+        );
     }
 
     #[test]
@@ -701,15 +750,31 @@ mod tests {
         // {"alg":"none","typ":"JWT"}
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert_eq!(a.verify(&none), Err(AuthError::Invalid));
-        let other = Authenticator::hs256(b"another-secret-another-secret-xx", DEFAULT_ISSUER, DEFAULT_AUDIENCE);
-        assert_eq!(a.verify(&other.mint("x", Role::Operator, Duration::from_secs(60))), Err(AuthError::Invalid));
+        let other = Authenticator::hs256(
+            b"another-secret-another-secret-xx",
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE,
+        );
+        assert_eq!(
+            a.verify(&other.mint("x", Role::Operator, Duration::from_secs(60))),
+            Err(AuthError::Invalid)
+        );
         let wrong_aud = Authenticator::hs256(SECRET, DEFAULT_ISSUER, "elsewhere");
-        assert_eq!(a.verify(&wrong_aud.mint("x", Role::Operator, Duration::from_secs(60))), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&wrong_aud.mint("x", Role::Operator, Duration::from_secs(60))),
+            Err(AuthError::Invalid)
+        );
         let wrong_iss = Authenticator::hs256(SECRET, "someone-else", DEFAULT_AUDIENCE);
-        assert_eq!(a.verify(&wrong_iss.mint("x", Role::Operator, Duration::from_secs(60))), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&wrong_iss.mint("x", Role::Operator, Duration::from_secs(60))),
+            Err(AuthError::Invalid)
+        );
         assert_eq!(a.verify("garbage"), Err(AuthError::Invalid));
         assert_eq!(a.verify(""), Err(AuthError::Missing));
-        assert_eq!(a.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)),
+            Err(AuthError::Invalid)
+        );
     }
 
     #[test]
@@ -728,13 +793,22 @@ mod tests {
         // claims are required: no exp, no role, empty subject, unknown role
         let mut c = claims(t + 60, t);
         c.as_object_mut().unwrap().remove("exp");
-        assert_eq!(a.verify(&sign(Algorithm::HS256, None, &key, &c)), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&sign(Algorithm::HS256, None, &key, &c)),
+            Err(AuthError::Invalid)
+        );
         let mut c = claims(t + 60, t);
         c["role"] = "superuser".into();
-        assert_eq!(a.verify(&sign(Algorithm::HS256, None, &key, &c)), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&sign(Algorithm::HS256, None, &key, &c)),
+            Err(AuthError::Invalid)
+        );
         let mut c = claims(t + 60, t);
         c["sub"] = "".into();
-        assert_eq!(a.verify(&sign(Algorithm::HS256, None, &key, &c)), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&sign(Algorithm::HS256, None, &key, &c)),
+            Err(AuthError::Invalid)
+        );
         // an audience array that holds ours is fine
         let mut c = claims(t + 60, t);
         c["aud"] = serde_json::json!(["other", DEFAULT_AUDIENCE]);
@@ -745,40 +819,79 @@ mod tests {
     fn rs256_and_es256_tokens_verify_against_the_jwks_by_kid() {
         let rsa = EncodingKey::from_rsa_pem(RSA_KEY).unwrap();
         let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
-        let (_dir, path) = jwks_file(vec![jwk(&rsa, Algorithm::RS256, "rsa-1"), jwk(&ec, Algorithm::ES256, "ec-1")]);
+        let (_dir, path) = jwks_file(vec![
+            jwk(&rsa, Algorithm::RS256, "rsa-1"),
+            jwk(&ec, Algorithm::ES256, "ec-1"),
+        ]);
         let a = jwks_auth(&path, None);
         assert!(!a.can_mint());
         assert_eq!(a.mint("x", Role::Service, Duration::from_secs(60)), "");
         let c = claims(now() + 60, now());
-        assert_eq!(a.verify(&sign(Algorithm::RS256, Some("rsa-1"), &rsa, &c)).unwrap().role, Role::Applicant);
-        assert_eq!(a.verify(&sign(Algorithm::ES256, Some("ec-1"), &ec, &c)).unwrap().subject, "acct-1");
+        assert_eq!(
+            a.verify(&sign(Algorithm::RS256, Some("rsa-1"), &rsa, &c))
+                .unwrap()
+                .role,
+            Role::Applicant
+        );
+        assert_eq!(
+            a.verify(&sign(Algorithm::ES256, Some("ec-1"), &ec, &c))
+                .unwrap()
+                .subject,
+            "acct-1"
+        );
         // the wrong kid, no kid, an unknown kid
-        assert_eq!(a.verify(&sign(Algorithm::RS256, Some("ec-1"), &rsa, &c)), Err(AuthError::Invalid));
-        assert_eq!(a.verify(&sign(Algorithm::RS256, None, &rsa, &c)), Err(AuthError::Invalid));
-        assert_eq!(a.verify(&sign(Algorithm::ES256, Some("nope"), &ec, &c)), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&sign(Algorithm::RS256, Some("ec-1"), &rsa, &c)),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            a.verify(&sign(Algorithm::RS256, None, &rsa, &c)),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            a.verify(&sign(Algorithm::ES256, Some("nope"), &ec, &c)),
+            Err(AuthError::Invalid)
+        );
         // HS256 is not accepted when no secret is configured
         let hs = EncodingKey::from_secret(SECRET);
-        assert_eq!(a.verify(&sign(Algorithm::HS256, Some("rsa-1"), &hs, &c)), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(&sign(Algorithm::HS256, Some("rsa-1"), &hs, &c)),
+            Err(AuthError::Invalid)
+        );
     }
 
     #[test]
     fn algorithm_confusion_is_refused() {
         let rsa = EncodingKey::from_rsa_pem(RSA_KEY).unwrap();
         let ec = EncodingKey::from_ec_pem(EC_KEY).unwrap();
-        let (_dir, path) = jwks_file(vec![jwk(&rsa, Algorithm::RS256, "rsa-1"), jwk(&ec, Algorithm::ES256, "ec-1")]);
+        let (_dir, path) = jwks_file(vec![
+            jwk(&rsa, Algorithm::RS256, "rsa-1"),
+            jwk(&ec, Algorithm::ES256, "ec-1"),
+        ]);
         let c = claims(now() + 60, now());
         for a in [jwks_auth(&path, None), jwks_auth(&path, Some(SECRET))] {
             // HS256 signed with the public keys (PEM and DER-ish forms) as the HMAC secret
             for (kid, public) in [("rsa-1", RSA_PUB), ("ec-1", EC_PUB)] {
-                let forged = hmac_token(&serde_json::json!({"alg": "HS256", "kid": kid, "typ": "JWT"}), &c, public);
+                let forged = hmac_token(
+                    &serde_json::json!({"alg": "HS256", "kid": kid, "typ": "JWT"}),
+                    &c,
+                    public,
+                );
                 assert_eq!(a.verify(&forged), Err(AuthError::Invalid), "{kid}");
             }
             // an RSA-signed token claiming ES256 for the RSA kid, and the other way round
-            assert_eq!(a.verify(&sign(Algorithm::RS256, Some("ec-1"), &rsa, &c)), Err(AuthError::Invalid));
-            assert_eq!(a.verify(&sign(Algorithm::ES256, Some("rsa-1"), &ec, &c)), Err(AuthError::Invalid));
+            assert_eq!(
+                a.verify(&sign(Algorithm::RS256, Some("ec-1"), &rsa, &c)),
+                Err(AuthError::Invalid)
+            );
+            assert_eq!(
+                a.verify(&sign(Algorithm::ES256, Some("rsa-1"), &ec, &c)),
+                Err(AuthError::Invalid)
+            );
             // other algorithm names
             for alg in ["none", "None", "HS512", "RS512", "PS256", "EdDSA"] {
-                let forged = hmac_token(&serde_json::json!({"alg": alg, "kid": "rsa-1"}), &c, SECRET);
+                let forged =
+                    hmac_token(&serde_json::json!({"alg": alg, "kid": "rsa-1"}), &c, SECRET);
                 assert_eq!(a.verify(&forged), Err(AuthError::Invalid), "{alg}");
             }
         }
@@ -789,7 +902,11 @@ mod tests {
         .unwrap();
         let (_dir2, path2) = jwks_file(vec![oct, jwk(&rsa, Algorithm::RS256, "rsa-1")]);
         let a = jwks_auth(&path2, None);
-        let forged = hmac_token(&serde_json::json!({"alg": "HS256", "kid": "oct-1"}), &c, SECRET);
+        let forged = hmac_token(
+            &serde_json::json!({"alg": "HS256", "kid": "oct-1"}),
+            &c,
+            SECRET,
+        );
         assert_eq!(a.verify(&forged), Err(AuthError::Invalid));
     }
 
@@ -804,7 +921,14 @@ mod tests {
         let new = sign(Algorithm::RS256, Some("new"), &rsa, &c);
         assert!(a.verify(&old).is_ok());
         assert_eq!(a.verify(&new), Err(AuthError::Invalid));
-        std::fs::write(&path, serde_json::to_vec(&JwkSet { keys: vec![jwk(&rsa, Algorithm::RS256, "new")] }).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&JwkSet {
+                keys: vec![jwk(&rsa, Algorithm::RS256, "new")],
+            })
+            .unwrap(),
+        )
+        .unwrap();
         std::thread::sleep(JWKS_MISS_RELOAD_EVERY + Duration::from_millis(50));
         assert!(a.verify(&new).is_ok());
         assert_eq!(a.verify(&old), Err(AuthError::Invalid));
@@ -830,22 +954,43 @@ mod tests {
         )
         .unwrap();
         assert!(a.can_mint());
-        let caller = a.verify(&a.mint("registration", Role::Service, Duration::from_secs(60))).unwrap();
-        assert_eq!(caller, Caller { subject: "registration".into(), role: Role::Service });
-        assert!(Authenticator::new(KeySource::default(), DEFAULT_ISSUER, DEFAULT_AUDIENCE).is_err());
+        let caller = a
+            .verify(&a.mint("registration", Role::Service, Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(
+            caller,
+            Caller {
+                subject: "registration".into(),
+                role: Role::Service
+            }
+        );
+        assert!(
+            Authenticator::new(KeySource::default(), DEFAULT_ISSUER, DEFAULT_AUDIENCE).is_err()
+        );
         let (_dir3, empty) = jwks_file(vec![]);
-        assert!(Authenticator::new(
-            KeySource { jwks_file: Some(empty), ..KeySource::default() },
-            DEFAULT_ISSUER,
-            DEFAULT_AUDIENCE
-        )
-        .is_err());
+        assert!(
+            Authenticator::new(
+                KeySource {
+                    jwks_file: Some(empty),
+                    ..KeySource::default()
+                },
+                DEFAULT_ISSUER,
+                DEFAULT_AUDIENCE
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn the_matrix_keeps_internal_rpcs_for_services() {
-        assert_eq!(allowed_roles("/koogallery.registration.v1.RegistrationService/ApplyReviewDecision"), &[Role::Service]);
-        assert!(!allowed_roles("/koogallery.review.v1.ReviewService/ApproveReviewTask").contains(&Role::Applicant));
+        assert_eq!(
+            allowed_roles("/koogallery.registration.v1.RegistrationService/ApplyReviewDecision"),
+            &[Role::Service]
+        );
+        assert!(
+            !allowed_roles("/koogallery.review.v1.ReviewService/ApproveReviewTask")
+                .contains(&Role::Applicant)
+        );
         assert!(allowed_roles("/unknown.Service/Method").is_empty());
     }
 
@@ -857,17 +1002,28 @@ mod tests {
         for file in &set.file {
             for service in &file.service {
                 for method in &service.method {
-                    paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                    paths.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
                 }
             }
         }
-        assert!(paths.len() > 20, "the descriptor set lists the services: {paths:?}");
+        assert!(
+            paths.len() > 20,
+            "the descriptor set lists the services: {paths:?}"
+        );
         paths
     }
 
     #[test]
     fn every_rpc_in_the_protos_has_roles_in_the_matrix() {
-        let unlisted: Vec<String> = every_rpc().into_iter().filter(|p| allowed_roles(p).is_empty()).collect();
+        let unlisted: Vec<String> = every_rpc()
+            .into_iter()
+            .filter(|p| allowed_roles(p).is_empty())
+            .collect();
         assert!(
             unlisted.is_empty(),
             "RPCs without an entry in auth::allowed_roles (and docs/security.md): {unlisted:?}"
@@ -885,7 +1041,11 @@ mod tests {
                 continue;
             }
             let path = cells[1].trim_matches('`').to_string();
-            let mut roles: Vec<&str> = cells[2].split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+            let mut roles: Vec<&str> = cells[2]
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .collect();
             roles.sort_unstable();
             documented.insert(path, roles);
         }
@@ -895,15 +1055,19 @@ mod tests {
             enforced.sort_unstable();
             match documented.remove(&path) {
                 None => problems.push(format!("{path}: not in docs/security.md")),
-                Some(roles) if roles != enforced => {
-                    problems.push(format!("{path}: docs say {roles:?}, code enforces {enforced:?}"))
-                }
+                Some(roles) if roles != enforced => problems.push(format!(
+                    "{path}: docs say {roles:?}, code enforces {enforced:?}"
+                )),
                 Some(_) => {}
             }
         }
         for path in documented.keys() {
             problems.push(format!("{path}: documented but not in proto/"));
         }
-        assert!(problems.is_empty(), "docs/security.md out of sync:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "docs/security.md out of sync:\n{}",
+            problems.join("\n")
+        );
     }
 }

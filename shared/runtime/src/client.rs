@@ -42,7 +42,9 @@ impl Signer {
         {
             return Some(value.clone());
         }
-        let token = self.auth.mint(&self.service, Role::Service, SERVICE_TOKEN_TTL);
+        let token = self
+            .auth
+            .mint(&self.service, Role::Service, SERVICE_TOKEN_TTL);
         if token.is_empty() {
             return None;
         }
@@ -59,15 +61,13 @@ impl Signer {
 impl OutboundInterceptor {
     pub fn new(signer: Option<(Authenticator, &str)>) -> Self {
         Self {
-            signer: signer
-                .filter(|(a, _)| a.can_mint())
-                .map(|(auth, service)| {
-                    Arc::new(Signer {
-                        auth,
-                        service: service.to_string(),
-                        cached: Mutex::new(None),
-                    })
-                }),
+            signer: signer.filter(|(a, _)| a.can_mint()).map(|(auth, service)| {
+                Arc::new(Signer {
+                    auth,
+                    service: service.to_string(),
+                    cached: Mutex::new(None),
+                })
+            }),
             fixed: None,
         }
     }
@@ -90,7 +90,10 @@ impl OutboundInterceptor {
 }
 
 impl Interceptor for OutboundInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let authorization = self
             .signer
             .as_ref()
@@ -183,7 +186,10 @@ mod tests {
         assert_eq!(value, second.metadata().get("authorization").unwrap());
         let token = value.to_str().unwrap().strip_prefix("Bearer ").unwrap();
         let caller = auth.verify(token).unwrap();
-        assert_eq!((caller.subject.as_str(), caller.role), ("registration", Role::Service));
+        assert_eq!(
+            (caller.subject.as_str(), caller.role),
+            ("registration", Role::Service)
+        );
     }
 
     #[tokio::test]

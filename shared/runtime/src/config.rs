@@ -147,7 +147,10 @@ impl CommonConfig {
             None => None,
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read KG_JWT_SIGNING_KEY_FILE {}: {e}", path.display())
+                    anyhow::anyhow!(
+                        "cannot read KG_JWT_SIGNING_KEY_FILE {}: {e}",
+                        path.display()
+                    )
                 })?;
                 let kid = self.jwt_signing_kid.clone().ok_or_else(|| {
                     anyhow::anyhow!("KG_JWT_SIGNING_KEY_FILE needs KG_JWT_SIGNING_KID")
@@ -191,8 +194,9 @@ impl CommonConfig {
         service: &str,
     ) -> anyhow::Result<crate::client::OutboundChannel> {
         let tls = self.tls_files().client()?;
-        let interceptor = crate::client::OutboundInterceptor::new(auth.cloned().map(|a| (a, service)))
-            .with_fixed_token(self.service_token.as_deref())?;
+        let interceptor =
+            crate::client::OutboundInterceptor::new(auth.cloned().map(|a| (a, service)))
+                .with_fixed_token(self.service_token.as_deref())?;
         Ok(tonic::service::interceptor::InterceptedService::new(
             crate::client::channel_with(url, call_timeout, tls.as_ref())?,
             interceptor,

@@ -22,7 +22,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_string());
     options
-        .max_connections(if is_sqlite { 4 } else { 20 })
+        // One SQLite connection: a deferred transaction that reads and then writes fails at once
+        // (SQLITE_BUSY, no waiting) when another connection wrote in between, so writers are
+        // serialized here instead. SQLite is the single-process embedded default.
+        .max_connections(if is_sqlite { 1 } else { 20 })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))

@@ -63,13 +63,26 @@ pub struct NewEvent<'a> {
 }
 
 /// Writes an event in the caller's transaction; returns its id.
-pub async fn append<C: ConnectionTrait>(db: &C, table: &str, event: NewEvent<'_>) -> Result<String, DbErr> {
+pub async fn append<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    event: NewEvent<'_>,
+) -> Result<String, DbErr> {
     let event_id = uuid::Uuid::now_v7().to_string();
     let insert = Query::insert()
         .into_table(Alias::new(table))
         .columns(
-            ["event_id", "destination", "event_type", "account_id", "subject", "payload", "create_time", "attempts"]
-                .map(Alias::new),
+            [
+                "event_id",
+                "destination",
+                "event_type",
+                "account_id",
+                "subject",
+                "payload",
+                "create_time",
+                "attempts",
+            ]
+            .map(Alias::new),
         )
         .values_panic([
             event_id.clone().into(),
@@ -105,7 +118,11 @@ pub struct DeliveryError(pub String);
 
 impl From<tonic::Status> for DeliveryError {
     fn from(status: tonic::Status) -> Self {
-        DeliveryError(format!("{}: {}", crate::metrics::code_name(status.code()), status.message()))
+        DeliveryError(format!(
+            "{}: {}",
+            crate::metrics::code_name(status.code()),
+            status.message()
+        ))
     }
 }
 
@@ -134,7 +151,10 @@ impl Backoff {
     /// `base · 2^(attempt-1)`, capped, with ±20 % jitter so retries of many events spread out.
     pub fn delay(&self, attempt: i32) -> Duration {
         let exp = attempt.clamp(1, 20) as u32 - 1;
-        let raw = self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.max);
+        let raw = self
+            .base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.max);
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         raw.mul_f64(jitter)
     }
@@ -198,12 +218,26 @@ impl Relay {
         let col = |c: &str| Expr::col(Alias::new(c));
         let select = Query::select()
             .columns(
-                ["seq", "event_id", "destination", "event_type", "account_id", "subject", "payload", "attempts", "create_time"]
-                    .map(Alias::new),
+                [
+                    "seq",
+                    "event_id",
+                    "destination",
+                    "event_type",
+                    "account_id",
+                    "subject",
+                    "payload",
+                    "attempts",
+                    "create_time",
+                ]
+                .map(Alias::new),
             )
             .from(Alias::new(&self.table))
             .and_where(col("delivered_time").is_null())
-            .and_where(col("next_attempt_time").is_null().or(col("next_attempt_time").lte(now)))
+            .and_where(
+                col("next_attempt_time")
+                    .is_null()
+                    .or(col("next_attempt_time").lte(now)),
+            )
             .order_by(Alias::new("seq"), Order::Asc)
             .limit(self.batch)
             .to_owned();
@@ -301,7 +335,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let b = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         assert!(b.delay(1) <= Duration::from_millis(120));
         assert!(b.delay(3) >= Duration::from_millis(320));
         assert!(b.delay(30) <= Duration::from_millis(2400));

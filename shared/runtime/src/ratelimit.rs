@@ -132,8 +132,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if let (Some(limiter), Some(caller)) =
-            (&self.limiter, request.extensions().get::<Caller>())
+        if let (Some(limiter), Some(caller)) = (&self.limiter, request.extensions().get::<Caller>())
             && caller.role != Role::Service
             && let Err(wait) = limiter.check(caller)
         {
@@ -193,7 +192,10 @@ mod tests {
             assert!(limiter.check_at(&a, t0).is_ok());
         }
         let wait = limiter.check_at(&a, t0).unwrap_err();
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
         // another caller has its own bucket
         assert!(limiter.check_at(&caller("b"), t0).is_ok());
         // half a second later one token is back, and only one

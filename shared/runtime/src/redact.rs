@@ -323,11 +323,20 @@ mod tests {
         let t = token("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl");
         assert!(t.starts_with("***(sha256:") && t.ends_with(')'), "{t}");
         assert!(!t.contains("eyJ"));
-        assert_eq!(t, token("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"));
+        assert_eq!(
+            t,
+            token("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl")
+        );
         assert_ne!(t, token("another"));
         assert_eq!(token(""), "");
-        assert_eq!(format!("{}", Masked::email("li.wei@example.com")), "l***@example.com");
-        assert_eq!(format!("{:?}", Masked::mobile("+8613800138000")), "+86*******8000");
+        assert_eq!(
+            format!("{}", Masked::email("li.wei@example.com")),
+            "l***@example.com"
+        );
+        assert_eq!(
+            format!("{:?}", Masked::mobile("+8613800138000")),
+            "+86*******8000"
+        );
     }
 
     #[test]

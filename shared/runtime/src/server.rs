@@ -86,8 +86,8 @@ impl ServeOptions {
         options.health_addr = common.health_listen_addr;
         options.rate_limit =
             crate::ratelimit::RateLimiter::new(common.rate_limit_per_sec, common.rate_limit_burst);
-        options.request_timeout =
-            (common.request_timeout_secs > 0).then(|| Duration::from_secs(common.request_timeout_secs));
+        options.request_timeout = (common.request_timeout_secs > 0)
+            .then(|| Duration::from_secs(common.request_timeout_secs));
         Ok(options)
     }
 }
@@ -163,9 +163,9 @@ where
     }
 
     if let Some(health_addr) = health_addr {
-        let health_listener = TcpListener::bind(health_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {health_addr} (KG_HEALTH_LISTEN_ADDR): {e}"))?;
+        let health_listener = TcpListener::bind(health_addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {health_addr} (KG_HEALTH_LISTEN_ADDR): {e}")
+        })?;
         let bound = health_listener.local_addr()?;
         tracing::info!(service = name, %bound, "health only (plaintext) on {bound}");
         let health_only = Server::builder()

@@ -24,7 +24,8 @@ pub struct TlsFiles {
 }
 
 fn read(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
     if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
         anyhow::bail!("{what} {} is not PEM", path.display());
     }
@@ -69,8 +70,8 @@ impl TlsFiles {
         let Some(ca) = &self.ca else {
             return Ok(None);
         };
-        let mut config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("CA (KG_TLS_CA)", ca)?));
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("CA (KG_TLS_CA)", ca)?));
         if let Some(identity) = self.identity()? {
             config = config.identity(identity);
         }
