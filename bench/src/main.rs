@@ -69,8 +69,8 @@ struct Args {
     /// docs/bench/quick.{md,json} and leaves docs/performance.md alone.
     #[arg(long)]
     quick: bool,
-    /// Numbers of stored applications to measure (c) and (d) at [default 10000,100000; quick
-    /// 1000,3000].
+    /// Numbers of stored applications to measure (c) and (d) at, on a fresh registration
+    /// database [default 10000,100000; quick 2000,5000].
     #[arg(long, value_delimiter = ',')]
     scales: Option<Vec<u64>>,
     /// Requests in flight for (a)–(d).
@@ -98,10 +98,10 @@ struct Args {
     /// Client connections (HTTP/2) per target; workers use them round-robin.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Longest wait for the outbox relay to deliver the backlog after a submit step, seconds
-    /// [default 60; quick 20].
+    /// Seconds the outbox relay is watched without load after the SubmitApplication steps, to
+    /// measure how fast it delivers [default 10; quick 5].
     #[arg(long)]
-    drain_secs: Option<f64>,
+    relay_window_secs: Option<f64>,
     /// Folder of the service binaries.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -133,7 +133,7 @@ struct Plan {
     max_submits: u64,
     pipeline_samples: u64,
     connections: usize,
-    drain: Duration,
+    relay_window: Duration,
 }
 
 impl Plan {
@@ -156,7 +156,11 @@ impl Plan {
             max_submits: a.max_submits.unwrap_or(if q { 800 } else { 4000 }),
             pipeline_samples: a.pipeline_samples.unwrap_or(if q { 16 } else { 48 }),
             connections: a.connections.max(1),
-            drain: Duration::from_secs_f64(a.drain_secs.unwrap_or(if q { 20.0 } else { 60.0 })),
+            relay_window: Duration::from_secs_f64(a.relay_window_secs.unwrap_or(if q {
+                5.0
+            } else {
+                10.0
+            })),
         }
     }
 
@@ -218,7 +222,12 @@ struct Mesh {
     services: Vec<Service>,
     echo: Service,
     website: fixtures::Website,
+    /// Registration's database (the one the running registration process uses).
     registration_db: DatabaseConnection,
+    /// How registration was started, to start it again on another database.
+    registration_env: Vec<(&'static str, String)>,
+    bin_dir: PathBuf,
+    log_dir: PathBuf,
     scratch_db: DatabaseConnection,
     redis: RedisServer,
     postgres: PostgresServer,
@@ -248,6 +257,40 @@ impl Mesh {
             }
         }
         Ok(())
+    }
+
+    /// Stops registration and starts it again (same address, Redis and peers) on a new, empty
+    /// database `db`; returns the peak memory of the process that was stopped.
+    async fn move_registration(&mut self, db: &str) -> anyhow::Result<Option<procs::Memory>> {
+        let url = self.postgres.create_database(db).await?;
+        let i = self
+            .services
+            .iter()
+            .position(|s| s.name == "registration")
+            .expect("registration runs");
+        let old = &mut self.services[i];
+        let peak = old.memory();
+        let addr = old.addr.clone();
+        old.stop(Duration::from_secs(10)).await;
+        let mut env = self.registration_env.clone();
+        for (k, v) in env.iter_mut() {
+            if *k == "KG_DATABASE_URL" {
+                *v = url.clone();
+            }
+        }
+        let mut fresh = Service::spawn(
+            "registration",
+            &self.bin_dir.join("koogallery-registration"),
+            &[],
+            &env,
+            addr,
+            &self.log_dir,
+        )?;
+        fresh.wait_serving(Duration::from_secs(60)).await?;
+        self.services[i] = fresh;
+        let _ = self.registration_db.close_by_ref().await;
+        self.registration_db = kg_runtime::db::connect(&url).await?;
+        Ok(peak)
     }
 
     async fn stop(mut self) {
@@ -331,16 +374,16 @@ async fn start_mesh(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Mesh> {
         not_addr.clone(),
         log_dir,
     )?);
-    let mut env = common(&reg_addr, "kg_registration");
-    env.push(("KG_REDIS_URL", redis.url()));
-    env.push(("KG_IDENTITY_CHECK_URL", url(&idc_addr)));
-    env.push(("KG_REVIEW_URL", url(&rev_addr)));
-    env.push(("KG_NOTIFICATION_URL", url(&not_addr)));
+    let mut registration_env = common(&reg_addr, "kg_registration");
+    registration_env.push(("KG_REDIS_URL", redis.url()));
+    registration_env.push(("KG_IDENTITY_CHECK_URL", url(&idc_addr)));
+    registration_env.push(("KG_REVIEW_URL", url(&rev_addr)));
+    registration_env.push(("KG_NOTIFICATION_URL", url(&not_addr)));
     services.push(Service::spawn(
         "registration",
         &bin("koogallery-registration"),
         &[],
-        &env,
+        &registration_env,
         reg_addr.clone(),
         log_dir,
     )?);
@@ -362,6 +405,9 @@ async fn start_mesh(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Mesh> {
         echo,
         website,
         registration_db,
+        registration_env,
+        bin_dir: bin_dir.to_path_buf(),
+        log_dir: log_dir.to_path_buf(),
         scratch_db,
         redis,
         postgres,
@@ -566,6 +612,42 @@ async fn drain(db: &DatabaseConnection, step: &str, bound: Duration) -> anyhow::
         }
     ));
     Ok(d)
+}
+
+async fn backlog(db: &DatabaseConnection, step: &str) -> anyhow::Result<Backlog> {
+    let undelivered = db::outbox_backlog(db).await?;
+    say(format!("  outbox {step}: {undelivered} undelivered"));
+    Ok(Backlog {
+        step: step.to_string(),
+        undelivered,
+    })
+}
+
+/// Watches the relay deliver, with no load, for `window` (less when the backlog empties).
+async fn relay_rate(db: &DatabaseConnection, window: Duration) -> anyhow::Result<RelayRate> {
+    let before = db::outbox_backlog(db).await?;
+    let started = Instant::now();
+    let mut after = before;
+    while after > 0 && started.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = db::outbox_backlog(db).await?;
+    }
+    let window_s = started.elapsed().as_secs_f64();
+    let rate = RelayRate {
+        window_s,
+        undelivered_before: before,
+        undelivered_after: after,
+        delivered_per_s: if window_s > 0.0 {
+            before.saturating_sub(after) as f64 / window_s
+        } else {
+            0.0
+        },
+    };
+    say(format!(
+        "  relay: {before} → {after} undelivered in {window_s:.1} s = {:.1} events/s",
+        rate.delivered_per_s
+    ));
+    Ok(rate)
 }
 
 fn show(label: &str, s: &StepResult) {
@@ -944,6 +1026,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
     let submitted = Arc::new(Mutex::new(Vec::<String>::new()));
     let template = fixtures::submission("template", 0, &mesh.website.url("/en"));
     let mut notes = Vec::new();
+    let mut outbox = Outbox::default();
 
     // A first submission gives the row template for (b) and the pre-load: a real stored row.
     say("first submissions (template row)");
@@ -975,6 +1058,39 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         + stored_row.logo.as_ref().map_or(0, Vec::len)
         + stored_row.agreement.len()
         + stored_row.evidence.as_ref().map_or(0, Vec::len);
+
+    // (e) first, while the relay is idle: the pipeline's own latency, not a queue's.
+    say("(e) asynchronous pipeline (idle relay)");
+    let idle = drain(
+        &mesh.registration_db,
+        "first submissions",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let pipeline_timeout = Duration::from_secs(if plan.quick { 15 } else { 30 });
+    let pipe = pipeline(
+        &clients,
+        &mut ids,
+        &template,
+        plan.pipeline_samples,
+        pipeline_timeout,
+    )
+    .await?;
+    if idle.remaining > 0 {
+        notes.push(format!(
+            "(e) started with {} undelivered outbox events (the relay had not delivered the \
+             first submissions within 30 s).",
+            idle.remaining
+        ));
+    }
+    match (&pipe.review_task, &pipe.notification, &pipe.reason) {
+        (_, _, Some(reason)) => say(format!("  not available: {reason}")),
+        (r, n, None) => say(format!(
+            "  review task p50 {:?} ms, notification p50 {:?} ms",
+            r.as_ref().map(|l| l.p50_ms),
+            n.as_ref().map(|l| l.p50_ms)
+        )),
+    }
 
     // (a) one-hop echo.
     say("(a) one-hop echo");
@@ -1019,10 +1135,6 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
 
     // (c) SubmitApplication.
     say("(c) SubmitApplication");
-    let mut outbox = Outbox::default();
-    outbox
-        .after_steps
-        .push(drain(&mesh.registration_db, "first submissions", plan.drain).await?);
     let mut submit = Vec::new();
     for &c in &plan.concurrency {
         submit_step(
@@ -1034,7 +1146,6 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             &submitted,
         )
         .await?;
-        drain(&mesh.registration_db, "warm-up", plan.drain).await?;
         let r = submit_step(
             &clients,
             &mut ids,
@@ -1054,15 +1165,15 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         }
         submit.push(r);
         outbox.after_steps.push(
-            drain(
+            backlog(
                 &mesh.registration_db,
-                &format!("submit at {c} in flight"),
-                plan.drain,
+                &format!("after submit at {c} in flight"),
             )
             .await?,
         );
         mesh.check_alive()?;
     }
+    outbox.relay = Some(relay_rate(&mesh.registration_db, plan.relay_window).await?);
 
     // (d) GetApplication over what (c) stored.
     say("(d) GetApplication");
@@ -1083,35 +1194,16 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
     }
     mesh.check_alive()?;
 
-    // (e) the asynchronous pipeline.
-    say("(e) asynchronous pipeline");
-    let pipeline_timeout = if plan.quick {
-        Duration::from_secs(10)
-    } else {
-        Duration::from_secs(20)
-    };
-    let pipe = pipeline(
-        &clients,
-        &mut ids,
-        &template,
-        plan.pipeline_samples,
-        pipeline_timeout,
-    )
-    .await?;
-    match (&pipe.review_task, &pipe.notification, &pipe.reason) {
-        (_, _, Some(reason)) => say(format!("  not available: {reason}")),
-        (r, n, None) => say(format!(
-            "  review task p50 {:?} ms, notification p50 {:?} ms",
-            r.as_ref().map(|l| l.p50_ms),
-            n.as_ref().map(|l| l.p50_ms)
-        )),
-    }
-    outbox
-        .after_steps
-        .push(drain(&mesh.registration_db, "pipeline", plan.drain).await?);
-
-    // Stored applications: pre-load, then (c) and (d) at the scale concurrency.
+    // Stored applications: registration moves to a fresh database, which is pre-loaded to each
+    // scale in turn; (c) and (d) at the scale concurrency after each.
     let mut scales = Vec::new();
+    let mut first_registration_peak = None;
+    if !plan.scales.is_empty() {
+        outbox.backlog_at_switch = Some(db::outbox_backlog(&mesh.registration_db).await?);
+        say("registration moves to a fresh database for the stored-applications steps");
+        first_registration_peak = mesh.move_registration("kg_registration_scale").await?;
+    }
+    let scale_submitted = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut preloaded_ids: Vec<String> = Vec::new();
     let mut next_preload = 0u64;
     for &target in &plan.scales {
@@ -1136,7 +1228,6 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         }
         let preload_s = t.elapsed().as_secs_f64();
         say(format!("  pre-load took {preload_s:.1} s"));
-        let stored = db::count_applications(&mesh.registration_db).await?;
         let c = plan.scale_concurrency;
         submit_step(
             &clients,
@@ -1144,25 +1235,24 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             &template,
             c,
             plan.submit_warmup_budget(),
-            &submitted,
+            &scale_submitted,
         )
         .await?;
-        drain(&mesh.registration_db, "warm-up", plan.drain).await?;
+        let stored_at_measure = db::count_applications(&mesh.registration_db).await?;
         let s = submit_step(
             &clients,
             &mut ids,
             &template,
             c,
             plan.submit_budget(),
-            &submitted,
+            &scale_submitted,
         )
         .await?;
-        show(&format!("submit ({stored} stored)"), &s);
+        show(&format!("submit ({stored_at_measure} stored)"), &s);
         outbox.after_steps.push(
-            drain(
+            backlog(
                 &mesh.registration_db,
-                &format!("submit at {c} in flight, {stored} stored"),
-                plan.drain,
+                &format!("after submit at {c} in flight, {stored_at_measure} stored"),
             )
             .await?,
         );
@@ -1170,15 +1260,15 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             .iter()
             .map(|id| format!("applications/{id}"))
             .collect();
-        all.extend(submitted.lock().expect("lock").iter().cloned());
+        all.extend(scale_submitted.lock().expect("lock").iter().cloned());
         let all = Arc::new(all);
         get_step(&clients, all.clone(), c, plan.warmup_budget(), target ^ 7).await;
         let g = get_step(&clients, all, c, plan.budget(), target).await;
-        show(&format!("get ({stored} stored)"), &g);
+        show(&format!("get ({stored_at_measure} stored)"), &g);
         mesh.check_alive()?;
         scales.push(Scale {
             target,
-            stored,
+            stored: stored_at_measure,
             preloaded: need,
             preload_s,
             submit: Some(s),
@@ -1200,6 +1290,19 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
                 memory: m,
             });
         }
+    }
+    if let Some(old) = first_registration_peak
+        && let Some(m) = memory.iter_mut().find(|m| m.process == "registration")
+        && old.vm_hwm_kib > m.memory.vm_hwm_kib
+    {
+        m.memory.vm_hwm_kib = old.vm_hwm_kib;
+    }
+    if first_registration_peak.is_some() {
+        notes.push(
+            "registration ran as two processes (the second on the stored-applications database); \
+             its peak memory is the larger VmHWM of the two."
+                .into(),
+        );
     }
     outbox.backlog_at_end = Some(db::outbox_backlog(&mesh.registration_db).await?);
 

@@ -334,7 +334,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         args.registration_addr
     );
     match RegistrationServiceClient::new(channel(&args.registration_addr).await?)
-        .submit_application(request)
+        .submit_application(authed(request, &bearer))
         .await
     {
         Ok(reply) => {

@@ -44,9 +44,12 @@ fn website() -> String {
     format!("http://{addr}/")
 }
 
-fn run(args: &[&str], base: u16) -> (bool, String) {
+fn run(args: &[&str], base: u16, data_dir: &std::path::Path) -> (bool, String) {
     let out = Command::new(BIN)
         .args(args)
+        // The client commands mint their tokens from the mesh's development secret.
+        .env("KG_DATA_DIR", data_dir)
+        .env_remove("KG_JWT_SECRET")
         .env("KG_IDENTITY_CHECK_ADDR", format!("127.0.0.1:{base}"))
         .env("KG_REGISTRATION_ADDR", format!("127.0.0.1:{}", base + 1))
         .output()
@@ -62,9 +65,11 @@ fn the_example_files_import_preflight_and_submit() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port();
+    let data = dir.path().join("data");
     let mut mesh = Command::new(BIN)
         .args(["up", "--data-dir"])
-        .arg(dir.path().join("data"))
+        .arg(&data)
+        .env_remove("KG_JWT_SECRET")
         .args(["--base-port", &base.to_string()])
         .env("KG_WEBSITE_TEST_ALLOWLIST", "127.0.0.1/32")
         .stdout(Stdio::null())
@@ -72,7 +77,7 @@ fn the_example_files_import_preflight_and_submit() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !run(&["status", "--base-port", &base.to_string()], base).0 {
+    while !run(&["status", "--base-port", &base.to_string()], base, &data).0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "mesh never came up"
@@ -88,6 +93,7 @@ fn the_example_files_import_preflight_and_submit() {
             examples.join("accounts.yaml").to_str().unwrap(),
         ],
         base,
+        &data,
     );
     assert!(ok, "{out}");
     assert!(out.contains("created 2"), "{out}");
@@ -101,18 +107,18 @@ fn the_example_files_import_preflight_and_submit() {
     let file = dir.path().join("application.yaml");
     let file = file.to_str().unwrap();
 
-    let (ok, out) = run(&["apply", "--file", file, "--preflight-only"], base);
+    let (ok, out) = run(&["apply", "--file", file, "--preflight-only"], base, &data);
     assert!(ok, "{out}");
     assert!(out.contains("website") && out.contains("PASSED"), "{out}");
 
-    let (ok, out) = run(&["apply", "--file", file], base);
+    let (ok, out) = run(&["apply", "--file", file], base, &data);
     assert!(ok, "{out}");
     assert!(
         out.contains("applications/") && out.contains("SUBMITTED"),
         "{out}"
     );
 
-    let (ok, out) = run(&["apply", "--file", file], base);
+    let (ok, out) = run(&["apply", "--file", file], base, &data);
     assert!(!ok, "a second application of the same account is refused");
     assert!(out.contains("APPLICATION_ALREADY_OPEN"), "{out}");
 

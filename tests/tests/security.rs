@@ -322,6 +322,7 @@ async fn call(
 
 #[tokio::test]
 async fn bad_credentials_wrong_roles_and_other_accounts_are_refused_and_change_nothing() {
+    log_capture();
     let mut env = Env::start().await;
     env.import(vec![
         fixtures::eligible_account("acct-a"),
@@ -600,6 +601,7 @@ fn write_jwks(path: &Path, keys: &[&Jwk]) {
 
 #[tokio::test]
 async fn jwks_keys_verify_and_rotate_by_kid() {
+    log_capture();
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     let (idp_old, _, idp_old_jwk, _) = es256_key("idp-2025");
@@ -1072,6 +1074,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn identity_check_answers_arbitrary_input_with_documented_statuses() {
+    log_capture();
     on_big_stack(identity_check_proptest);
 }
 
@@ -1242,6 +1245,7 @@ fn identity_check_proptest() {
 
 #[test]
 fn registration_answers_arbitrary_input_with_documented_statuses() {
+    log_capture();
     on_big_stack(registration_proptest);
 }
 
@@ -1605,6 +1609,7 @@ impl TlsService {
 
 #[tokio::test]
 async fn with_mutual_tls_only_clients_with_a_certificate_from_the_ca_get_in() {
+    log_capture();
     let pki = Pki::generate();
     let identity_db = mesh::fresh_db().await.unwrap();
     let registration_db = mesh::fresh_db().await.unwrap();
@@ -1757,6 +1762,7 @@ async fn with_mutual_tls_only_clients_with_a_certificate_from_the_ca_get_in() {
 
 #[tokio::test]
 async fn a_caller_over_its_rate_gets_resource_exhausted_with_retry_info() {
+    log_capture();
     use tonic_types::StatusExt as _;
     let db = mesh::fresh_db().await.unwrap();
     let mut common = secured(&db.url);
@@ -1808,6 +1814,7 @@ async fn a_caller_over_its_rate_gets_resource_exhausted_with_retry_info() {
 
 #[tokio::test]
 async fn the_server_ends_an_rpc_at_its_deadline() {
+    log_capture();
     // a "website" that accepts connections and never answers
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
@@ -1879,25 +1886,49 @@ impl Capture {
     }
 }
 
-/// Everything down to TRACE, for every target (tonic, h2, hyper, sqlx included), written
-/// without the production scrubber: what appears masked was masked where it was logged. The
-/// subscriber is this thread's default, and the current-thread runtime runs the services on
-/// this thread, so their logs land here (and other tests' do not).
+thread_local! {
+    /// Whether this thread's events go to the capture.
+    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The log capture, installed once as this test binary's global subscriber: everything down
+/// to TRACE, for every target (tonic, h2, hyper, sqlx included), from the threads that asked
+/// for it ([`CAPTURING`]), written without the production scrubber (what appears masked was
+/// masked where it was logged).
+///
+/// Every test of this binary installs it first thing: tracing caches each callsite's interest
+/// globally when the callsite is first hit, so a callsite first hit by another test before the
+/// subscriber existed would stay muted for the capturing test too.
+fn log_capture() -> Capture {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            let writer = capture.clone();
+            tracing_subscriber::registry()
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(move || writer.clone())
+                        // dynamic: decided per event, never cached per callsite
+                        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|_, _| {
+                            CAPTURING.with(|c| c.get())
+                        })),
+                )
+                .init();
+            capture
+        })
+        .clone()
+}
+
+/// The services run on this test's thread (current-thread runtime), so their logs are captured.
 #[tokio::test(flavor = "current_thread")]
 async fn logs_show_emails_mobiles_and_tokens_only_masked() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::TRACE)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer({
-                    let capture = capture.clone();
-                    move || capture.clone()
-                }),
-        );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = log_capture();
+    CAPTURING.with(|c| c.set(true));
 
     let email = "li.wei@example.com";
     let mobile = "+8613800138000";
@@ -1975,8 +2006,15 @@ async fn logs_show_emails_mobiles_and_tokens_only_masked() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
+    // an internal error whose cause (a driver's message) quotes personal data and a token
+    let _ = kg_runtime::ApiError::internal(
+        "test.koogallery.io",
+        &format!(
+            "duplicate key value (email)=({email}) mobile {mobile} while handling Bearer {operator_token}"
+        ),
+    );
     env.stop().await;
-    drop(_guard);
+    CAPTURING.with(|c| c.set(false));
 
     let logs = capture.text();
     if let Some(path) = std::env::var_os("KG_SECURITY_LOG_DUMP") {

@@ -30,6 +30,10 @@ struct Cluster {
     clients: Vec<RegistrationServiceClient<Channel>>,
 }
 
+/// The three scenarios each start a PostgreSQL, a Redis and three replicas and fire 200 requests;
+/// on a 2-core machine they run one at a time so each measures its own fault, not the others'.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Cluster {
     /// PostgreSQL, Redis and identity-check (with 200 eligible accounts), then three
     /// `koogallery-registration` processes with the given lock TTL.
@@ -195,6 +199,7 @@ fn tally(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_submissions_across_three_replicas_register_one() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(30_000).await;
     let results = cluster.burst(Duration::ZERO).await;
     let (ok, exists, aborted, unavailable) = tally(&results);
@@ -208,6 +213,7 @@ async fn two_hundred_concurrent_submissions_across_three_replicas_register_one()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_run_gives_unavailable_and_still_at_most_one() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(30_000).await;
     let burst = cluster.burst(Duration::from_millis(1500));
     let kill = async {
@@ -228,6 +234,7 @@ async fn redis_killed_mid_run_gives_unavailable_and_still_at_most_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_lock_expires_before_its_holder_writes_the_database_fence_holds() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     // A 1 ms TTL: each holder is "paused" past its lock before it reaches the database, so the
     // lock excludes nobody and only the unique indexes stand between 200 requests and duplicates.
     let cluster = Cluster::start(1).await;

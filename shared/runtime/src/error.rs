@@ -59,7 +59,8 @@ impl ApiError {
 
     /// An INTERNAL error whose cause is logged here and never sent to the caller.
     pub fn internal(domain: &'static str, cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+        // the cause may quote data (a driver's message): scrubbed for logs and trace events
+        tracing::error!(error = %crate::redact::scrub(&cause.to_string()), "internal error");
         Self::new(
             Code::Internal,
             domain,
@@ -70,7 +71,11 @@ impl ApiError {
 
     /// UNAVAILABLE for a dependency that does not answer; the caller may retry.
     pub fn unavailable(domain: &'static str, what: &str, cause: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(dependency = what, error = %cause, "dependency unavailable");
+        tracing::warn!(
+            dependency = what,
+            error = %crate::redact::scrub(&cause.to_string()),
+            "dependency unavailable"
+        );
         Self::new(
             Code::Unavailable,
             domain,
