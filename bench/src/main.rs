@@ -143,7 +143,7 @@ impl Plan {
             quick: q,
             scales: a.scales.clone().unwrap_or_else(|| {
                 if q {
-                    vec![1000, 3000]
+                    vec![2000, 5000]
                 } else {
                     vec![10_000, 100_000]
                 }

@@ -1859,7 +1859,11 @@ async fn the_server_ends_an_rpc_at_its_deadline() {
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(900));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     identity.stop().await.unwrap();
 }
 

@@ -228,17 +228,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     migrations::Migrator::up(&db, None).await?;
 
     // with KG_JWT_SECRET: calls carry a service token, and callers must present theirs
-    let auth = config.common.authenticator()?;
-    let identity = IdentityCheckServiceClient::new(kg_runtime::client::outbound(
+    // Keys, TLS, limits and timeouts from the common configuration.
+    let mut options = ServeOptions::from_config(SERVICE, listener, shutdown, &config.common)?;
+    let auth = options.auth.clone();
+    let identity = IdentityCheckServiceClient::new(config.common.outbound(
         &config.identity_check_url,
         Duration::from_millis(config.call_timeout_ms),
-        auth.clone().map(|a| (a, SERVICE)),
+        auth.as_ref(),
+        SERVICE,
     )?);
     let wake = Arc::new(Notify::new());
-    let mut options = ServeOptions::new(SERVICE, listener, shutdown);
-    options.metrics_addr = config.common.metrics_addr;
-    options.grace = Duration::from_secs(config.common.shutdown_grace_secs);
-    options.auth = auth;
     options.probes.push(Probe::database(db.clone()));
     let metrics = DeliveryMetrics::register(&mut options.metrics.registry);
 

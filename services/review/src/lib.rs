@@ -151,17 +151,20 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     migrations::Migrator::up(&db, None).await?;
 
     let timeout = Duration::from_millis(config.call_timeout_ms);
-    let auth = config.common.authenticator()?;
-    let signer = || auth.clone().map(|a| (a, SERVICE));
-    let identity = IdentityCheckServiceClient::new(kg_runtime::client::outbound(
+    // Keys, TLS, limits and timeouts from the common configuration.
+    let mut options = ServeOptions::from_config(SERVICE, listener, shutdown.clone(), &config.common)?;
+    let auth = options.auth.clone();
+    let identity = IdentityCheckServiceClient::new(config.common.outbound(
         &config.identity_check_url,
         timeout,
-        signer(),
+        auth.as_ref(),
+        SERVICE,
     )?);
-    let registration = RegistrationServiceClient::new(kg_runtime::client::outbound(
+    let registration = RegistrationServiceClient::new(config.common.outbound(
         &config.registration_url,
         timeout,
-        signer(),
+        auth.as_ref(),
+        SERVICE,
     )?);
 
     // The relay runs while RPCs are served and drained (a decision made during the drain is
@@ -179,10 +182,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let (stop_relay, relay_shutdown) = Shutdown::new();
     let mut relay_task = tokio::spawn(relay.run(relay_shutdown));
 
-    let mut options = ServeOptions::new(SERVICE, listener, shutdown.clone());
-    options.metrics_addr = config.common.metrics_addr;
-    options.grace = Duration::from_secs(config.common.shutdown_grace_secs);
-    options.auth = auth;
     options.probes.push(Probe::database(db.clone()));
     let gauges = metrics::Gauges::register(&mut options.metrics.registry);
     tokio::spawn(gauges.run(
