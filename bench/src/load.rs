@@ -34,6 +34,14 @@ pub struct StepResult {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU milliseconds each process spent per successful request during the step (service
+    /// processes, PostgreSQL with all its backends, Redis, and kg-bench itself: load generator
+    /// and local website).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_ms_per_ok: BTreeMap<String, f64>,
+    /// CPU used by all of those together, as a share of every CPU of the machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_busy_pct: Option<f64>,
 }
 
 impl StepResult {
@@ -169,6 +177,8 @@ fn summarize(
         p95_ms: percentile_ms(&micros, 95.0),
         p99_ms: percentile_ms(&micros, 99.0),
         max_ms: micros.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
+        cpu_ms_per_ok: BTreeMap::new(),
+        cpu_busy_pct: None,
     }
 }
 

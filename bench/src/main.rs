@@ -8,6 +8,7 @@ mod load;
 mod procs;
 mod report;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -239,6 +240,46 @@ impl Mesh {
             .iter()
             .find(|s| s.name == name)
             .expect("known service")
+    }
+
+    /// CPU ticks used so far by each process that takes part.
+    fn cpu_snapshot(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for s in self.services.iter().chain(std::iter::once(&self.echo)) {
+            if let Some(t) = s.pid().and_then(procs::cpu_ticks) {
+                out.insert(s.name.clone(), t);
+            }
+        }
+        if let Some(pid) = self.postgres.pid() {
+            out.insert("postgres".into(), procs::group_cpu_ticks(pid));
+        }
+        if let Some(t) = self.redis.pid().and_then(procs::cpu_ticks) {
+            out.insert("redis".into(), t);
+        }
+        if let Some(t) = procs::cpu_ticks(std::process::id()) {
+            out.insert("kg-bench".into(), t);
+        }
+        out
+    }
+
+    /// Adds the CPU each process used since `before` to `step`.
+    fn attach_cpu(&self, step: &mut StepResult, before: &BTreeMap<String, u64>) {
+        let after = self.cpu_snapshot();
+        let hz = procs::ticks_per_sec();
+        let mut total = 0.0;
+        for (name, &b) in before {
+            let Some(&a) = after.get(name) else { continue };
+            let secs = a.saturating_sub(b) as f64 / hz;
+            total += secs;
+            if secs > 0.0 && step.ok > 0 {
+                step.cpu_ms_per_ok
+                    .insert(name.clone(), secs * 1000.0 / step.ok as f64);
+            }
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if step.elapsed_s > 0.0 {
+            step.cpu_busy_pct = Some(total / (step.elapsed_s * cpus) * 100.0);
+        }
     }
 
     /// Fails when a service process died (with the tail of its log).
@@ -1097,7 +1138,9 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
     let mut echo = Vec::new();
     for &c in &plan.concurrency {
         echo_step(&clients, c, plan.warmup_budget()).await;
-        let r = echo_step(&clients, c, plan.budget()).await;
+        let before = mesh.cpu_snapshot();
+        let mut r = echo_step(&clients, c, plan.budget()).await;
+        mesh.attach_cpu(&mut r, &before);
         show("echo", &r);
         echo.push(r);
     }
@@ -1119,7 +1162,8 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         )
         .await;
         db_seed += w.ok + w.error_count() + 1;
-        let r = database_step(
+        let before = mesh.cpu_snapshot();
+        let mut r = database_step(
             &mesh.scratch_db,
             &stored_row,
             tag + 1,
@@ -1128,6 +1172,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             plan.budget(),
         )
         .await;
+        mesh.attach_cpu(&mut r, &before);
         db_seed += r.ok + r.error_count() + 1;
         show("db txn", &r);
         database.push(r);
@@ -1146,7 +1191,8 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             &submitted,
         )
         .await?;
-        let r = submit_step(
+        let before = mesh.cpu_snapshot();
+        let mut r = submit_step(
             &clients,
             &mut ids,
             &template,
@@ -1155,6 +1201,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             &submitted,
         )
         .await?;
+        mesh.attach_cpu(&mut r, &before);
         show("submit", &r);
         if r.ok >= plan.max_submits {
             notes.push(format!(
@@ -1188,7 +1235,9 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             1000 + k as u64,
         )
         .await;
-        let r = get_step(&clients, names.clone(), c, plan.budget(), k as u64).await;
+        let before = mesh.cpu_snapshot();
+        let mut r = get_step(&clients, names.clone(), c, plan.budget(), k as u64).await;
+        mesh.attach_cpu(&mut r, &before);
         show("get", &r);
         get.push(r);
     }
@@ -1239,7 +1288,8 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         )
         .await?;
         let stored_at_measure = db::count_applications(&mesh.registration_db).await?;
-        let s = submit_step(
+        let before = mesh.cpu_snapshot();
+        let mut s = submit_step(
             &clients,
             &mut ids,
             &template,
@@ -1248,6 +1298,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             &scale_submitted,
         )
         .await?;
+        mesh.attach_cpu(&mut s, &before);
         show(&format!("submit ({stored_at_measure} stored)"), &s);
         outbox.after_steps.push(
             backlog(
@@ -1263,7 +1314,9 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         all.extend(scale_submitted.lock().expect("lock").iter().cloned());
         let all = Arc::new(all);
         get_step(&clients, all.clone(), c, plan.warmup_budget(), target ^ 7).await;
-        let g = get_step(&clients, all, c, plan.budget(), target).await;
+        let before = mesh.cpu_snapshot();
+        let mut g = get_step(&clients, all, c, plan.budget(), target).await;
+        mesh.attach_cpu(&mut g, &before);
         show(&format!("get ({stored_at_measure} stored)"), &g);
         mesh.check_alive()?;
         scales.push(Scale {

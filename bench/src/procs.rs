@@ -220,3 +220,47 @@ pub async fn channels(url: &str, connections: usize) -> anyhow::Result<Vec<Chann
     }
     Ok(out)
 }
+
+/// Fields of `/proc/<pid>/stat` after the command name: (process group, utime + stime ticks).
+fn stat_fields(pid: &str) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): pgrp is field 5, utime 14, stime 15.
+    let pgrp = f.get(2)?.parse().ok()?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((pgrp, utime + stime))
+}
+
+/// CPU time (clock ticks) the process has used so far.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    stat_fields(&pid.to_string()).map(|(_, t)| t)
+}
+
+/// CPU time (clock ticks) used by every live process of process group `pgid` (PostgreSQL's
+/// postmaster and its backends).
+pub fn group_cpu_ticks(pgid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            if !name.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let (pgrp, ticks) = stat_fields(name)?;
+            (pgrp == pgid).then_some(ticks)
+        })
+        .sum()
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+pub fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}

@@ -470,6 +470,8 @@ pub fn markdown(r: &Report) -> String {
             pm.memory.vm_rss_kib as f64 / 1024.0
         );
     }
+    out.push_str("\n## Where the CPU goes\n\n");
+    out.push_str(&cpu_table(r));
     out.push_str("\n## Every step\n\n");
     out.push_str(&steps_table("(a) one-hop echo", &r.echo));
     out.push('\n');
@@ -501,6 +503,73 @@ pub fn markdown(r: &Report) -> String {
         for n in &r.notes {
             let _ = writeln!(out, "- {n}");
         }
+    }
+    out
+}
+
+const CPU_COLUMNS: [&str; 8] = [
+    "identity-check",
+    "registration",
+    "review",
+    "notification",
+    "postgres",
+    "redis",
+    "echo",
+    "kg-bench",
+];
+
+/// CPU milliseconds per successful request of each process, per measured step.
+pub fn cpu_table(r: &Report) -> String {
+    let mut out = String::from(
+        "CPU milliseconds per successful request, by process, during each measured step \
+         (`/proc/<pid>/stat`; postgres counts the postmaster and every backend; kg-bench is the \
+         load generator and the local website). Busy: all of them together as a share of all \
+         CPUs.\n\n| step | in flight | busy |",
+    );
+    for c in CPU_COLUMNS {
+        let _ = write!(out, " {c} |");
+    }
+    out.push_str("\n|---|---:|---:|");
+    for _ in CPU_COLUMNS {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    let mut rows: Vec<(String, &StepResult)> = Vec::new();
+    for (label, steps) in [
+        ("(a) echo", &r.echo),
+        ("(b) database", &r.database),
+        ("(c) submit", &r.submit),
+        ("(d) get", &r.get),
+    ] {
+        rows.extend(steps.iter().map(|s| (label.to_string(), s)));
+    }
+    for sc in &r.scales {
+        if let Some(s) = &sc.submit {
+            rows.push((format!("(c) submit, {} stored", sc.stored), s));
+        }
+        if let Some(s) = &sc.get {
+            rows.push((format!("(d) get, {} stored", sc.stored), s));
+        }
+    }
+    for (label, s) in rows {
+        let _ = write!(
+            out,
+            "| {label} | {} | {} |",
+            s.concurrency,
+            opt(s.cpu_busy_pct, |p| format!("{p:.0} %"))
+        );
+        for c in CPU_COLUMNS {
+            let _ = write!(
+                out,
+                " {} |",
+                opt(s.cpu_ms_per_ok.get(c).copied(), |v| if v >= 0.05 {
+                    format!("{v:.2}")
+                } else {
+                    "·".into()
+                })
+            );
+        }
+        out.push('\n');
     }
     out
 }

@@ -267,13 +267,16 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 
     println!("Preflight ({}):", args.identity_addr);
     let preflight = IdentityCheckServiceClient::new(channel(&args.identity_addr).await?)
-        .check_materials(authed(CheckMaterialsRequest {
-            entity: Some(entity.clone()),
-            profile: Some(profile.clone()),
-            logo_file_name: logo_file_name.clone(),
-            require_complete: true,
-            account_id: file.account_id.clone(),
-        }, &bearer))
+        .check_materials(authed(
+            CheckMaterialsRequest {
+                entity: Some(entity.clone()),
+                profile: Some(profile.clone()),
+                logo_file_name: logo_file_name.clone(),
+                require_complete: true,
+                account_id: file.account_id.clone(),
+            },
+            &bearer,
+        ))
         .await?
         .into_inner();
     for result in &preflight.results {

@@ -17,7 +17,12 @@ use crate::token::SecretArgs;
 pub struct ReviewArgs {
     #[command(subcommand)]
     command: ReviewCommand,
-    #[arg(long, env = "KG_REVIEW_ADDR", default_value = "127.0.0.1:50053", global = true)]
+    #[arg(
+        long,
+        env = "KG_REVIEW_ADDR",
+        default_value = "127.0.0.1:50053",
+        global = true
+    )]
     review_addr: String,
     /// Who is reviewing (the token subject on the local mesh).
     #[arg(long, env = "KG_REVIEWER", default_value = "reviewer-1", global = true)]
@@ -76,7 +81,11 @@ pub struct NotificationsArgs {
 }
 
 fn task_name(task: &str) -> String {
-    if task.starts_with("reviewTasks/") { task.to_string() } else { format!("reviewTasks/{task}") }
+    if task.starts_with("reviewTasks/") {
+        task.to_string()
+    } else {
+        format!("reviewTasks/{task}")
+    }
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> String {
@@ -88,7 +97,11 @@ fn ts(t: &Option<prost_types::Timestamp>) -> String {
 
 fn state_name(state: i32) -> String {
     ReviewTaskState::try_from(state)
-        .map(|s| s.as_str_name().trim_start_matches("REVIEW_TASK_STATE_").to_string())
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("REVIEW_TASK_STATE_")
+                .to_string()
+        })
         .unwrap_or_else(|_| state.to_string())
 }
 
@@ -96,8 +109,21 @@ fn print_task(task: &ReviewTask) {
     println!("  {:<10} {}", "task", task.name);
     println!("  {:<10} {}", "subject", task.subject);
     println!("  {:<10} {}", "state", state_name(task.state));
-    println!("  {:<10} {}", "assignee", if task.assignee.is_empty() { "-" } else { &task.assignee });
-    println!("  {:<10} {}{}", "deadline", ts(&task.deadline), if task.overdue { "  OVERDUE" } else { "" });
+    println!(
+        "  {:<10} {}",
+        "assignee",
+        if task.assignee.is_empty() {
+            "-"
+        } else {
+            &task.assignee
+        }
+    );
+    println!(
+        "  {:<10} {}{}",
+        "deadline",
+        ts(&task.deadline),
+        if task.overdue { "  OVERDUE" } else { "" }
+    );
 }
 
 pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
@@ -110,7 +136,11 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                 .list_review_tasks(authed(
                     ListReviewTasksRequest {
                         overdue_only: overdue,
-                        assignee: if mine { args.reviewer.clone() } else { String::new() },
+                        assignee: if mine {
+                            args.reviewer.clone()
+                        } else {
+                            String::new()
+                        },
                         page_size: 100,
                         ..Default::default()
                     },
@@ -119,7 +149,10 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                 .await;
             reply.map(|r| {
                 let tasks = r.into_inner().review_tasks;
-                println!("{:<48} {:<22} {:<14} {:<24} {:<16} COMPANY", "TASK", "DEADLINE", "STATE", "ACCOUNT", "ASSIGNEE");
+                println!(
+                    "{:<48} {:<22} {:<14} {:<24} {:<16} COMPANY",
+                    "TASK", "DEADLINE", "STATE", "ACCOUNT", "ASSIGNEE"
+                );
                 for t in &tasks {
                     println!(
                         "{:<48} {:<22} {:<14} {:<24} {:<16} {}",
@@ -127,7 +160,11 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                         format!("{}{}", ts(&t.deadline), if t.overdue { " !" } else { "" }),
                         state_name(t.state),
                         t.account_id,
-                        if t.assignee.is_empty() { "-" } else { &t.assignee },
+                        if t.assignee.is_empty() {
+                            "-"
+                        } else {
+                            &t.assignee
+                        },
                         t.company_name
                     );
                 }
@@ -135,26 +172,58 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             })
         }
         ReviewCommand::Claim { task } => client
-            .claim_review_task(authed(ClaimReviewTaskRequest { request_id: request_id(), name: task_name(&task), etag: String::new() }, &bearer))
+            .claim_review_task(authed(
+                ClaimReviewTaskRequest {
+                    request_id: request_id(),
+                    name: task_name(&task),
+                    etag: String::new(),
+                },
+                &bearer,
+            ))
             .await
             .map(|r| print_task(&r.into_inner().review_task.unwrap_or_default())),
         ReviewCommand::Approve { task, comment } => client
             .approve_review_task(authed(
-                ApproveReviewTaskRequest { request_id: request_id(), name: task_name(&task), comment, etag: String::new() },
+                ApproveReviewTaskRequest {
+                    request_id: request_id(),
+                    name: task_name(&task),
+                    comment,
+                    etag: String::new(),
+                },
                 &bearer,
             ))
             .await
             .map(|r| print_task(&r.into_inner().review_task.unwrap_or_default())),
-        ReviewCommand::Reject { task, reasons, comment } => client
+        ReviewCommand::Reject {
+            task,
+            reasons,
+            comment,
+        } => client
             .reject_review_task(authed(
-                RejectReviewTaskRequest { request_id: request_id(), name: task_name(&task), reason_codes: reasons, comment, etag: String::new() },
+                RejectReviewTaskRequest {
+                    request_id: request_id(),
+                    name: task_name(&task),
+                    reason_codes: reasons,
+                    comment,
+                    etag: String::new(),
+                },
                 &bearer,
             ))
             .await
             .map(|r| print_task(&r.into_inner().review_task.unwrap_or_default())),
-        ReviewCommand::RequestChanges { task, reasons, comment } => client
+        ReviewCommand::RequestChanges {
+            task,
+            reasons,
+            comment,
+        } => client
             .request_changes(authed(
-                RequestChangesRequest { request_id: request_id(), name: task_name(&task), reason_codes: reasons, comment, etag: String::new() },
+                RequestChangesRequest {
+                    request_id: request_id(),
+                    name: task_name(&task),
+                    reason_codes: reasons,
+                    comment,
+                    etag: String::new(),
+                },
                 &bearer,
             ))
             .await
@@ -164,17 +233,34 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             .await
             .map(|r| {
                 for reason in r.into_inner().reasons {
-                    println!("{:<28} {:<40} {}", reason.code, reason.title_en, reason.title_zh);
+                    println!(
+                        "{:<28} {:<40} {}",
+                        reason.code, reason.title_en, reason.title_zh
+                    );
                 }
             }),
         ReviewCommand::Audit { task } => client
-            .list_audit_entries(authed(ListAuditEntriesRequest { parent: task_name(&task), page_size: 500, ..Default::default() }, &bearer))
+            .list_audit_entries(authed(
+                ListAuditEntriesRequest {
+                    parent: task_name(&task),
+                    page_size: 500,
+                    ..Default::default()
+                },
+                &bearer,
+            ))
             .await
             .map(|r| {
-                println!("{:<22} {:<16} {:<20} {:<14} {:<14} COMMENT", "TIME", "ACTOR", "ACTION", "BEFORE", "AFTER");
+                println!(
+                    "{:<22} {:<16} {:<20} {:<14} {:<14} COMMENT",
+                    "TIME", "ACTOR", "ACTION", "BEFORE", "AFTER"
+                );
                 for e in r.into_inner().audit_entries {
                     let action = AuditAction::try_from(e.action)
-                        .map(|a| a.as_str_name().trim_start_matches("AUDIT_ACTION_").to_string())
+                        .map(|a| {
+                            a.as_str_name()
+                                .trim_start_matches("AUDIT_ACTION_")
+                                .to_string()
+                        })
                         .unwrap_or_default();
                     println!(
                         "{:<22} {:<16} {:<20} {:<14} {:<14} {}",
@@ -201,19 +287,40 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<ExitCode> 
     let bearer = args.secret.bearer("koogallery-cli", Role::Operator);
     let reply = NotificationServiceClient::new(channel(&args.notification_addr).await?)
         .list_notifications(authed(
-            ListNotificationsRequest { account_id: args.account.unwrap_or_default(), page_size: 200, ..Default::default() },
+            ListNotificationsRequest {
+                account_id: args.account.unwrap_or_default(),
+                page_size: 200,
+                ..Default::default()
+            },
             &bearer,
         ))
         .await;
     match reply {
         Ok(reply) => {
-            println!("{:<22} {:<6} {:<28} {:<10} {:<4} {:<26} EVENT", "CREATED", "CHANNEL", "RECIPIENT", "STATUS", "TRY", "ACCOUNT");
+            println!(
+                "{:<22} {:<6} {:<28} {:<10} {:<4} {:<26} EVENT",
+                "CREATED", "CHANNEL", "RECIPIENT", "STATUS", "TRY", "ACCOUNT"
+            );
             for n in reply.into_inner().notifications {
-                let channel = NotifyChannel::try_from(n.channel).map(|c| c.as_str_name().trim_start_matches("CHANNEL_").to_string()).unwrap_or_default();
-                let status = DeliveryStatus::try_from(n.status).map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATUS_").to_string()).unwrap_or_default();
+                let channel = NotifyChannel::try_from(n.channel)
+                    .map(|c| c.as_str_name().trim_start_matches("CHANNEL_").to_string())
+                    .unwrap_or_default();
+                let status = DeliveryStatus::try_from(n.status)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("DELIVERY_STATUS_")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
                 println!(
                     "{:<22} {:<6} {:<28} {:<10} {:<4} {:<26} {}",
-                    ts(&n.create_time), channel, n.recipient, status, n.attempts, n.account_id, n.event_id
+                    ts(&n.create_time),
+                    channel,
+                    n.recipient,
+                    status,
+                    n.attempts,
+                    n.account_id,
+                    n.event_id
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -41,7 +41,11 @@ impl SecretArgs {
             Some(s) => s.clone(),
             None => dev_secret(&self.data_dir, false).ok()?,
         };
-        Some(Authenticator::hs256(secret.as_bytes(), DEFAULT_ISSUER, DEFAULT_AUDIENCE))
+        Some(Authenticator::hs256(
+            secret.as_bytes(),
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE,
+        ))
     }
 
     /// `Bearer …` for `subject` in `role`, or `None` without a secret.
@@ -68,10 +72,18 @@ pub fn dev_secret(data_dir: &Path, create: bool) -> anyhow::Result<String> {
         return Ok(secret.trim().to_string());
     }
     if !create {
-        anyhow::bail!("no {} (is `koogallery up` using this data folder?)", path.display());
+        anyhow::bail!(
+            "no {} (is `koogallery up` using this data folder?)",
+            path.display()
+        );
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     write_private(&path, &secret)?;
     Ok(secret)
 }
@@ -91,8 +103,13 @@ fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
 
 pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let Some(auth) = args.secret.authenticator() else {
-        anyhow::bail!("no signing secret: set KG_JWT_SECRET or point --data-dir at the mesh's data folder");
+        anyhow::bail!(
+            "no signing secret: set KG_JWT_SECRET or point --data-dir at the mesh's data folder"
+        );
     };
-    println!("{}", auth.mint(&args.subject, args.role, Duration::from_secs(args.ttl_secs)));
+    println!(
+        "{}",
+        auth.mint(&args.subject, args.role, Duration::from_secs(args.ttl_secs))
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -218,7 +218,11 @@ pub fn registration_config(
 }
 
 /// Points registration's outbox relay at running review and notification services.
-pub fn with_peers(mut config: kg_registration::Config, review_url: &str, notification_url: &str) -> kg_registration::Config {
+pub fn with_peers(
+    mut config: kg_registration::Config,
+    review_url: &str,
+    notification_url: &str,
+) -> kg_registration::Config {
     config.review_url = review_url.to_string();
     config.notification_url = notification_url.to_string();
     config

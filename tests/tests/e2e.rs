@@ -46,7 +46,8 @@ impl Mesh {
             mesh::fresh_db().await.unwrap(),
         );
         let identity = mesh::start_identity(&identity_db.url, true).await.unwrap();
-        let mut notification_config = mesh::notification_config(&notification_db.url, &identity.url());
+        let mut notification_config =
+            mesh::notification_config(&notification_db.url, &identity.url());
         notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()));
         notification_config.sms_url = Some(sms.url());
         notification_config.sms_token = Some("sms-token-e2e".into());
@@ -82,7 +83,11 @@ impl Mesh {
     }
 
     async fn start_review(&mut self) {
-        let config = mesh::review_config(&self.review_db.url, &self.registration_url, &self.identity_url);
+        let config = mesh::review_config(
+            &self.review_db.url,
+            &self.registration_url,
+            &self.identity_url,
+        );
         let review = Running::start(self.review_addr, move |l, s| kg_review::run(config, l, s))
             .await
             .unwrap();
@@ -98,7 +103,11 @@ impl Mesh {
     }
 
     async fn rev(&self) -> ReviewServiceClient<Channel> {
-        ReviewServiceClient::new(mesh::channel(&format!("http://{}", self.review_addr)).await.unwrap())
+        ReviewServiceClient::new(
+            mesh::channel(&format!("http://{}", self.review_addr))
+                .await
+                .unwrap(),
+        )
     }
 
     async fn stop(self) {
@@ -139,7 +148,10 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
     account.mobile = "+8613912345678".into();
     m.idc()
         .await
-        .import_accounts(ImportAccountsRequest { request_id: "import-e2e".into(), accounts: vec![account] })
+        .import_accounts(ImportAccountsRequest {
+            request_id: "import-e2e".into(),
+            accounts: vec![account],
+        })
         .await
         .unwrap();
 
@@ -158,7 +170,10 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
         let tasks = m
             .rev()
             .await
-            .list_review_tasks(ListReviewTasksRequest { subject: app.name.clone(), ..Default::default() })
+            .list_review_tasks(ListReviewTasksRequest {
+                subject: app.name.clone(),
+                ..Default::default()
+            })
             .await
             .ok()?
             .into_inner()
@@ -171,16 +186,29 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
     assert_eq!(task.company_name, app.company_name);
 
     let in_review = poll("IN_REVIEW", Duration::from_secs(10), || async {
-        let a = m.reg().await.get_application(GetApplicationRequest { name: app.name.clone() }).await.ok()?.into_inner().application?;
+        let a = m
+            .reg()
+            .await
+            .get_application(GetApplicationRequest {
+                name: app.name.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .application?;
         (a.state == ApplicationState::InReview as i32).then_some(a)
     })
     .await;
     assert_eq!(instant(&in_review.review_deadline), expected);
 
     let mut rev = m.rev().await;
-    rev.claim_review_task(ClaimReviewTaskRequest { request_id: "claim-e2e".into(), name: task.name.clone(), etag: String::new() })
-        .await
-        .unwrap();
+    rev.claim_review_task(ClaimReviewTaskRequest {
+        request_id: "claim-e2e".into(),
+        name: task.name.clone(),
+        etag: String::new(),
+    })
+    .await
+    .unwrap();
     rev.approve_review_task(ApproveReviewTaskRequest {
         request_id: "approve-e2e".into(),
         name: task.name.clone(),
@@ -191,14 +219,25 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
     .unwrap();
 
     let approved = poll("APPROVED", Duration::from_secs(20), || async {
-        let a = m.reg().await.get_application(GetApplicationRequest { name: app.name.clone() }).await.ok()?.into_inner().application?;
+        let a = m
+            .reg()
+            .await
+            .get_application(GetApplicationRequest {
+                name: app.name.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .application?;
         (a.state == ApplicationState::Approved as i32).then_some(a)
     })
     .await;
     let seller = m
         .reg()
         .await
-        .get_seller(GetSellerRequest { name: approved.seller.clone() })
+        .get_seller(GetSellerRequest {
+            name: approved.seller.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -209,17 +248,34 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
     assert_eq!(seller.company_name, app.company_name);
 
     // Email: "received" at submission, then exactly one result email.
-    m.smtp.wait_for_messages(2, Duration::from_secs(20)).await.unwrap();
+    m.smtp
+        .wait_for_messages(2, Duration::from_secs(20))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await; // a duplicate would have arrived by now
     let mails = m.smtp.messages();
     let results: Vec<_> = mails
         .iter()
-        .filter(|mail| mail.subject().unwrap_or_default().to_lowercase().contains("approved"))
+        .filter(|mail| {
+            mail.subject()
+                .unwrap_or_default()
+                .to_lowercase()
+                .contains("approved")
+        })
         .collect();
-    assert_eq!(results.len(), 1, "exactly one result email: {:?}", mails.iter().map(|m| m.subject()).collect::<Vec<_>>());
+    assert_eq!(
+        results.len(),
+        1,
+        "exactly one result email: {:?}",
+        mails.iter().map(|m| m.subject()).collect::<Vec<_>>()
+    );
     let result = results[0];
     assert_eq!(result.rcpt_tos, vec!["owner@e2e.example.com".to_string()]);
-    assert!(result.body().contains(&app.company_name), "{}", result.body());
+    assert!(
+        result.body().contains(&app.company_name),
+        "{}",
+        result.body()
+    );
     assert_eq!(mails.len(), 2, "received + approved, nothing else");
 
     // SMS: exactly one message, the result, to the bound mobile ("received" goes by email only).
@@ -227,11 +283,22 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
     assert_eq!(sms.len(), 1, "{sms:?}");
     let result_sms: Vec<_> = sms
         .iter()
-        .filter(|b| b["text"].as_str().unwrap_or_default().to_lowercase().contains("approved"))
+        .filter(|b| {
+            b["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+                .contains("approved")
+        })
         .collect();
     assert_eq!(result_sms.len(), 1, "{sms:?}");
     assert_eq!(result_sms[0]["to"], "+8613912345678");
-    assert!(m.sms.requests().iter().all(|r| r.authorization.as_deref() == Some("Bearer sms-token-e2e")));
+    assert!(
+        m.sms
+            .requests()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer sms-token-e2e"))
+    );
     m.stop().await;
 }
 
@@ -239,10 +306,15 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
 async fn with_review_down_500_submissions_become_exactly_500_tasks_once_it_returns() {
     const N: usize = 500;
     let mut m = Mesh::start(false).await;
-    let accounts: Vec<_> = (0..N).map(|i| fixtures::eligible_account(&format!("acct-down-{i}"))).collect();
+    let accounts: Vec<_> = (0..N)
+        .map(|i| fixtures::eligible_account(&format!("acct-down-{i}")))
+        .collect();
     m.idc()
         .await
-        .import_accounts(ImportAccountsRequest { request_id: "import-down".into(), accounts })
+        .import_accounts(ImportAccountsRequest {
+            request_id: "import-down".into(),
+            accounts,
+        })
         .await
         .unwrap();
 
@@ -253,7 +325,11 @@ async fn with_review_down_500_submissions_become_exactly_500_tasks_once_it_retur
         let calls = chunk.iter().map(|&i| {
             let mut reg = reg.clone();
             let request = fixtures::submission(&format!("acct-down-{i}"), 10_000 + i as u64, &site);
-            async move { reg.submit_application(request).await.map(|r| r.into_inner().application.unwrap().name) }
+            async move {
+                reg.submit_application(request)
+                    .await
+                    .map(|r| r.into_inner().application.unwrap().name)
+            }
         });
         for result in futures::future::join_all(calls).await {
             names.push(result.expect("submission accepted while review is down"));
@@ -270,7 +346,11 @@ async fn with_review_down_500_submissions_become_exactly_500_tasks_once_it_retur
             let mut token = String::new();
             loop {
                 let page = rev
-                    .list_review_tasks(ListReviewTasksRequest { page_size: 500, page_token: token, ..Default::default() })
+                    .list_review_tasks(ListReviewTasksRequest {
+                        page_size: 500,
+                        page_token: token,
+                        ..Default::default()
+                    })
                     .await
                     .ok()?
                     .into_inner();

@@ -102,7 +102,9 @@ async fn reflection_lists_the_service_on_v1_and_v1alpha() {
 async fn rpcs_of_later_issues_answer_unimplemented_with_a_clear_message() {
     let identity_db = kg_tests::mesh::fresh_db().await.unwrap();
     let registration_db = kg_tests::mesh::fresh_db().await.unwrap();
-    let identity = kg_tests::mesh::start_identity(&identity_db.url, false).await.unwrap();
+    let identity = kg_tests::mesh::start_identity(&identity_db.url, false)
+        .await
+        .unwrap();
     let service = kg_tests::mesh::start_registration(kg_tests::mesh::registration_config(
         &registration_db.url,
         &identity.url(),
@@ -110,15 +112,20 @@ async fn rpcs_of_later_issues_answer_unimplemented_with_a_clear_message() {
     ))
     .await
     .unwrap();
-    let mut client = kg_proto::registration::registration_service_client::RegistrationServiceClient::new(
-        service.channel().await.unwrap(),
-    );
+    let mut client =
+        kg_proto::registration::registration_service_client::RegistrationServiceClient::new(
+            service.channel().await.unwrap(),
+        );
     let err = client
         .exit_seller(kg_proto::registration::ExitSellerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("RegistrationService.ExitSeller"), "{}", err.message());
+    assert!(
+        err.message().contains("RegistrationService.ExitSeller"),
+        "{}",
+        err.message()
+    );
     service.stop().await.unwrap();
     identity.stop().await.unwrap();
 }

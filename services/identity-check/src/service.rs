@@ -4,8 +4,8 @@
 use chrono::Utc;
 use kg_proto::identity::identity_check_service_server::IdentityCheckService;
 use kg_proto::identity::*;
-use sea_orm::DatabaseConnection;
 use kg_runtime::auth::{Caller, Role};
+use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use crate::account_store;

@@ -4,8 +4,10 @@
 //! that is no longer pending (withdrawn meanwhile) is acknowledged as SUPERSEDED.
 
 use kg_proto::common::{ReviewDecision, ReviewFeedback};
-use kg_proto::registration::{ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse};
 use kg_proto::registration::apply_review_decision_response::SubjectState;
+use kg_proto::registration::{
+    ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse,
+};
 use prost::Message;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
@@ -23,11 +25,20 @@ impl Registration {
         req: ApplyReviewDecisionRequest,
     ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
         idempotency::validate_request_id(&req.event_id).map_err(|_| {
-            RegistrationError::field("event_id", "EVENT_ID_INVALID", "event_id is required (a UUID)")
+            RegistrationError::field(
+                "event_id",
+                "EVENT_ID_INVALID",
+                "event_id is required (a UUID)",
+            )
         })?;
-        let decision = ReviewDecision::try_from(req.decision).unwrap_or(ReviewDecision::Unspecified);
+        let decision =
+            ReviewDecision::try_from(req.decision).unwrap_or(ReviewDecision::Unspecified);
         if decision == ReviewDecision::Unspecified {
-            return Err(RegistrationError::field("decision", "DECISION_REQUIRED", "decision is required"));
+            return Err(RegistrationError::field(
+                "decision",
+                "DECISION_REQUIRED",
+                "decision is required",
+            ));
         }
         if decision != ReviewDecision::Approve && req.reason_codes.is_empty() {
             return Err(RegistrationError::field(
@@ -40,7 +51,10 @@ impl Registration {
             RegistrationError::field("subject", "SUBJECT_INVALID", "expected applications/{id}")
         })?;
         let hash = idempotency::body_hash(&req);
-        if idempotency::replay(&self.db, &req.event_id, RPC, &hash).await?.is_some() {
+        if idempotency::replay(&self.db, &req.event_id, RPC, &hash)
+            .await?
+            .is_some()
+        {
             let app = self.application_by_name(&req.subject).await?;
             return Ok(reply(ApplyDecisionOutcome::AlreadyApplied, app));
         }
@@ -61,7 +75,10 @@ impl Registration {
         if !state::PENDING.contains(&row.state.as_str()) {
             record.insert(&txn).await?;
             txn.commit().await?;
-            return Ok(reply(ApplyDecisionOutcome::Superseded, view::application(&row)));
+            return Ok(reply(
+                ApplyDecisionOutcome::Superseded,
+                view::application(&row),
+            ));
         }
 
         let feedback = ReviewFeedback {
@@ -110,14 +127,27 @@ impl Registration {
         };
         let updated = active.update(&txn).await?;
         record.insert(&txn).await?;
-        outbox::announce(&txn, event_type, &row.account_id, &req.subject, &[outbox::NOTIFICATION]).await?;
+        outbox::announce(
+            &txn,
+            event_type,
+            &row.account_id,
+            &req.subject,
+            &[outbox::NOTIFICATION],
+        )
+        .await?;
         txn.commit().await?;
         self.relay.notify_one();
-        Ok(reply(ApplyDecisionOutcome::Applied, view::application(&updated)))
+        Ok(reply(
+            ApplyDecisionOutcome::Applied,
+            view::application(&updated),
+        ))
     }
 }
 
-fn reply(outcome: ApplyDecisionOutcome, app: kg_proto::registration::Application) -> ApplyReviewDecisionResponse {
+fn reply(
+    outcome: ApplyDecisionOutcome,
+    app: kg_proto::registration::Application,
+) -> ApplyReviewDecisionResponse {
     ApplyReviewDecisionResponse {
         outcome: outcome as i32,
         subject_state: Some(SubjectState::Application(app)),

@@ -19,12 +19,12 @@ use std::sync::Arc;
 
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::notification::notification_service_client::NotificationServiceClient;
-use kg_proto::review::review_service_client::ReviewServiceClient;
-use kg_runtime::outbox::Relay;
 use kg_proto::registration::registration_service_server::RegistrationServiceServer;
+use kg_proto::review::review_service_client::ReviewServiceClient;
 use kg_runtime::config::{CommonConfig, ports};
 use kg_runtime::health::Probe;
 use kg_runtime::lock::EntityLock;
+use kg_runtime::outbox::Relay;
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm_migration::MigratorTrait;
@@ -108,7 +108,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         }
     };
     let timeout = Duration::from_millis(config.call_timeout_ms);
-    let mut options = ServeOptions::from_config(SERVICE, listener, shutdown.clone(), &config.common)?;
+    let mut options =
+        ServeOptions::from_config(SERVICE, listener, shutdown.clone(), &config.common)?;
     let auth = options.auth.clone();
     // every outbound call: deadline, TLS for https peers, a service token
     let outbound = |url: &str| config.common.outbound(url, timeout, auth.as_ref(), SERVICE);
@@ -120,8 +121,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     };
     let mut outbox_relay = Relay::new(db.clone(), migrations::OUTBOX, Arc::new(deliverer));
     outbox_relay.backoff.max = Duration::from_millis(config.outbox_max_backoff_ms);
-    let mut registration =
-        Registration::new(db.clone(), lock.clone(), identity, agreement(), outbox_relay.notifier());
+    let mut registration = Registration::new(
+        db.clone(),
+        lock.clone(),
+        identity,
+        agreement(),
+        outbox_relay.notifier(),
+    );
     tokio::spawn(outbox_relay.run(shutdown.clone()));
     registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);

@@ -17,11 +17,12 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let outbox: &'static str = Box::leak(kg_runtime::outbox::table_sql(OUTBOX).into_boxed_str());
+        let outbox: &'static str =
+            Box::leak(kg_runtime::outbox::table_sql(OUTBOX).into_boxed_str());
         vec![
             Box::new(SqlMigration {
-            name: "m0001_applications",
-            sql: r#"
+                name: "m0001_applications",
+                sql: r#"
 CREATE TABLE registration_applications (
     application_id      VARCHAR(36) PRIMARY KEY,
     account_id          VARCHAR(64) NOT NULL,

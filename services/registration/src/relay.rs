@@ -53,7 +53,10 @@ impl Deliver for Deliverer {
 
 impl Deliverer {
     async fn application(&self, name: &str) -> Result<application::Model, DeliveryError> {
-        let id = name.strip_prefix("applications/").unwrap_or(name).to_string();
+        let id = name
+            .strip_prefix("applications/")
+            .unwrap_or(name)
+            .to_string();
         application::Entity::find_by_id(id)
             .one(&self.db)
             .await
@@ -61,7 +64,11 @@ impl Deliverer {
             .ok_or_else(|| DeliveryError(format!("{name} vanished")))
     }
 
-    async fn create_task(&self, event: &OutboxEvent, app: &application::Model) -> Result<(), DeliveryError> {
+    async fn create_task(
+        &self,
+        event: &OutboxEvent,
+        app: &application::Model,
+    ) -> Result<(), DeliveryError> {
         let mut profile = SellerProfile::decode(app.profile.as_slice()).unwrap_or_default();
         profile.logo = app.logo.clone().unwrap_or_default();
         let reply = self
@@ -95,9 +102,15 @@ impl Deliverer {
             .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
         application::Entity::update_many()
             .col_expr(application::Column::State, Expr::value(state::IN_REVIEW))
-            .col_expr(application::Column::ReviewTask, Expr::value(Some(task.name)))
+            .col_expr(
+                application::Column::ReviewTask,
+                Expr::value(Some(task.name)),
+            )
             .col_expr(application::Column::ReviewDeadline, Expr::value(deadline))
-            .col_expr(application::Column::UpdateTime, Expr::value(kg_runtime::db::now()))
+            .col_expr(
+                application::Column::UpdateTime,
+                Expr::value(kg_runtime::db::now()),
+            )
             .filter(application::Column::ApplicationId.eq(app.application_id.clone()))
             .filter(application::Column::State.eq(state::SUBMITTED))
             .exec(&self.db)
@@ -106,7 +119,12 @@ impl Deliverer {
         Ok(())
     }
 
-    async fn notify(&self, event: &OutboxEvent, kind: &str, app: &application::Model) -> Result<(), DeliveryError> {
+    async fn notify(
+        &self,
+        event: &OutboxEvent,
+        kind: &str,
+        app: &application::Model,
+    ) -> Result<(), DeliveryError> {
         let event_type = match kind {
             "APPLICATION_SUBMITTED" => NotificationEventType::ApplicationReceived,
             "APPLICATION_APPROVED" => NotificationEventType::ApplicationApproved,
@@ -122,9 +140,17 @@ impl Deliverer {
             ("company_name".to_string(), app.company_name.clone()),
             ("application".to_string(), event.subject.clone()),
         ]);
-        if let Some(feedback) = app.feedback.as_deref().and_then(|b| ReviewFeedback::decode(b).ok()) {
+        if let Some(feedback) = app
+            .feedback
+            .as_deref()
+            .and_then(|b| ReviewFeedback::decode(b).ok())
+        {
             let titles: Vec<String> = match feedback.reasons.is_empty() {
-                false => feedback.reasons.iter().map(|r| r.title_en.clone()).collect(),
+                false => feedback
+                    .reasons
+                    .iter()
+                    .map(|r| r.title_en.clone())
+                    .collect(),
                 true => feedback.reason_codes.clone(),
             };
             params.insert("reason_titles".into(), titles.join(", "));

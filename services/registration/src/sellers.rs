@@ -16,7 +16,11 @@ use crate::view::{etag, timestamp};
 pub fn parse_seller_name(name: &str) -> Result<String, RegistrationError> {
     let id = name.strip_prefix("sellers/").unwrap_or_default();
     if uuid::Uuid::parse_str(id).is_err() {
-        return Err(RegistrationError::field("name", "NAME_INVALID", "expected sellers/{seller_id} with a UUID id"));
+        return Err(RegistrationError::field(
+            "name",
+            "NAME_INVALID",
+            "expected sellers/{seller_id} with a UUID id",
+        ));
     }
     Ok(id.to_string())
 }
@@ -26,15 +30,25 @@ pub fn seller_view(row: &seller::Model, with_logo: bool) -> Seller {
     if with_logo {
         profile.logo = row.logo.clone().unwrap_or_default();
     }
-    let (country, number) = row.entity_key.split_once(':').unwrap_or(("", &row.entity_key));
+    let (country, number) = row
+        .entity_key
+        .split_once(':')
+        .unwrap_or(("", &row.entity_key));
     Seller {
         name: format!("sellers/{}", row.seller_id),
         seller_id: row.seller_id.clone(),
         account_id: row.account_id.clone(),
         company_name: row.company_name.clone(),
-        entity: Some(CompanyEntity { country: country.to_string(), registration_number: number.to_string() }),
+        entity: Some(CompanyEntity {
+            country: country.to_string(),
+            registration_number: number.to_string(),
+        }),
         profile: Some(profile),
-        state: if row.state == state::SELLER_EXITED { SellerState::Exited } else { SellerState::Active } as i32,
+        state: if row.state == state::SELLER_EXITED {
+            SellerState::Exited
+        } else {
+            SellerState::Active
+        } as i32,
         name_history: Vec::new(),
         create_time: Some(timestamp(row.create_time)),
         update_time: Some(timestamp(row.update_time)),
@@ -57,9 +71,16 @@ impl Registration {
         Ok(seller_view(&row, true))
     }
 
-    pub async fn list_sellers(&self, req: ListSellersRequest) -> Result<ListSellersResponse, RegistrationError> {
+    pub async fn list_sellers(
+        &self,
+        req: ListSellersRequest,
+    ) -> Result<ListSellersResponse, RegistrationError> {
         if req.page_size < 0 {
-            return Err(RegistrationError::field("page_size", "PAGE_SIZE_INVALID", "page_size must not be negative"));
+            return Err(RegistrationError::field(
+                "page_size",
+                "PAGE_SIZE_INVALID",
+                "page_size must not be negative",
+            ));
         }
         let size = match req.page_size as u64 {
             0 => DEFAULT_PAGE_SIZE,
@@ -83,7 +104,13 @@ impl Registration {
             match SellerState::try_from(*s) {
                 Ok(SellerState::Active) => states.push(state::SELLER_ACTIVE),
                 Ok(SellerState::Exited) => states.push(state::SELLER_EXITED),
-                _ => return Err(RegistrationError::field("states", "STATE_INVALID", "unknown seller state")),
+                _ => {
+                    return Err(RegistrationError::field(
+                        "states",
+                        "STATE_INVALID",
+                        "unknown seller state",
+                    ));
+                }
             }
         }
         if !states.is_empty() {
@@ -97,7 +124,9 @@ impl Registration {
         let mut rows = query.limit(size + 1).all(&self.db).await?;
         let next_page_token = if rows.len() as u64 > size {
             rows.truncate(size as usize);
-            rows.last().map(|r| URL_SAFE_NO_PAD.encode(&r.seller_id)).unwrap_or_default()
+            rows.last()
+                .map(|r| URL_SAFE_NO_PAD.encode(&r.seller_id))
+                .unwrap_or_default()
         } else {
             String::new()
         };

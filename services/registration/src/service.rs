@@ -3,8 +3,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::Notify;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::registration::registration_service_server::RegistrationService;
@@ -170,7 +170,9 @@ impl RegistrationService for Registration {
         if !caller.may_see(&seller.account_id) {
             return Err(RegistrationError::SellerNotFound(name).into());
         }
-        Ok(Response::new(GetSellerResponse { seller: Some(seller) }))
+        Ok(Response::new(GetSellerResponse {
+            seller: Some(seller),
+        }))
     }
 
     async fn list_sellers(
@@ -234,7 +236,9 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ApplyReviewDecisionRequest>,
     ) -> Result<Response<ApplyReviewDecisionResponse>, Status> {
-        Ok(Response::new(self.apply_decision(request.into_inner()).await?))
+        Ok(Response::new(
+            self.apply_decision(request.into_inner()).await?,
+        ))
     }
 
     type WatchEventsStream = EventStream;

@@ -152,7 +152,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     let timeout = Duration::from_millis(config.call_timeout_ms);
     // Keys, TLS, limits and timeouts from the common configuration.
-    let mut options = ServeOptions::from_config(SERVICE, listener, shutdown.clone(), &config.common)?;
+    let mut options =
+        ServeOptions::from_config(SERVICE, listener, shutdown.clone(), &config.common)?;
     let auth = options.auth.clone();
     let identity = IdentityCheckServiceClient::new(config.common.outbound(
         &config.identity_check_url,
