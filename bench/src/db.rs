@@ -120,7 +120,7 @@ pub async fn outbox_backlog(db: &DatabaseConnection) -> anyhow::Result<u64> {
     .await
 }
 
-async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<u64> {
+pub async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<u64> {
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await?

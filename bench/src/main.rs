@@ -218,6 +218,9 @@ fn say(msg: impl AsRef<str>) {
     );
 }
 
+/// Registration's database for the stored-applications steps.
+const SCALE_DB: &str = "kg_registration_scale";
+
 /// Everything the run started; dropping it stops the services, then Redis and PostgreSQL.
 struct Mesh {
     services: Vec<Service>,
@@ -251,7 +254,7 @@ impl Mesh {
             }
         }
         if let Some(pid) = self.postgres.pid() {
-            out.insert("postgres".into(), procs::group_cpu_ticks(pid));
+            out.insert("postgres".into(), procs::tree_cpu_ticks(pid));
         }
         if let Some(t) = self.redis.pid().and_then(procs::cpu_ticks) {
             out.insert("redis".into(), t);
@@ -300,10 +303,10 @@ impl Mesh {
         Ok(())
     }
 
-    /// Stops registration and starts it again (same address, Redis and peers) on a new, empty
-    /// database `db`; returns the peak memory of the process that was stopped.
+    /// Stops registration and starts it again (same address, Redis and peers) on the empty
+    /// database `db` (created at start-up); returns the peak memory of the process that was stopped.
     async fn move_registration(&mut self, db: &str) -> anyhow::Result<Option<procs::Memory>> {
-        let url = self.postgres.create_database(db).await?;
+        let url = self.postgres.url(db);
         let i = self
             .services
             .iter()
@@ -358,6 +361,7 @@ async fn start_mesh(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Mesh> {
         "kg_review",
         "kg_notification",
         "kg_scratch",
+        SCALE_DB,
     ] {
         postgres.create_database(name).await?;
     }
@@ -1243,6 +1247,15 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
     }
     mesh.check_alive()?;
 
+    if let Ok(n) = db::count(
+        &mesh.registration_db,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend'",
+    )
+    .await
+    {
+        say(format!("  PostgreSQL client connections open: {n}"));
+    }
+
     // Stored applications: registration moves to a fresh database, which is pre-loaded to each
     // scale in turn; (c) and (d) at the scale concurrency after each.
     let mut scales = Vec::new();
@@ -1250,7 +1263,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
     if !plan.scales.is_empty() {
         outbox.backlog_at_switch = Some(db::outbox_backlog(&mesh.registration_db).await?);
         say("registration moves to a fresh database for the stored-applications steps");
-        first_registration_peak = mesh.move_registration("kg_registration_scale").await?;
+        first_registration_peak = mesh.move_registration(SCALE_DB).await?;
     }
     let scale_submitted = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut preloaded_ids: Vec<String> = Vec::new();

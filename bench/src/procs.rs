@@ -221,30 +221,34 @@ pub async fn channels(url: &str, connections: usize) -> anyhow::Result<Vec<Chann
     Ok(out)
 }
 
-/// Fields of `/proc/<pid>/stat` after the command name: (process group, utime + stime ticks).
-fn stat_fields(pid: &str) -> Option<(u32, u64)> {
+/// From `/proc/<pid>/stat`: (parent pid, own utime + stime, reaped children's cutime + cstime),
+/// in clock ticks.
+fn stat_fields(pid: &str) -> Option<(u32, u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): pgrp is field 5, utime 14, stime 15.
-    let pgrp = f.get(2)?.parse().ok()?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((pgrp, utime + stime))
+    // `rest` starts at field 3 (state): ppid is field 4, utime 14, stime 15, cutime 16,
+    // cstime 17.
+    let num = |i: usize| -> Option<u64> { f.get(i)?.parse().ok() };
+    let ppid = u32::try_from(num(1)?).ok()?;
+    Some((ppid, num(11)? + num(12)?, num(13)? + num(14)?))
 }
 
 /// CPU time (clock ticks) the process has used so far.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    stat_fields(&pid.to_string()).map(|(_, t)| t)
+    stat_fields(&pid.to_string()).map(|(_, own, _)| own)
 }
 
-/// CPU time (clock ticks) used by every live process of process group `pgid` (PostgreSQL's
-/// postmaster and its backends).
-pub fn group_cpu_ticks(pgid: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+/// CPU time (clock ticks) used by `root`, its live children and the children it reaped: a
+/// PostgreSQL postmaster and its backends (which leave the postmaster's process group).
+pub fn tree_cpu_ticks(root: u32) -> u64 {
+    let Some((_, own, reaped)) = stat_fields(&root.to_string()) else {
         return 0;
     };
-    entries
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return own + reaped;
+    };
+    let children: u64 = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name();
@@ -252,10 +256,11 @@ pub fn group_cpu_ticks(pgid: u32) -> u64 {
             if !name.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            let (pgrp, ticks) = stat_fields(name)?;
-            (pgrp == pgid).then_some(ticks)
+            let (ppid, ticks, _) = stat_fields(name)?;
+            (ppid == root).then_some(ticks)
         })
-        .sum()
+        .sum();
+    own + reaped + children
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).

@@ -522,7 +522,7 @@ const CPU_COLUMNS: [&str; 8] = [
 pub fn cpu_table(r: &Report) -> String {
     let mut out = String::from(
         "CPU milliseconds per successful request, by process, during each measured step \
-         (`/proc/<pid>/stat`; postgres counts the postmaster and every backend; kg-bench is the \
+         (`/proc/<pid>/stat`; postgres counts the postmaster and all its backends; kg-bench is the \
          load generator and the local website). Busy: all of them together as a share of all \
          CPUs.\n\n| step | in flight | busy |",
     );

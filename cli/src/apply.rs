@@ -346,11 +346,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "  {:<14} {}",
                 "state",
-                crate::status::enum_name(
-                    app.state,
-                    "APPLICATION_STATE_",
-                    kg_proto::registration::ApplicationState::try_from
-                )
+                crate::status::application_state(app.state)
             );
             println!("  {:<14} {}", "company", app.company_name);
             Ok(ExitCode::SUCCESS)

@@ -125,24 +125,13 @@ pub async fn list_services(channel: Channel) -> anyhow::Result<Vec<String>> {
     }
 }
 
-/// An enum value's proto name without its prefix (`SUBMITTED`), or the raw number.
-pub fn enum_name<E: Copy, F>(value: i32, prefix: &str, parse: F) -> String
-where
-    F: Fn(i32) -> Result<E, prost::UnknownEnumValue>,
-    E: EnumName,
-{
-    match parse(value) {
-        Ok(e) => e.name().trim_start_matches(prefix).to_string(),
-        Err(_) => value.to_string(),
-    }
-}
-
-pub trait EnumName {
-    fn name(&self) -> &'static str;
-}
-
-impl EnumName for kg_proto::registration::ApplicationState {
-    fn name(&self) -> &'static str {
-        self.as_str_name()
-    }
+/// An application state's proto name without its prefix (`SUBMITTED`), or the raw number.
+pub fn application_state(value: i32) -> String {
+    kg_proto::registration::ApplicationState::try_from(value)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("APPLICATION_STATE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| value.to_string())
 }

@@ -367,6 +367,15 @@ async fn with_review_down_500_submissions_become_exactly_500_tasks_once_it_retur
     let mut subjects: Vec<_> = tasks.iter().map(|t| t.subject.clone()).collect();
     subjects.sort();
     subjects.dedup();
+    kg_tests::faults::record(kg_tests::faults::FaultRecord {
+        test: "e2e",
+        fault: "review service down during 500 submissions",
+        load: N as u64,
+        faults: 1,
+        bad_inputs: 0,
+        lost: N.saturating_sub(subjects.len()) as u64,
+        duplicates: (tasks.len() - subjects.len()) as u64,
+    });
     assert_eq!(tasks.len(), N, "exactly one task per application");
     assert_eq!(subjects.len(), N);
     names.sort();

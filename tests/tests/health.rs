@@ -33,6 +33,15 @@ async fn a_service_is_not_serving_while_its_postgres_is_stopped_and_serving_afte
         .await
         .expect("NOT_SERVING while PostgreSQL is stopped");
 
+    kg_tests::faults::record(kg_tests::faults::FaultRecord {
+        test: "health",
+        fault: "PostgreSQL stopped: NOT_SERVING, then back",
+        load: 0,
+        faults: 1,
+        bad_inputs: 0,
+        lost: 0,
+        duplicates: 0,
+    });
     pg.restart().await.unwrap();
     service
         .wait_for(ServingStatus::Serving, Duration::from_secs(30))

@@ -159,6 +159,15 @@ async fn the_default_guard_refuses_every_internal_address_spelling() {
             "{target}"
         );
     }
+    kg_tests::faults::record(kg_tests::faults::FaultRecord {
+        test: "identity_checks",
+        fault: "SSRF spellings and malformed URLs",
+        load: 0,
+        faults: 0,
+        bad_inputs: targets.len() as u64 + 5,
+        lost: 0,
+        duplicates: 0,
+    });
     for bad in [
         "ftp://example.com/",
         "http://user:pw@example.com/",

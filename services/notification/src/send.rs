@@ -369,6 +369,21 @@ fn response(rows: &[delivery::Model], created: bool) -> SendNotificationResponse
     }
 }
 
+/// Outcomes reach the applicant by email and SMS; acknowledgements (received, withdrawn,
+/// resubmitted) by email only, so a phone buzzes only when something was decided.
+fn sent_by_sms(event: NotificationEventType) -> bool {
+    use NotificationEventType as E;
+    matches!(
+        event,
+        E::ChangesRequested
+            | E::ApplicationApproved
+            | E::ApplicationRejected
+            | E::ModificationApproved
+            | E::ModificationRejected
+            | E::SellerExited
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,19 +457,4 @@ mod tests {
         assert_ne!(h(&a), h(&b));
         assert_eq!(h(&b), h(&c));
     }
-}
-
-/// Outcomes reach the applicant by email and SMS; acknowledgements (received, withdrawn,
-/// resubmitted) by email only, so a phone buzzes only when something was decided.
-fn sent_by_sms(event: NotificationEventType) -> bool {
-    use NotificationEventType as E;
-    matches!(
-        event,
-        E::ChangesRequested
-            | E::ApplicationApproved
-            | E::ApplicationRejected
-            | E::ModificationApproved
-            | E::ModificationRejected
-            | E::SellerExited
-    )
 }

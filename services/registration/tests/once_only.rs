@@ -162,6 +162,20 @@ impl Cluster {
     }
 }
 
+/// Writes the scenario to the fault suite's ledger: an accepted submission not stored is lost,
+/// more than one stored application of the entity is a duplicate.
+fn ledger(fault: &str, faults: u64, ok: usize, stored: usize) {
+    kg_tests::faults::record(kg_tests::faults::FaultRecord {
+        test: "once_only",
+        fault,
+        load: ACCOUNTS as u64,
+        faults,
+        bad_inputs: 0,
+        lost: ok.saturating_sub(stored) as u64,
+        duplicates: stored.saturating_sub(1) as u64,
+    });
+}
+
 /// Outcome counts: (ok, already_exists, aborted, unavailable); any other code fails the test.
 fn tally(
     results: &[Result<Response<SubmitApplicationResponse>, Status>],
@@ -204,10 +218,17 @@ async fn two_hundred_concurrent_submissions_across_three_replicas_register_one()
     let results = cluster.burst(Duration::ZERO).await;
     let (ok, exists, aborted, unavailable) = tally(&results);
     eprintln!("ok={ok} already_exists={exists} aborted={aborted} unavailable={unavailable}");
+    let stored = cluster.stored_for_entity().await;
+    ledger(
+        "200 submissions of one entity over 3 replicas",
+        0,
+        ok,
+        stored,
+    );
     assert_eq!(ok, 1, "exactly one submission wins");
     assert_eq!(exists + aborted, ACCOUNTS - 1);
     assert_eq!(unavailable, 0);
-    assert_eq!(cluster.stored_for_entity().await, 1);
+    assert_eq!(stored, 1);
     cluster.stop().await;
 }
 
@@ -223,12 +244,14 @@ async fn redis_killed_mid_run_gives_unavailable_and_still_at_most_one() {
     let (results, ()) = tokio::join!(burst, kill);
     let (ok, exists, aborted, unavailable) = tally(&results);
     eprintln!("ok={ok} already_exists={exists} aborted={aborted} unavailable={unavailable}");
+    let stored = cluster.stored_for_entity().await;
+    ledger("Redis killed mid-burst", 1, ok, stored);
     assert!(ok <= 1, "at most one registration");
     assert!(
         unavailable > 0,
         "submissions after the kill fail closed with UNAVAILABLE"
     );
-    assert!(cluster.stored_for_entity().await <= 1);
+    assert!(stored <= 1);
     cluster.stop().await;
 }
 
@@ -241,8 +264,15 @@ async fn when_every_lock_expires_before_its_holder_writes_the_database_fence_hol
     let results = cluster.burst(Duration::ZERO).await;
     let (ok, exists, aborted, unavailable) = tally(&results);
     eprintln!("ok={ok} already_exists={exists} aborted={aborted} unavailable={unavailable}");
+    let stored = cluster.stored_for_entity().await;
+    ledger(
+        "every entity lock lost before its holder writes",
+        1,
+        ok,
+        stored,
+    );
     assert_eq!(ok, 1, "the database admits exactly one");
     assert_eq!(unavailable, 0);
-    assert_eq!(cluster.stored_for_entity().await, 1);
+    assert_eq!(stored, 1);
     cluster.stop().await;
 }
