@@ -17,17 +17,17 @@ def main(path: str) -> int:
     if not rows:
         print("fault suite: the ledger is empty")
         return 1
-    rows.sort(key=lambda r: r["test"])
-    head = ("TEST", "FAULT", "LOAD", "FAULTS", "BAD INPUTS", "LOST", "DUPLICATES")
+    rows.sort(key=lambda r: (r["test"], r["fault"], r.get("backend", "")))
+    head = ("TEST", "FAULT", "DATABASE", "LOAD", "FAULTS", "BAD INPUTS", "LOST", "DUPLICATES")
     table = [head] + [
-        (r["test"], r["fault"], str(r["load"]), str(r["faults"]), str(r["bad_inputs"]),
-         str(r["lost"]), str(r["duplicates"]))
+        (r["test"], r["fault"], r.get("backend", "?"), str(r["load"]), str(r["faults"]),
+         str(r["bad_inputs"]), str(r["lost"]), str(r["duplicates"]))
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     print("\nFault suite")
     for i, row in enumerate(table):
-        print("  " + "  ".join(cell.ljust(widths[j]) if j < 2 else cell.rjust(widths[j])
+        print("  " + "  ".join(cell.ljust(widths[j]) if j < 3 else cell.rjust(widths[j])
                                for j, cell in enumerate(row)))
         if i == 0:
             print("  " + "  ".join("-" * w for w in widths))

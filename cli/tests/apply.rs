@@ -66,16 +66,18 @@ fn the_example_files_import_preflight_and_submit() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port();
     let data = dir.path().join("data");
-    let mut mesh = Command::new(BIN)
-        .args(["up", "--data-dir"])
-        .arg(&data)
-        .env_remove("KG_JWT_SECRET")
-        .args(["--base-port", &base.to_string()])
-        .env("KG_WEBSITE_TEST_ALLOWLIST", "127.0.0.1/32")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut mesh = KillOnDrop(
+        Command::new(BIN)
+            .args(["up", "--data-dir"])
+            .arg(&data)
+            .env_remove("KG_JWT_SECRET")
+            .args(["--base-port", &base.to_string()])
+            .env("KG_WEBSITE_TEST_ALLOWLIST", "127.0.0.1/32")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     while !run(&["status", "--base-port", &base.to_string()], base, &data).0 {
         assert!(
@@ -123,7 +125,17 @@ fn the_example_files_import_preflight_and_submit() {
     assert!(out.contains("APPLICATION_ALREADY_OPEN"), "{out}");
 
     let _ = Command::new("kill")
-        .args(["-TERM", &mesh.id().to_string()])
+        .args(["-TERM", &mesh.0.id().to_string()])
         .status();
-    let _ = mesh.wait();
+    let _ = mesh.0.wait();
+}
+
+/// Kills the mesh even when an assertion fails first, so no test leaves a server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -34,15 +34,17 @@ fn rand_offset() -> u16 {
 fn up_serves_all_four_services_to_a_separate_client_process() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port();
-    let mut mesh = std::process::Command::new(BIN)
-        .args(["up", "--data-dir"])
-        .arg(dir.path())
-        .args(["--base-port", &base.to_string()])
-        .env_remove("KG_REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut mesh = KillOnDrop(
+        std::process::Command::new(BIN)
+            .args(["up", "--data-dir"])
+            .arg(dir.path())
+            .args(["--base-port", &base.to_string()])
+            .env_remove("KG_REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     let started = Instant::now();
     let output = loop {
@@ -54,7 +56,7 @@ fn up_serves_all_four_services_to_a_separate_client_process() {
             break String::from_utf8(out.stdout).unwrap();
         }
         if started.elapsed() > Duration::from_secs(30) {
-            let _ = mesh.kill();
+            let _ = mesh.0.kill();
             panic!("mesh not SERVING: {}", String::from_utf8_lossy(&out.stdout));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -84,17 +86,27 @@ fn up_serves_all_four_services_to_a_separate_client_process() {
     }
 
     let killed = std::process::Command::new("kill")
-        .args(["-TERM", &mesh.id().to_string()])
+        .args(["-TERM", &mesh.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = mesh.try_wait().unwrap() {
+        if let Some(status) = mesh.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "mesh did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// Kills the mesh even when an assertion fails first, so no test leaves a server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -26,9 +26,15 @@ pub fn record(entry: FaultRecord<'_>) {
     let Ok(path) = std::env::var("KG_FAULT_REPORT") else {
         return;
     };
-    let Ok(line) = serde_json::to_string(&entry) else {
+    let backend = match crate::mesh::backend() {
+        crate::mesh::Backend::Postgres => "postgres",
+        crate::mesh::Backend::Sqlite => "sqlite",
+    };
+    let Ok(mut value) = serde_json::to_value(&entry) else {
         return;
     };
+    value["backend"] = serde_json::Value::from(backend);
+    let line = value.to_string();
     // One write of a short line to a file opened for append: lines of concurrent tests
     // do not interleave.
     if let Ok(mut file) = std::fs::OpenOptions::new()

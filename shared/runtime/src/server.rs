@@ -212,7 +212,11 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().wait());
+        // TCP_NODELAY: small unary replies must not wait out Nagle and delayed ACKs (~40 ms).
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.clone().wait(),
+        );
     tokio::pin!(server);
 
     let grace_over = async {
