@@ -42,6 +42,10 @@ pub struct StepResult {
     /// CPU used by all of those together, as a share of every CPU of the machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_busy_pct: Option<f64>,
+    /// CPU used during the step by processes outside the benchmark, as a share of every CPU:
+    /// more than a few percent means the figures were disturbed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign_cpu_pct: Option<f64>,
 }
 
 impl StepResult {
@@ -179,6 +183,7 @@ fn summarize(
         max_ms: micros.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
         cpu_ms_per_ok: BTreeMap::new(),
         cpu_busy_pct: None,
+        foreign_cpu_pct: None,
     }
 }
 

@@ -218,6 +218,9 @@ fn say(msg: impl AsRef<str>) {
     );
 }
 
+/// Key of the whole machine's busy time in a CPU snapshot.
+const SYSTEM: &str = "(machine)";
+
 /// Registration's database for the stored-applications steps.
 const SCALE_DB: &str = "kg_registration_scale";
 
@@ -262,6 +265,9 @@ impl Mesh {
         if let Some(t) = procs::cpu_ticks(std::process::id()) {
             out.insert("kg-bench".into(), t);
         }
+        if let Some(t) = procs::system_busy_ticks() {
+            out.insert(SYSTEM.into(), t);
+        }
         out
     }
 
@@ -271,6 +277,9 @@ impl Mesh {
         let hz = procs::ticks_per_sec();
         let mut total = 0.0;
         for (name, &b) in before {
+            if name == SYSTEM {
+                continue;
+            }
             let Some(&a) = after.get(name) else { continue };
             let secs = a.saturating_sub(b) as f64 / hz;
             total += secs;
@@ -282,11 +291,29 @@ impl Mesh {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         if step.elapsed_s > 0.0 {
             step.cpu_busy_pct = Some(total / (step.elapsed_s * cpus) * 100.0);
+            if let (Some(&b), Some(&a)) = (before.get(SYSTEM), after.get(SYSTEM)) {
+                let system = a.saturating_sub(b) as f64 / hz;
+                step.foreign_cpu_pct =
+                    Some(((system - total) / (step.elapsed_s * cpus) * 100.0).max(0.0));
+            }
         }
     }
 
     /// Fails when a service process died (with the tail of its log).
     fn check_alive(&mut self) -> anyhow::Result<()> {
+        if !self.postgres.is_running() {
+            bail!(
+                "PostgreSQL died during the run (killed from outside? `scripts/test` ends every \
+                 `kg-test-pg-*` server with pkill)\n{}",
+                kg_tests::log_tail(&self.postgres.log_path(), 20)
+            );
+        }
+        if !self.redis.is_running() {
+            bail!(
+                "redis-server died during the run\n{}",
+                kg_tests::log_tail(&self.redis.log_path(), 20)
+            );
+        }
         for s in self
             .services
             .iter_mut()
@@ -942,12 +969,17 @@ async fn machine(mesh: &Mesh) -> Machine {
         postgres_version: pg,
         redis_version: redis,
         git_commit: git,
+        load_average_at_start: String::new(),
     }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let plan = Plan::from(&args);
     let started = Instant::now();
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
     if plan.concurrency.is_empty() {
         bail!("--concurrency needs at least one value");
     }
@@ -956,11 +988,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut report = match outcome {
         Ok(r) => r,
         Err(e) => {
+            // A dead server explains most failures: say that first.
+            let e = match mesh.check_alive() {
+                Err(dead) => e.context(format!("{dead:#}")),
+                Ok(()) => e,
+            };
             mesh.stop().await;
             return Err(e);
         }
     };
     mesh.stop().await;
+    report.machine.load_average_at_start = load_at_start;
     report.notes.push(format!(
         "The whole run took {:.0} s (start-up and shutdown included, build excluded).",
         started.elapsed().as_secs_f64()
@@ -1466,6 +1504,37 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
                 ));
             }
         }
+    }
+    let disturbed: Vec<String> = [
+        ("echo", &echo),
+        ("database", &database),
+        ("submit", &submit),
+        ("get", &get),
+    ]
+    .iter()
+    .flat_map(|(label, steps)| {
+        steps.iter().filter_map(move |s| {
+            s.foreign_cpu_pct
+                .filter(|&p| p > 10.0)
+                .map(|p| format!("{label} at {} in flight ({p:.0} %)", s.concurrency))
+        })
+    })
+    .chain(scales.iter().flat_map(|sc| {
+        [("submit", &sc.submit), ("get", &sc.get)]
+            .into_iter()
+            .filter_map(|(label, s)| {
+                let p = s.as_ref()?.foreign_cpu_pct.filter(|&p| p > 10.0)?;
+                Some(format!("{label} with {} stored ({p:.0} %)", sc.stored))
+            })
+            .collect::<Vec<_>>()
+    }))
+    .collect();
+    if !disturbed.is_empty() {
+        notes.push(format!(
+            "DISTURBED: processes outside the benchmark used more than 10 % of the machine's CPU \
+             during: {}. Run again on a quiet machine before trusting those figures.",
+            disturbed.join(", ")
+        ));
     }
     notes.push(
         "Everything runs on the same machine: the load generator, the local website, PostgreSQL, \

@@ -45,6 +45,8 @@ pub struct Machine {
     pub postgres_version: String,
     pub redis_version: String,
     pub git_commit: String,
+    /// 1-minute load average when the run started (before any server).
+    pub load_average_at_start: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -360,11 +362,13 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), {} MiB memory, Linux {}; PostgreSQL {}; Redis {}; commit {}.\n",
+        "Machine: {} CPUs ({}), {} MiB memory, Linux {}, load average {} at the start; \
+         PostgreSQL {}; Redis {}; commit {}.\n",
         m.nproc,
         m.cpu_model,
         m.memory_total_mib,
         m.kernel,
+        m.load_average_at_start,
         m.postgres_version,
         m.redis_version,
         m.git_commit
@@ -524,12 +528,13 @@ pub fn cpu_table(r: &Report) -> String {
         "CPU milliseconds per successful request, by process, during each measured step \
          (`/proc/<pid>/stat`; postgres counts the postmaster and all its backends; kg-bench is the \
          load generator and the local website). Busy: all of them together as a share of all \
-         CPUs.\n\n| step | in flight | busy |",
+         CPUs; other: CPU used by processes outside the benchmark (anything above a few percent \
+         disturbed the step).\n\n| step | in flight | busy | other |",
     );
     for c in CPU_COLUMNS {
         let _ = write!(out, " {c} |");
     }
-    out.push_str("\n|---|---:|---:|");
+    out.push_str("\n|---|---:|---:|---:|");
     for _ in CPU_COLUMNS {
         out.push_str("---:|");
     }
@@ -554,9 +559,10 @@ pub fn cpu_table(r: &Report) -> String {
     for (label, s) in rows {
         let _ = write!(
             out,
-            "| {label} | {} | {} |",
+            "| {label} | {} | {} | {} |",
             s.concurrency,
-            opt(s.cpu_busy_pct, |p| format!("{p:.0} %"))
+            opt(s.cpu_busy_pct, |p| format!("{p:.0} %")),
+            opt(s.foreign_cpu_pct, |p| format!("{p:.0} %"))
         );
         for c in CPU_COLUMNS {
             let _ = write!(
