@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
 use tokio::sync::Notify;
@@ -167,6 +168,8 @@ pub struct Relay {
     pub deliver: Arc<dyn Deliver>,
     pub backoff: Backoff,
     pub batch: u64,
+    /// How many subjects are delivered side by side.
+    pub concurrency: usize,
     pub idle_poll: Duration,
     notify: Arc<Notify>,
 }
@@ -179,6 +182,7 @@ impl Relay {
             deliver,
             backoff: Backoff::default(),
             batch: 100,
+            concurrency: 16,
             idle_poll: Duration::from_millis(250),
             notify: Arc::new(Notify::new()),
         }
@@ -213,6 +217,10 @@ impl Relay {
     }
 
     /// One pass over the due events; returns how many were delivered.
+    ///
+    /// Events are grouped by (destination, subject): each group is delivered in `seq` order, one
+    /// event after the other, and the groups run side by side (at most `concurrency` at once), so
+    /// one slow subject does not hold back the others and order within a subject is kept.
     pub async fn pass(&self) -> Result<usize, DbErr> {
         let now = Utc::now();
         let col = |c: &str| Expr::col(Alias::new(c));
@@ -242,29 +250,81 @@ impl Relay {
             .limit(self.batch)
             .to_owned();
         let rows = self.db.query_all(&select).await?;
-        let mut delivered = 0;
-        let mut blocked: std::collections::HashSet<(String, String)> = Default::default();
+        let mut groups: Vec<Vec<OutboxEvent>> = Vec::new();
+        let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
         for row in rows {
             let event = decode(&row)?;
             let key = (event.destination.clone(), event.subject.clone());
-            if blocked.contains(&key) || self.has_earlier_pending(&event).await? {
-                blocked.insert(key);
+            match index.get(&key) {
+                Some(&i) => groups[i].push(event),
+                None => {
+                    index.insert(key, groups.len());
+                    groups.push(vec![event]);
+                }
+            }
+        }
+        let results: Vec<Result<(usize, Vec<i64>), DbErr>> = futures::stream::iter(groups)
+            .map(|group| self.deliver_group(group))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut delivered = Vec::new();
+        let mut marked = 0;
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok((n, seqs)) => {
+                    marked += n;
+                    delivered.extend(seqs);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let count = marked + delivered.len();
+        self.mark_delivered(&delivered).await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
+    }
+
+    /// Delivers the events of one (destination, subject) in order; stops at the first that cannot
+    /// go (an earlier undelivered event outside this batch, or a failed delivery) and postpones
+    /// the rest. Returns how many it marked delivered itself, and the seqs delivered but not yet
+    /// marked (the caller marks those of every group in one statement).
+    async fn deliver_group(&self, group: Vec<OutboxEvent>) -> Result<(usize, Vec<i64>), DbErr> {
+        let mut delivered = Vec::with_capacity(group.len());
+        let mut marked = 0;
+        let mut events = group.into_iter();
+        let Some(first) = events.next() else {
+            return Ok((0, delivered));
+        };
+        // Later events of the group follow `first` in seq order; only `first` can have an
+        // earlier pending event that this batch does not hold (one backing off, say).
+        let mut stopped = self.has_earlier_pending(&first).await?;
+        for event in std::iter::once(first).chain(events) {
+            if stopped {
                 self.postpone(&event, None).await?;
                 continue;
             }
             match self.deliver.deliver(&event).await {
-                Ok(()) => {
-                    self.mark_delivered(&event).await?;
-                    delivered += 1;
-                }
+                Ok(()) => delivered.push(event.seq),
                 Err(e) => {
                     tracing::debug!(event = %event.event_id, destination = %event.destination, error = %e, "delivery failed; will retry");
-                    blocked.insert(key);
+                    stopped = true;
+                    // What was delivered before the failure must be marked before the failed
+                    // event is retried, or a crash could replay it out of order: harmless (the
+                    // receivers deduplicate) but marked here to keep the window small.
+                    self.mark_delivered(&delivered).await?;
+                    marked += delivered.len();
+                    delivered.clear();
                     self.postpone(&event, Some(&e.0)).await?;
                 }
             }
         }
-        Ok(delivered)
+        Ok((marked, delivered))
     }
 
     async fn has_earlier_pending(&self, event: &OutboxEvent) -> Result<bool, DbErr> {
@@ -281,13 +341,20 @@ impl Relay {
         Ok(self.db.query_one(&select).await?.is_some())
     }
 
-    async fn mark_delivered(&self, event: &OutboxEvent) -> Result<(), DbErr> {
+    /// Marks delivered events in one statement. `attempts` counts the successful attempt too.
+    async fn mark_delivered(&self, seqs: &[i64]) -> Result<(), DbErr> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
         let update = Query::update()
             .table(Alias::new(&self.table))
             .value(Alias::new("delivered_time"), Utc::now())
-            .value(Alias::new("attempts"), event.attempts + 1)
+            .value(
+                Alias::new("attempts"),
+                Expr::col(Alias::new("attempts")).add(1),
+            )
             .value(Alias::new("last_error"), Option::<String>::None)
-            .and_where(Expr::col(Alias::new("seq")).eq(event.seq))
+            .and_where(Expr::col(Alias::new("seq")).is_in(seqs.iter().copied()))
             .to_owned();
         self.db.execute(&update).await.map(|_| ())
     }
