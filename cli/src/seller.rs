@@ -42,7 +42,7 @@ enum SellerCommand {
     Update {
         seller: String,
         #[command(flatten)]
-        fields: ProfileFields,
+        fields: Box<ProfileFields>,
         /// Idempotency key; a retry with the same key returns the first result.
         #[arg(long)]
         request_id: Option<String>,
