@@ -278,6 +278,13 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     })
 }
 
+/// A valid profile with another introduction.
+fn other_intro(p: &kg_proto::common::SellerProfile) -> kg_proto::common::SellerProfile {
+    let mut p = p.clone();
+    p.introduction = "Example Software builds cloud tools for teams of every size.".into();
+    p
+}
+
 fn update(
     seller: &Seller,
     profile: kg_proto::common::SellerProfile,
@@ -326,6 +333,28 @@ async fn profile_change_is_reviewed_then_exactly_its_diff_is_applied() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(decoded(&err).field_reasons(), vec!["FIELD_TOO_LONG"]);
+    // A changed material is checked again: a Chinese website is refused as at submission.
+    let mut chinese = before.clone();
+    chinese.website_url = m.website.url("/zh");
+    let err = reg
+        .update_seller_info(update(&seller, chinese, &["website_url"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let d = decoded(&err);
+    assert_eq!(d.reason.as_deref(), Some("MATERIALS_CHECK_FAILED"), "{d:?}");
+    assert!(
+        d.field_violations
+            .iter()
+            .any(|(field, _)| field == "profile.website_url"),
+        "{d:?}"
+    );
+    // A stale etag is refused.
+    let mut stale = update(&seller, other_intro(&before), &["introduction"]);
+    stale.etag = "W/\"1\"".into();
+    let err = reg.update_seller_info(stale).await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert_eq!(decoded(&err).reason.as_deref(), Some("ETAG_MISMATCH"));
     // Nothing changes: refused.
     let err = reg
         .update_seller_info(update(&seller, before.clone(), &["website_url", "contact"]))
@@ -402,6 +431,42 @@ async fn profile_change_is_reviewed_then_exactly_its_diff_is_applied() {
     expected.contact.as_mut().unwrap().email = "new.contact@example.com".into();
     assert_eq!(after.profile.unwrap(), expected, "exactly the diff");
     assert!(after.open_modification_request.is_empty());
+    // The decision arrives again under another event id: the request is no longer pending.
+    let replayed = ApplyReviewDecisionRequest {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        subject: created.name.clone(),
+        decision: kg_proto::common::ReviewDecision::Reject as i32,
+        reason_codes: vec!["OTHER".into()],
+        ..Default::default()
+    };
+    let outcome = reg
+        .apply_review_decision(replayed.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome;
+    assert_eq!(outcome, ApplyDecisionOutcome::Superseded as i32);
+    let outcome = reg
+        .apply_review_decision(replayed.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome;
+    assert_eq!(outcome, ApplyDecisionOutcome::AlreadyApplied as i32);
+    let err = reg
+        .apply_review_decision(ApplyReviewDecisionRequest {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            decision: kg_proto::common::ReviewDecision::RequestChanges as i32,
+            ..replayed
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        m.get_seller(&seller.name).await.profile.unwrap(),
+        expected,
+        "still exactly the approved diff"
+    );
     m.wait_notified(
         "acct-life-profile",
         NotificationEventType::ModificationReceived,
@@ -639,6 +704,18 @@ async fn exited_account_and_entity_never_register_again() {
         })
         .await
         .unwrap_err();
+    assert_eq!(decoded(&err).reason.as_deref(), Some("SELLER_EXITED"));
+
+    // An exited seller changes no more.
+    let err = reg
+        .update_seller_info(update(
+            &seller,
+            other_intro(&seller.profile.clone().unwrap()),
+            &["introduction"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(decoded(&err).reason.as_deref(), Some("SELLER_EXITED"));
 
     // The exited account applies again, with another entity: ACCOUNT_BARRED.

@@ -603,3 +603,133 @@ impl Registration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kg_proto::common::Contact;
+
+    fn profile() -> SellerProfile {
+        SellerProfile {
+            logo_sha256: "aa".into(),
+            website_url: "https://example.com/".into(),
+            introduction: "We build tools.".into(),
+            contact: Some(Contact {
+                name: "Li Wei".into(),
+                email: "li@example.com".into(),
+                mobile: "+8613800138000".into(),
+            }),
+            customer_service_email: "support@example.com".into(),
+            product_categories: vec!["SAAS".into()],
+            ..Default::default()
+        }
+    }
+
+    fn paths(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn masks_expand_to_leaves_in_field_order_and_refuse_bad_paths() {
+        assert_eq!(
+            masked_leaves(&paths(&["contact", "logo"])).unwrap(),
+            vec![
+                "logo",
+                "logo_content_type",
+                "contact.name",
+                "contact.email",
+                "contact.mobile"
+            ]
+        );
+        assert_eq!(masked_leaves(&paths(&["*"])).unwrap(), LEAVES.to_vec());
+        for bad in [
+            vec![],
+            vec!["logo_sha256"],
+            vec!["entity"],
+            vec!["contact."],
+        ] {
+            assert!(matches!(
+                masked_leaves(&paths(&bad)),
+                Err(RegistrationError::InvalidUpdateMask(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn the_diff_lists_changed_leaves_only_and_applies_exactly() {
+        let before = profile();
+        let mut input = SellerProfile {
+            contact: Some(Contact {
+                email: "new@example.com".into(),
+                ..Default::default()
+            }),
+            product_categories: vec!["SAAS".into(), "IMAGE".into()],
+            industry: "outside the mask".into(),
+            ..Default::default()
+        };
+        input.introduction = "ignored: not in the mask".into();
+        let mut proposed = before.clone();
+        for leaf in masked_leaves(&paths(&["contact.email", "product_categories"])).unwrap() {
+            copy_leaf(&mut proposed, &input, leaf);
+        }
+        let changes = diff(&before, &proposed);
+        assert_eq!(
+            changes,
+            vec![
+                Change {
+                    path: "contact.email".into(),
+                    old: "li@example.com".into(),
+                    new: "new@example.com".into()
+                },
+                Change {
+                    path: "product_categories".into(),
+                    old: r#"["SAAS"]"#.into(),
+                    new: r#"["SAAS","IMAGE"]"#.into()
+                },
+            ]
+        );
+        let mut applied = before.clone();
+        for c in &changes {
+            copy_leaf(&mut applied, &proposed, &c.path);
+        }
+        assert_eq!(applied, proposed);
+        assert_eq!(applied.contact.unwrap().name, "Li Wei");
+    }
+
+    #[test]
+    fn required_materials_cannot_be_emptied_and_sizes_are_bounded() {
+        let mut p = profile();
+        p.website_url.clear();
+        p.introduction = "x".repeat(MAX_INTRODUCTION + 1);
+        p.industry = "bad\nline".into();
+        let reasons: Vec<_> = check_proposed(&p, &["website_url", "introduction", "industry"])
+            .into_iter()
+            .map(|v| (v.field, v.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("profile.website_url".into(), "FIELD_REQUIRED".into()),
+                ("profile.introduction".into(), "FIELD_TOO_LONG".into()),
+                ("profile.industry".into(), "FIELD_INVALID".into()),
+            ]
+        );
+        assert!(check_company_name("  ").is_err());
+        assert!(check_company_name(&"n".repeat(257)).is_err());
+        assert!(check_company_name("Fuzhou Example Co., Ltd.").is_ok());
+    }
+
+    #[test]
+    fn names_parse_both_ways() {
+        let (s, m) = (
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
+        );
+        assert_eq!(
+            parse_modification_name(&modification_name(&s, &m)).unwrap(),
+            (s.clone(), m)
+        );
+        assert!(parse_modification_name(&format!("sellers/{s}")).is_err());
+        assert!(parse_modification_name("sellers/x/modificationRequests/y").is_err());
+    }
+}
