@@ -638,6 +638,17 @@ async fn rename_follows_the_verified_name_and_keeps_the_history() {
     assert_eq!(history, vec![old_name, new_name]);
     assert_eq!(renamed.name_history[1].modification_request, created.name);
     assert!(renamed.name_history[0].modification_request.is_empty());
+    let listed = reg
+        .list_sellers(ListSellersRequest {
+            account_id: "acct-life-rename".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sellers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name_history, renamed.name_history);
     m.wait_notified(
         "acct-life-rename",
         NotificationEventType::ModificationApproved,

@@ -12,7 +12,7 @@ use crate::error::RegistrationError;
 use crate::modification::{modification_name, pending_of};
 use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::service::Registration;
-use crate::store::{name_history, seller, state};
+use crate::store::{modification, name_history, seller, state};
 use crate::view::{etag, timestamp};
 
 pub fn parse_seller_name(name: &str) -> Result<String, RegistrationError> {
@@ -112,6 +112,56 @@ pub async fn seller_details<C: ConnectionTrait>(
     Ok(out)
 }
 
+/// `seller_details` for a page of sellers in two queries rather than two per seller.
+async fn page_details(
+    db: &sea_orm::DatabaseConnection,
+    rows: &[seller::Model],
+) -> Result<Vec<Seller>, sea_orm::DbErr> {
+    let ids: Vec<String> = rows.iter().map(|r| r.seller_id.clone()).collect();
+    let history = name_history::Entity::find()
+        .filter(name_history::Column::SellerId.is_in(ids.clone()))
+        .order_by_asc(name_history::Column::Seq)
+        .all(db)
+        .await?;
+    let pending = modification::Entity::find()
+        .filter(modification::Column::SellerId.is_in(ids))
+        .filter(modification::Column::State.eq(state::MOD_PENDING))
+        .all(db)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut out = seller_view(row, false);
+            out.name_history = history
+                .iter()
+                .filter(|h| h.seller_id == row.seller_id)
+                .map(|h| CompanyNameChange {
+                    company_name: h.company_name.clone(),
+                    change_time: Some(timestamp(h.change_time)),
+                    modification_request: h
+                        .modification_id
+                        .as_ref()
+                        .map(|m| modification_name(&h.seller_id, m))
+                        .unwrap_or_default(),
+                })
+                .collect();
+            if out.name_history.is_empty() {
+                out.name_history = vec![CompanyNameChange {
+                    company_name: row.company_name.clone(),
+                    change_time: Some(timestamp(row.create_time)),
+                    modification_request: String::new(),
+                }];
+            }
+            out.open_modification_request = pending
+                .iter()
+                .find(|m| m.seller_id == row.seller_id)
+                .map(|m| modification_name(&m.seller_id, &m.modification_id))
+                .unwrap_or_default();
+            out
+        })
+        .collect())
+}
+
 impl Registration {
     pub async fn seller_by_name(&self, name: &str) -> Result<Seller, RegistrationError> {
         let id = parse_seller_name(name)?;
@@ -181,10 +231,7 @@ impl Registration {
         } else {
             String::new()
         };
-        let mut sellers = Vec::with_capacity(rows.len());
-        for row in &rows {
-            sellers.push(seller_details(&self.db, row, false).await?);
-        }
+        let sellers = page_details(&self.db, &rows).await?;
         Ok(ListSellersResponse {
             sellers,
             next_page_token,
