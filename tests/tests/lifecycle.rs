@@ -15,6 +15,7 @@ use kg_proto::registration::registration_service_client::RegistrationServiceClie
 use kg_proto::registration::*;
 use kg_proto::review::review_service_client::ReviewServiceClient;
 use kg_proto::review::*;
+use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
 use kg_runtime::error::DecodedError;
 use kg_tests::fixtures::{self, Website};
 use kg_tests::mesh::{self, Running, TestDb};
@@ -29,12 +30,26 @@ struct Mesh {
     notification: Running,
     smtp: SmtpServer,
     website: Website,
+    /// Set when authentication is on: the helpers then send tokens of the right roles.
+    auth: Option<Authenticator>,
     _redis: RedisServer,
     _dbs: Vec<TestDb>,
 }
 
+const SECRET: &str = "lifecycle-test-secret-with-at-least-32-bytes";
+
 impl Mesh {
     async fn start() -> Mesh {
+        Self::start_with(None).await
+    }
+
+    /// The mesh with authentication on (every service shares `secret`) or off.
+    async fn start_with(secret: Option<&str>) -> Mesh {
+        let common = |db: &str| {
+            let mut common = mesh::common(db);
+            common.jwt_secret = secret.map(str::to_string);
+            common
+        };
         let redis = RedisServer::start().await.unwrap();
         let smtp = SmtpServer::start().await.unwrap();
         let website = Website::start().await.unwrap();
@@ -44,20 +59,30 @@ impl Mesh {
             mesh::fresh_db().await.unwrap(),
             mesh::fresh_db().await.unwrap(),
         ];
-        let identity = mesh::start_identity(&dbs[0].url, true).await.unwrap();
+        let identity_config = kg_identity_check::Config {
+            common: common(&dbs[0].url),
+            website_test_allowlist: vec!["127.0.0.1/32".to_string()],
+        };
+        let identity = Running::start(mesh::any_port(), move |l, s| {
+            kg_identity_check::run(identity_config, l, s)
+        })
+        .await
+        .unwrap();
         let mut notification_config = mesh::notification_config(&dbs[3].url, &identity.url());
+        notification_config.common = common(&dbs[3].url);
         notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()));
         let notification = mesh::start_notification(notification_config).await.unwrap();
         // registration and review call each other: fix review's address first.
         let review_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let registration = mesh::start_registration(mesh::with_peers(
+        let mut registration_config = mesh::with_peers(
             mesh::registration_config(&dbs[1].url, &identity.url(), Some(redis.url())),
             &format!("http://{review_addr}"),
             &notification.url(),
-        ))
-        .await
-        .unwrap();
-        let config = mesh::review_config(&dbs[2].url, &registration.url(), &identity.url());
+        );
+        registration_config.common = common(&dbs[1].url);
+        let registration = mesh::start_registration(registration_config).await.unwrap();
+        let mut config = mesh::review_config(&dbs[2].url, &registration.url(), &identity.url());
+        config.common = common(&dbs[2].url);
         let review = Running::start(review_addr, move |l, s| kg_review::run(config, l, s))
             .await
             .unwrap();
@@ -68,6 +93,8 @@ impl Mesh {
             notification,
             smtp,
             website,
+            auth: secret
+                .map(|s| Authenticator::hs256(s.as_bytes(), DEFAULT_ISSUER, DEFAULT_AUDIENCE)),
             _redis: redis,
             _dbs: dbs,
         }
@@ -96,13 +123,33 @@ impl Mesh {
         self.identity.stop().await.unwrap();
     }
 
+    /// `message` as `subject` in `role` (a bearer token when authentication is on).
+    fn as_<T>(&self, message: T, subject: &str, role: Role) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(auth) = &self.auth {
+            let token = auth.mint(subject, role, Duration::from_secs(600));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    }
+
+    fn operator<T>(&self, message: T) -> tonic::Request<T> {
+        self.as_(message, "ops-1", Role::Operator)
+    }
+
+    fn reviewer<T>(&self, message: T) -> tonic::Request<T> {
+        self.as_(message, "reviewer-1", Role::Reviewer)
+    }
+
     async fn import(&self, account: kg_proto::identity::Account) {
         self.idc()
             .await
-            .import_accounts(ImportAccountsRequest {
+            .import_accounts(self.operator(ImportAccountsRequest {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 accounts: vec![account],
-            })
+            }))
             .await
             .unwrap();
     }
@@ -112,10 +159,10 @@ impl Mesh {
         poll("the review task", Duration::from_secs(30), || async {
             self.rev()
                 .await
-                .list_review_tasks(ListReviewTasksRequest {
+                .list_review_tasks(self.reviewer(ListReviewTasksRequest {
                     subject: subject.to_string(),
                     ..Default::default()
-                })
+                }))
                 .await
                 .ok()?
                 .into_inner()
@@ -130,30 +177,30 @@ impl Mesh {
     async fn decide(&self, subject: &str, approve: bool) -> ReviewTask {
         let task = self.task_of(subject).await;
         let mut rev = self.rev().await;
-        rev.claim_review_task(ClaimReviewTaskRequest {
+        rev.claim_review_task(self.reviewer(ClaimReviewTaskRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
             name: task.name.clone(),
             etag: String::new(),
-        })
+        }))
         .await
         .unwrap();
         if approve {
-            rev.approve_review_task(ApproveReviewTaskRequest {
+            rev.approve_review_task(self.reviewer(ApproveReviewTaskRequest {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 name: task.name.clone(),
                 comment: "verified".into(),
                 etag: String::new(),
-            })
+            }))
             .await
             .unwrap();
         } else {
-            rev.reject_review_task(RejectReviewTaskRequest {
+            rev.reject_review_task(self.reviewer(RejectReviewTaskRequest {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 name: task.name.clone(),
                 reason_codes: vec!["WEBSITE_NOT_ENGLISH".into()],
                 comment: "The website must be in English.".into(),
                 etag: String::new(),
-            })
+            }))
             .await
             .unwrap();
         }
@@ -166,10 +213,10 @@ impl Mesh {
         let app = self
             .reg()
             .await
-            .submit_application(fixtures::submission(
+            .submit_application(self.as_(
+                fixtures::submission(account_id, seed, &self.website.url("/en")),
                 account_id,
-                seed,
-                &self.website.url("/en"),
+                Role::Applicant,
             ))
             .await
             .unwrap()
@@ -181,9 +228,9 @@ impl Mesh {
             let a = self
                 .reg()
                 .await
-                .get_application(GetApplicationRequest {
+                .get_application(self.operator(GetApplicationRequest {
                     name: app.name.clone(),
-                })
+                }))
                 .await
                 .ok()?
                 .into_inner()
@@ -197,9 +244,9 @@ impl Mesh {
     async fn get_seller(&self, name: &str) -> Seller {
         self.reg()
             .await
-            .get_seller(GetSellerRequest {
+            .get_seller(self.operator(GetSellerRequest {
                 name: name.to_string(),
-            })
+            }))
             .await
             .unwrap()
             .into_inner()
@@ -210,9 +257,9 @@ impl Mesh {
     async fn modification(&self, name: &str) -> ModificationRequest {
         self.reg()
             .await
-            .get_modification_request(GetModificationRequestRequest {
+            .get_modification_request(self.operator(GetModificationRequestRequest {
                 name: name.to_string(),
-            })
+            }))
             .await
             .unwrap()
             .into_inner()
@@ -233,11 +280,11 @@ impl Mesh {
         let list = self
             .notifications()
             .await
-            .list_notifications(ListNotificationsRequest {
+            .list_notifications(self.operator(ListNotificationsRequest {
                 account_id: account_id.to_string(),
                 page_size: 100,
                 ..Default::default()
-            })
+            }))
             .await
             .unwrap()
             .into_inner()
@@ -771,5 +818,158 @@ async fn exited_account_and_entity_never_register_again() {
     })
     .await;
     assert!(!mails.is_empty());
+    m.stop().await;
+}
+
+/// Applicants act only on their own seller: another account's seller and requests are
+/// NOT_FOUND (never revealed); reviewers cannot change or exit sellers; operators may exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applicants_change_only_their_own_seller() {
+    let m = Mesh::start_with(Some(SECRET)).await;
+    let seller = m.seller("acct-own-a", 601).await;
+    let profile = other_intro(&seller.profile.clone().unwrap());
+    let mut reg = m.reg().await;
+    let a = |msg| m.as_(msg, "acct-own-a", Role::Applicant);
+    let b = |msg| m.as_(msg, "acct-own-b", Role::Applicant);
+    let not_found = |err: tonic::Status, reason: &str| {
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        assert_eq!(decoded(&err).reason.as_deref(), Some(reason));
+    };
+
+    let err = reg
+        .get_seller(m.as_(
+            GetSellerRequest {
+                name: seller.name.clone(),
+            },
+            "acct-own-b",
+            Role::Applicant,
+        ))
+        .await
+        .unwrap_err();
+    not_found(err, "SELLER_NOT_FOUND");
+    let err = reg
+        .update_seller_info(b(update(&seller, profile.clone(), &["introduction"])))
+        .await
+        .unwrap_err();
+    not_found(err, "SELLER_NOT_FOUND");
+    let err = reg
+        .change_company_name(m.as_(
+            ChangeCompanyNameRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                name: seller.name.clone(),
+                new_company_name: "Hijacked Co., Ltd.".into(),
+                entity: None,
+                etag: String::new(),
+            },
+            "acct-own-b",
+            Role::Applicant,
+        ))
+        .await
+        .unwrap_err();
+    not_found(err, "SELLER_NOT_FOUND");
+    let exit = |who: &str, role| {
+        m.as_(
+            ExitSellerRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                name: seller.name.clone(),
+                reason: "not mine".into(),
+                etag: String::new(),
+            },
+            who,
+            role,
+        )
+    };
+    let err = reg
+        .exit_seller(exit("acct-own-b", Role::Applicant))
+        .await
+        .unwrap_err();
+    not_found(err, "SELLER_NOT_FOUND");
+
+    // The owner's request is invisible to the other account.
+    let own = reg
+        .update_seller_info(a(update(&seller, profile.clone(), &["introduction"])))
+        .await
+        .unwrap()
+        .into_inner()
+        .modification_request
+        .unwrap();
+    let err = reg
+        .get_modification_request(m.as_(
+            GetModificationRequestRequest {
+                name: own.name.clone(),
+            },
+            "acct-own-b",
+            Role::Applicant,
+        ))
+        .await
+        .unwrap_err();
+    not_found(err, "MODIFICATION_REQUEST_NOT_FOUND");
+    let err = reg
+        .withdraw_modification_request(m.as_(
+            WithdrawModificationRequestRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                name: own.name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+            },
+            "acct-own-b",
+            Role::Applicant,
+        ))
+        .await
+        .unwrap_err();
+    not_found(err, "MODIFICATION_REQUEST_NOT_FOUND");
+    let list = |parent: &str, who: &str| {
+        m.as_(
+            ListModificationRequestsRequest {
+                parent: parent.to_string(),
+                ..Default::default()
+            },
+            who,
+            Role::Applicant,
+        )
+    };
+    let err = reg
+        .list_modification_requests(list(&seller.name, "acct-own-b"))
+        .await
+        .unwrap_err();
+    not_found(err, "SELLER_NOT_FOUND");
+    let visible = reg
+        .list_modification_requests(list("sellers/-", "acct-own-b"))
+        .await
+        .unwrap()
+        .into_inner()
+        .modification_requests;
+    assert!(visible.is_empty());
+    let visible = reg
+        .list_modification_requests(list("sellers/-", "acct-own-a"))
+        .await
+        .unwrap()
+        .into_inner()
+        .modification_requests;
+    assert_eq!(visible.len(), 1);
+
+    // Staff: reviewers neither change nor exit sellers; operators may exit one.
+    let err = reg
+        .update_seller_info(m.reviewer(update(&seller, profile, &["industry"])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = reg
+        .exit_seller(exit("reviewer-1", Role::Reviewer))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let exited = reg
+        .exit_seller(exit("ops-1", Role::Operator))
+        .await
+        .unwrap()
+        .into_inner()
+        .seller
+        .unwrap();
+    assert_eq!(exited.state, SellerState::Exited as i32);
+    assert_eq!(
+        m.modification(&own.name).await.state,
+        ModificationState::Withdrawn as i32
+    );
     m.stop().await;
 }
