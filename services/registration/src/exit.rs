@@ -5,7 +5,7 @@
 //! again (SubmitApplication: ENTITY_BARRED, ACCOUNT_BARRED).
 
 use kg_proto::registration::{ExitSellerRequest, Seller};
-use kg_runtime::auth::Caller;
+use kg_runtime::auth::{Caller, Role};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
 use crate::error::RegistrationError;
@@ -27,7 +27,11 @@ impl Registration {
         idempotency::validate_request_id(&req.request_id)?;
         let hash = idempotency::body_hash(&req);
         if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            return self.seller_by_name(&resource).await;
+            let seller = self.seller_by_name(&resource).await?;
+            if caller.role == Role::Applicant && caller.subject != seller.account_id {
+                return Err(RegistrationError::SellerNotFound(resource));
+            }
+            return Ok(seller);
         }
         let id = parse_seller_name(&req.name)?;
         let reason = req.reason.trim();

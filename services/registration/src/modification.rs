@@ -517,15 +517,18 @@ impl Registration {
         Ok(row)
     }
 
-    /// The modification request of a replayed request_id.
+    /// The modification request of a replayed request_id, as `caller` may see it (a key
+    /// replayed by another account reveals nothing).
     pub(crate) async fn modification_by_resource(
         &self,
+        caller: &Caller,
         name: &str,
     ) -> Result<ModificationRequest, RegistrationError> {
         let (_, id) = parse_modification_name(name)?;
         let row = modification::Entity::find_by_id(id)
             .one(&self.db)
             .await?
+            .filter(|r| caller.role != Role::Applicant || caller.subject == r.account_id)
             .ok_or_else(|| RegistrationError::ModificationNotFound(name.to_string()))?;
         Ok(view(&row, true))
     }
@@ -535,6 +538,7 @@ impl Registration {
     /// its idempotency key and its MODIFICATION_REQUESTED events are written together.
     pub(crate) async fn open_request(
         &self,
+        caller: &Caller,
         new: NewRequest,
     ) -> Result<ModificationRequest, RegistrationError> {
         let row = new.row;
@@ -591,7 +595,7 @@ impl Registration {
                 if let Some(resource) =
                     idempotency::replay(&self.db, &new.request_id, new.rpc, &new.body_hash).await?
                 {
-                    return self.modification_by_resource(&resource).await;
+                    return self.modification_by_resource(caller, &resource).await;
                 }
                 let open = pending_of(&self.db, &row.seller_id).await?;
                 Err(RegistrationError::ModificationAlreadyPending(

@@ -153,7 +153,7 @@ impl Registration {
         if let Some(resource) =
             idempotency::replay(&self.db, &req.request_id, WITHDRAW_RPC, &hash).await?
         {
-            return self.modification_by_resource(&resource).await;
+            return self.modification_by_resource(caller, &resource).await;
         }
         if req.reason.chars().count() > MAX_REASON {
             return Err(RegistrationError::field(

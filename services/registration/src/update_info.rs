@@ -30,7 +30,7 @@ impl Registration {
         idempotency::validate_request_id(&req.request_id)?;
         let hash = idempotency::body_hash(&req);
         if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            return self.modification_by_resource(&resource).await;
+            return self.modification_by_resource(caller, &resource).await;
         }
         let seller = self.changeable_seller(caller, &req.name).await?;
         if !req.etag.is_empty() && req.etag != view::etag(seller.update_time) {
@@ -144,13 +144,16 @@ impl Registration {
             review_deadline: None,
             review_task: None,
         };
-        self.open_request(NewRequest {
-            row,
-            rpc: RPC,
-            request_id: req.request_id,
-            body_hash: hash,
-            etag: req.etag,
-        })
+        self.open_request(
+            caller,
+            NewRequest {
+                row,
+                rpc: RPC,
+                request_id: req.request_id,
+                body_hash: hash,
+                etag: req.etag,
+            },
+        )
         .await
     }
 }
