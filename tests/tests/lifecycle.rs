@@ -627,6 +627,28 @@ async fn rename_follows_the_verified_name_and_keeps_the_history() {
         etag: String::new(),
     };
 
+    // Hostile names.
+    for bad in ["", "   ", "Evil\r\nBcc: x@example.com"] {
+        let err = reg
+            .change_company_name(ChangeCompanyNameRequest {
+                new_company_name: bad.into(),
+                ..rename(None)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}");
+        assert_eq!(decoded(&err).field_reasons(), vec!["COMPANY_NAME_INVALID"]);
+    }
+    let err = reg
+        .change_company_name(ChangeCompanyNameRequest {
+            name: "sellers/../../etc".into(),
+            ..rename(None)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(decoded(&err).field_reasons(), vec!["NAME_INVALID"]);
+
     let err = reg.change_company_name(rename(None)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert_eq!(
@@ -713,13 +735,23 @@ async fn exited_account_and_entity_never_register_again() {
     let mut reg = m.reg().await;
     let mut profile = seller.profile.clone().unwrap();
     profile.industry = "CONSULTING".into();
-    let pending = reg
-        .update_seller_info(update(&seller, profile, &["industry"]))
-        .await
-        .unwrap()
-        .into_inner()
-        .modification_request
-        .unwrap();
+    // Concurrent requests: exactly one is opened, the others see it pending.
+    let calls = (0..5).map(|_| {
+        let mut reg = reg.clone();
+        let request = update(&seller, profile.clone(), &["industry"]);
+        async move { reg.update_seller_info(request).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let opened: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(opened.len(), 1, "{results:?}");
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            decoded(err).reason.as_deref(),
+            Some("MODIFICATION_ALREADY_PENDING"),
+            "{err:?}"
+        );
+    }
+    let pending = opened[0].get_ref().modification_request.clone().unwrap();
 
     let exit = ExitSellerRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
