@@ -169,6 +169,8 @@ pub async fn preload(
                             create_time: row.create_time,
                             update_time: row.create_time,
                             exit_time: None,
+                            exit_reason: None,
+                            exited_by: None,
                         }
                     });
                     (row, seller)

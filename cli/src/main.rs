@@ -2,6 +2,7 @@
 
 mod apply;
 mod review;
+mod seller;
 mod status;
 mod token;
 mod up;
@@ -31,6 +32,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Reviewer verbs: list, claim, approve, reject, request-changes, reasons, audit.
     Review(review::ReviewArgs),
+    /// Seller verbs: show, list, update, rename, exit, modifications list|withdraw.
+    Seller(seller::SellerArgs),
     /// Notification deliveries and their status.
     Notifications(review::NotificationsArgs),
     /// Mint a bearer token for the local mesh (development only).
@@ -56,6 +59,7 @@ async fn main() -> std::process::ExitCode {
         Command::Apply(args) => apply::apply(args).await,
         Command::Token(args) => token::token(args),
         Command::Review(args) => review::review(args).await,
+        Command::Seller(args) => seller::seller(args).await,
         Command::Notifications(args) => review::notifications(args).await,
         Command::Accounts(AccountsCommand::Import(args)) => apply::import(args).await,
     };

@@ -126,12 +126,13 @@ async fn rpcs_of_later_issues_answer_unimplemented_with_a_clear_message() {
             service.channel().await.unwrap(),
         );
     let err = client
-        .exit_seller(kg_proto::registration::ExitSellerRequest::default())
+        .resubmit_application(kg_proto::registration::ResubmitApplicationRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(
-        err.message().contains("RegistrationService.ExitSeller"),
+        err.message()
+            .contains("RegistrationService.ResubmitApplication"),
         "{}",
         err.message()
     );

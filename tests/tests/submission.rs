@@ -198,6 +198,8 @@ async fn sellers_and_exited_sellers_cannot_apply_again() {
             create_time: Set(chrono::Utc::now()),
             update_time: Set(chrono::Utc::now()),
             exit_time: Set(None),
+            exit_reason: Set(None),
+            exited_by: Set(None),
         }
         .insert(&db)
         .await

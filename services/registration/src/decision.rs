@@ -14,7 +14,7 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTr
 use crate::error::RegistrationError;
 use crate::queries::parse_application_name;
 use crate::service::Registration;
-use crate::store::{application, request, seller, state};
+use crate::store::{application, name_history, request, seller, state};
 use crate::{idempotency, outbox, view};
 
 const RPC: &str = "ApplyReviewDecision";
@@ -47,8 +47,15 @@ impl Registration {
                 "a rejection or a request for changes needs at least one reason code",
             ));
         }
+        if req.subject.starts_with("sellers/") {
+            return self.apply_modification_decision(req, decision).await;
+        }
         let id = parse_application_name(&req.subject).map_err(|_| {
-            RegistrationError::field("subject", "SUBJECT_INVALID", "expected applications/{id}")
+            RegistrationError::field(
+                "subject",
+                "SUBJECT_INVALID",
+                "expected applications/{application_id} or sellers/{seller_id}/modificationRequests/{modification_request_id}",
+            )
         })?;
         let hash = idempotency::body_hash(&req);
         if idempotency::replay(&self.db, &req.event_id, RPC, &hash)
@@ -106,6 +113,18 @@ impl Registration {
                     create_time: Set(now),
                     update_time: Set(now),
                     exit_time: Set(None),
+                    exit_reason: Set(None),
+                    exited_by: Set(None),
+                }
+                .insert(&txn)
+                .await?;
+                // The name history starts with the name at approval.
+                name_history::ActiveModel {
+                    seller_id: Set(seller_id.clone()),
+                    seq: Set(0),
+                    company_name: Set(row.company_name.clone()),
+                    change_time: Set(now),
+                    modification_id: Set(None),
                 }
                 .insert(&txn)
                 .await?;

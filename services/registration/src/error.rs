@@ -48,6 +48,24 @@ pub enum RegistrationError {
     InvalidPageToken,
     #[error("the caller does not own this account")]
     NotOwner,
+    #[error("invalid update mask")]
+    InvalidUpdateMask(Vec<FieldViolation>),
+    #[error("the request changes nothing")]
+    NoChanges,
+    #[error("seller {0} exited")]
+    SellerExited(String),
+    #[error("a modification request is already pending: {0}")]
+    ModificationAlreadyPending(String),
+    #[error("the company entity never changes")]
+    EntityImmutable,
+    #[error("the new company name is not the account's verified name")]
+    CompanyNameNotVerified,
+    #[error("modification request {0} not found")]
+    ModificationNotFound(String),
+    #[error("modification request is {0}")]
+    InvalidModificationState(String),
+    #[error("etag mismatch")]
+    EtagMismatch,
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -203,6 +221,75 @@ impl From<RegistrationError> for tonic::Status {
                 DOMAIN,
                 "NOT_ACCOUNT_OWNER",
                 "applicants act only for their own account",
+            ),
+            E::InvalidUpdateMask(violations) => with_violations(
+                ApiError::new(
+                    Code::InvalidArgument,
+                    DOMAIN,
+                    "INVALID_UPDATE_MASK",
+                    "update_mask must name at least one editable path of SellerProfile; see the field violations",
+                ),
+                violations,
+            ),
+            E::NoChanges => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                "NO_CHANGES",
+                "the requested values equal the current ones; nothing to review",
+            ),
+            E::SellerExited(name) => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                "SELLER_EXITED",
+                format!("{name} exited the marketplace; it can no longer change"),
+            )
+            .with_precondition("SELLER_EXITED", name, "an exited seller is final"),
+            E::ModificationAlreadyPending(pending) => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                "MODIFICATION_ALREADY_PENDING",
+                format!(
+                    "{pending} is still under review; wait for its decision or withdraw it first"
+                ),
+            )
+            .with_metadata("modification_request", pending.clone())
+            .with_precondition(
+                "MODIFICATION_ALREADY_PENDING",
+                pending,
+                "one modification request may be pending per seller",
+            ),
+            E::EntityImmutable => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                "ENTITY_IMMUTABLE",
+                "the company entity of a seller never changes: a different company entity needs a new account and a new registration",
+            ),
+            E::CompanyNameNotVerified => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                "COMPANY_NAME_NOT_VERIFIED",
+                "the new company name is not the account's verified enterprise name: change and verify it on the My Account page first",
+            ),
+            E::ModificationNotFound(name) => ApiError::new(
+                Code::NotFound,
+                DOMAIN,
+                "MODIFICATION_REQUEST_NOT_FOUND",
+                format!("{name} does not exist"),
+            ),
+            E::InvalidModificationState(state) => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                "INVALID_MODIFICATION_STATE",
+                format!(
+                    "the modification request is {state}; only a PENDING_REVIEW request can be withdrawn"
+                ),
+            )
+            .with_metadata("state", state),
+            E::EtagMismatch => ApiError::new(
+                Code::Aborted,
+                DOMAIN,
+                "ETAG_MISMATCH",
+                "the resource changed since it was read; read it again and retry",
             ),
             E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
         };

@@ -2,15 +2,21 @@
 
 pub mod decision;
 pub mod error;
+pub mod exit;
 pub mod idempotency;
 pub mod migrations;
+pub mod modification;
+pub mod modification_decision;
+pub mod modifications;
 pub mod outbox;
 pub mod queries;
 pub mod relay;
+pub mod rename;
 pub mod sellers;
 pub mod service;
 pub mod store;
 pub mod submit;
+pub mod update_info;
 pub mod view;
 
 use std::time::Duration;

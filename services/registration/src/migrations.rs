@@ -78,6 +78,51 @@ CREATE TABLE registration_requests (
                 name: "m0002_outbox",
                 sql: outbox,
             }),
+            // Modification requests: at most one PENDING_REVIEW per seller (the partial unique
+            // index is the fence behind the check in the transaction). Name history keeps every
+            // company name of a seller, oldest first.
+            Box::new(SqlMigration {
+                name: "m0003_modifications",
+                sql: r#"
+CREATE TABLE registration_modifications (
+    modification_id       VARCHAR(36) PRIMARY KEY,
+    seller_id             VARCHAR(36) NOT NULL,
+    account_id            VARCHAR(64) NOT NULL,
+    kind                  VARCHAR(24) NOT NULL,
+    state                 VARCHAR(24) NOT NULL,
+    changes               TEXT NOT NULL,
+    proposed_profile      {blob},
+    proposed_logo         {blob},
+    proposed_company_name VARCHAR(256),
+    previous_company_name VARCHAR(256) NOT NULL,
+    evidence              {blob},
+    feedback              {blob},
+    withdraw_reason       TEXT,
+    create_time           {ts} NOT NULL,
+    update_time           {ts} NOT NULL,
+    decide_time           {ts},
+    review_deadline       {ts},
+    review_task           VARCHAR(64)
+);
+CREATE UNIQUE INDEX registration_modifications_one_open
+    ON registration_modifications (seller_id)
+    WHERE state = 'PENDING_REVIEW';
+CREATE INDEX registration_modifications_by_seller
+    ON registration_modifications (seller_id, create_time);
+CREATE INDEX registration_modifications_by_account
+    ON registration_modifications (account_id, create_time);
+CREATE TABLE registration_name_history (
+    seller_id             VARCHAR(36) NOT NULL,
+    seq                   INTEGER NOT NULL,
+    company_name          VARCHAR(256) NOT NULL,
+    change_time           {ts} NOT NULL,
+    modification_id       VARCHAR(36),
+    PRIMARY KEY (seller_id, seq)
+);
+ALTER TABLE registration_sellers ADD COLUMN exit_reason TEXT;
+ALTER TABLE registration_sellers ADD COLUMN exited_by VARCHAR(128)
+"#,
+            }),
         ]
     }
 

@@ -1,5 +1,5 @@
-//! Delivers registration's outbox events: new and withdrawn applications to review, every
-//! applicant-facing change to notification.
+//! Delivers registration's outbox events: new and withdrawn applications and modification
+//! requests to review, every applicant- and seller-facing change to notification.
 
 use std::collections::HashMap;
 
@@ -15,7 +15,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::outbox::{NOTIFICATION, REVIEW};
-use crate::store::{application, state};
+use crate::store::{application, modification, seller, state};
 use crate::view;
 
 pub struct Deliverer {
@@ -27,6 +27,12 @@ pub struct Deliverer {
 #[async_trait::async_trait]
 impl Deliver for Deliverer {
     async fn deliver(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        if event.subject.contains("/modificationRequests/") {
+            return self.deliver_modification(event).await;
+        }
+        if event.subject.starts_with("sellers/") {
+            return self.deliver_seller(event).await;
+        }
         let app = self.application(&event.subject).await?;
         match (event.destination.as_str(), event.event_type.as_str()) {
             (REVIEW, "APPLICATION_SUBMITTED") => self.create_task(event, &app).await,
@@ -167,6 +173,213 @@ impl Deliverer {
             .send_notification(SendNotificationRequest {
                 event_id: event.event_id.clone(),
                 account_id: app.account_id.clone(),
+                event_type: event_type as i32,
+                template_parameters: params,
+                locale: String::new(),
+                subject: event.subject.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn db_error(e: sea_orm::DbErr) -> DeliveryError {
+    DeliveryError(format!("database: {e}"))
+}
+
+impl Deliverer {
+    async fn seller(&self, id: &str) -> Result<seller::Model, DeliveryError> {
+        seller::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| DeliveryError(format!("sellers/{id} vanished")))
+    }
+
+    /// Modification requests: the review task (create, cancel) and the seller's notifications.
+    async fn deliver_modification(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        let id = event
+            .subject
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let row = modification::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| DeliveryError(format!("{} vanished", event.subject)))?;
+        let seller = self.seller(&row.seller_id).await?;
+        match (event.destination.as_str(), event.event_type.as_str()) {
+            (REVIEW, "MODIFICATION_REQUESTED") => {
+                self.create_modification_task(event, &row, &seller).await
+            }
+            (REVIEW, "MODIFICATION_WITHDRAWN") => {
+                self.review
+                    .clone()
+                    .cancel_review_task(CancelReviewTaskRequest {
+                        event_id: event.event_id.clone(),
+                        subject: event.subject.clone(),
+                        reason: row
+                            .withdraw_reason
+                            .clone()
+                            .filter(|r| !r.is_empty())
+                            .unwrap_or_else(|| {
+                                "the seller withdrew the modification request".into()
+                            }),
+                    })
+                    .await?;
+                Ok(())
+            }
+            (NOTIFICATION, kind) => {
+                let event_type = match kind {
+                    "MODIFICATION_REQUESTED" => NotificationEventType::ModificationReceived,
+                    "SELLER_INFO_CHANGED" | "SELLER_RENAMED" => {
+                        NotificationEventType::ModificationApproved
+                    }
+                    "MODIFICATION_REJECTED" => NotificationEventType::ModificationRejected,
+                    other => {
+                        tracing::error!(kind = other, "no notification for this event; dropping");
+                        return Ok(());
+                    }
+                };
+                let mut params = HashMap::from([
+                    ("company_name".to_string(), seller.company_name.clone()),
+                    (
+                        "seller".to_string(),
+                        format!("sellers/{}", seller.seller_id),
+                    ),
+                    ("modification_request".to_string(), event.subject.clone()),
+                ]);
+                if let Some(feedback) = row
+                    .feedback
+                    .as_deref()
+                    .and_then(|b| ReviewFeedback::decode(b).ok())
+                {
+                    params.insert("reason_titles".into(), feedback.reason_codes.join("\n"));
+                    params.insert("comment".into(), feedback.comment.clone());
+                }
+                if let Some(deadline) = row.review_deadline {
+                    params.insert("review_deadline".into(), deadline.to_rfc3339());
+                }
+                self.send(event, &row.account_id, event_type, params).await
+            }
+            (destination, kind) => {
+                tracing::error!(destination, kind, event = %event.event_id, "no delivery rule; dropping");
+                Ok(())
+            }
+        }
+    }
+
+    async fn create_modification_task(
+        &self,
+        event: &OutboxEvent,
+        row: &modification::Model,
+        seller: &seller::Model,
+    ) -> Result<(), DeliveryError> {
+        // A name change is reviewed against the seller's current profile.
+        let profile = row
+            .proposed_profile
+            .as_deref()
+            .unwrap_or(seller.profile.as_slice());
+        let mut profile = SellerProfile::decode(profile).unwrap_or_default();
+        profile.logo.clear();
+        let (country, number) = seller
+            .entity_key
+            .split_once(':')
+            .unwrap_or(("", &seller.entity_key));
+        let is_rename = row.kind == state::KIND_NAME;
+        let reply = self
+            .review
+            .clone()
+            .create_review_task(CreateReviewTaskRequest {
+                event_id: event.event_id.clone(),
+                subject: event.subject.clone(),
+                subject_kind: SubjectKind::ModificationRequest as i32,
+                account_id: row.account_id.clone(),
+                company_name: row
+                    .proposed_company_name
+                    .clone()
+                    .unwrap_or_else(|| seller.company_name.clone()),
+                entity: Some(CompanyEntity {
+                    country: country.to_string(),
+                    registration_number: number.to_string(),
+                }),
+                submit_time: Some(view::timestamp(row.create_time)),
+                evidence: row
+                    .evidence
+                    .as_deref()
+                    .and_then(|b| CheckEvidence::decode(b).ok()),
+                profile: Some(profile),
+                previous_company_name: if is_rename {
+                    row.previous_company_name.clone()
+                } else {
+                    String::new()
+                },
+            })
+            .await?
+            .into_inner();
+        let task = reply.review_task.unwrap_or_default();
+        let deadline = task
+            .deadline
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        // Conditional: a decision or a withdrawal that raced ahead is never overwritten. The
+        // update time stays, so the etag a seller read is still good.
+        modification::Entity::update_many()
+            .col_expr(
+                modification::Column::ReviewTask,
+                Expr::value(Some(task.name)),
+            )
+            .col_expr(modification::Column::ReviewDeadline, Expr::value(deadline))
+            .filter(modification::Column::ModificationId.eq(row.modification_id.clone()))
+            .filter(modification::Column::State.eq(state::MOD_PENDING))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Seller events: the exit notification.
+    async fn deliver_seller(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        let id = event.subject.trim_start_matches("sellers/");
+        let seller = self.seller(id).await?;
+        match (event.destination.as_str(), event.event_type.as_str()) {
+            (NOTIFICATION, "SELLER_EXITED") => {
+                let params = HashMap::from([
+                    ("company_name".to_string(), seller.company_name.clone()),
+                    ("seller".to_string(), event.subject.clone()),
+                    (
+                        "comment".to_string(),
+                        seller.exit_reason.clone().unwrap_or_default(),
+                    ),
+                ]);
+                self.send(
+                    event,
+                    &seller.account_id,
+                    NotificationEventType::SellerExited,
+                    params,
+                )
+                .await
+            }
+            (destination, kind) => {
+                tracing::error!(destination, kind, event = %event.event_id, "no delivery rule; dropping");
+                Ok(())
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        event: &OutboxEvent,
+        account_id: &str,
+        event_type: NotificationEventType,
+        params: HashMap<String, String>,
+    ) -> Result<(), DeliveryError> {
+        self.notification
+            .clone()
+            .send_notification(SendNotificationRequest {
+                event_id: event.event_id.clone(),
+                account_id: account_id.to_string(),
                 event_type: event_type as i32,
                 template_parameters: params,
                 locale: String::new(),

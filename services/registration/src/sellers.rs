@@ -3,14 +3,16 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kg_proto::common::{CompanyEntity, SellerProfile};
+use kg_proto::registration::CompanyNameChange;
 use kg_proto::registration::{ListSellersRequest, ListSellersResponse, Seller, SellerState};
 use prost::Message;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::error::RegistrationError;
+use crate::modification::{modification_name, pending_of};
 use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::service::Registration;
-use crate::store::{seller, state};
+use crate::store::{modification, name_history, seller, state};
 use crate::view::{etag, timestamp};
 
 pub fn parse_seller_name(name: &str) -> Result<String, RegistrationError> {
@@ -55,10 +57,109 @@ pub fn seller_view(row: &seller::Model, with_logo: bool) -> Seller {
         exit_time: row.exit_time.map(timestamp),
         open_modification_request: String::new(),
         application: format!("applications/{}", row.application_id),
-        exit_reason: String::new(),
+        exit_reason: row.exit_reason.clone().unwrap_or_default(),
         etag: etag(row.update_time),
         agreement: None,
     }
+}
+
+/// Every company name of a seller, oldest first. A seller created before names were recorded
+/// has no rows: its one name is its current one, since its creation.
+pub async fn name_history_of<C: ConnectionTrait>(
+    db: &C,
+    row: &seller::Model,
+) -> Result<Vec<name_history::Model>, sea_orm::DbErr> {
+    let rows = name_history::Entity::find()
+        .filter(name_history::Column::SellerId.eq(row.seller_id.clone()))
+        .order_by_asc(name_history::Column::Seq)
+        .all(db)
+        .await?;
+    if !rows.is_empty() {
+        return Ok(rows);
+    }
+    Ok(vec![name_history::Model {
+        seller_id: row.seller_id.clone(),
+        seq: 0,
+        company_name: row.company_name.clone(),
+        change_time: row.create_time,
+        modification_id: None,
+    }])
+}
+
+/// The seller with what lives in other tables: its name history and its pending request.
+pub async fn seller_details<C: ConnectionTrait>(
+    db: &C,
+    row: &seller::Model,
+    with_logo: bool,
+) -> Result<Seller, sea_orm::DbErr> {
+    let mut out = seller_view(row, with_logo);
+    out.name_history = name_history_of(db, row)
+        .await?
+        .into_iter()
+        .map(|h| CompanyNameChange {
+            company_name: h.company_name,
+            change_time: Some(timestamp(h.change_time)),
+            modification_request: h
+                .modification_id
+                .map(|m| modification_name(&h.seller_id, &m))
+                .unwrap_or_default(),
+        })
+        .collect();
+    out.open_modification_request = pending_of(db, &row.seller_id)
+        .await?
+        .map(|m| modification_name(&m.seller_id, &m.modification_id))
+        .unwrap_or_default();
+    Ok(out)
+}
+
+/// `seller_details` for a page of sellers in two queries rather than two per seller.
+async fn page_details(
+    db: &sea_orm::DatabaseConnection,
+    rows: &[seller::Model],
+) -> Result<Vec<Seller>, sea_orm::DbErr> {
+    let ids: Vec<String> = rows.iter().map(|r| r.seller_id.clone()).collect();
+    let history = name_history::Entity::find()
+        .filter(name_history::Column::SellerId.is_in(ids.clone()))
+        .order_by_asc(name_history::Column::Seq)
+        .all(db)
+        .await?;
+    let pending = modification::Entity::find()
+        .filter(modification::Column::SellerId.is_in(ids))
+        .filter(modification::Column::State.eq(state::MOD_PENDING))
+        .all(db)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut out = seller_view(row, false);
+            out.name_history = history
+                .iter()
+                .filter(|h| h.seller_id == row.seller_id)
+                .map(|h| CompanyNameChange {
+                    company_name: h.company_name.clone(),
+                    change_time: Some(timestamp(h.change_time)),
+                    modification_request: h
+                        .modification_id
+                        .as_ref()
+                        .map(|m| modification_name(&h.seller_id, m))
+                        .unwrap_or_default(),
+                })
+                .collect();
+            if out.name_history.is_empty() {
+                out.name_history = vec![CompanyNameChange {
+                    company_name: row.company_name.clone(),
+                    change_time: Some(timestamp(row.create_time)),
+                    modification_request: String::new(),
+                }];
+            }
+            out.open_modification_request = pending
+                .iter()
+                .find(|m| m.seller_id == row.seller_id)
+                .map(|m| modification_name(&m.seller_id, &m.modification_id))
+                .unwrap_or_default();
+            out
+        })
+        .collect())
 }
 
 impl Registration {
@@ -68,7 +169,7 @@ impl Registration {
             .one(&self.db)
             .await?
             .ok_or_else(|| RegistrationError::SellerNotFound(name.to_string()))?;
-        Ok(seller_view(&row, true))
+        Ok(seller_details(&self.db, &row, true).await?)
     }
 
     pub async fn list_sellers(
@@ -130,8 +231,9 @@ impl Registration {
         } else {
             String::new()
         };
+        let sellers = page_details(&self.db, &rows).await?;
         Ok(ListSellersResponse {
-            sellers: rows.iter().map(|r| seller_view(r, false)).collect(),
+            sellers,
             next_page_token,
         })
     }

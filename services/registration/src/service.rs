@@ -192,44 +192,78 @@ impl RegistrationService for Registration {
 
     async fn update_seller_info(
         &self,
-        _: Request<UpdateSellerInfoRequest>,
+        request: Request<UpdateSellerInfoRequest>,
     ) -> Result<Response<UpdateSellerInfoResponse>, Status> {
-        Err(not_yet("UpdateSellerInfo"))
+        let caller = caller(&request);
+        let modification = self.update_info(&caller, request.into_inner()).await?;
+        Ok(Response::new(UpdateSellerInfoResponse {
+            modification_request: Some(modification),
+        }))
     }
 
     async fn change_company_name(
         &self,
-        _: Request<ChangeCompanyNameRequest>,
+        request: Request<ChangeCompanyNameRequest>,
     ) -> Result<Response<ChangeCompanyNameResponse>, Status> {
-        Err(not_yet("ChangeCompanyName"))
+        let caller = caller(&request);
+        let modification = self.rename(&caller, request.into_inner()).await?;
+        Ok(Response::new(ChangeCompanyNameResponse {
+            modification_request: Some(modification),
+        }))
     }
 
     async fn get_modification_request(
         &self,
-        _: Request<GetModificationRequestRequest>,
+        request: Request<GetModificationRequestRequest>,
     ) -> Result<Response<GetModificationRequestResponse>, Status> {
-        Err(not_yet("GetModificationRequest"))
+        let caller = caller(&request);
+        let modification = self
+            .get_modification(&caller, &request.into_inner().name)
+            .await?;
+        Ok(Response::new(GetModificationRequestResponse {
+            modification_request: Some(modification),
+        }))
     }
 
     async fn list_modification_requests(
         &self,
-        _: Request<ListModificationRequestsRequest>,
+        request: Request<ListModificationRequestsRequest>,
     ) -> Result<Response<ListModificationRequestsResponse>, Status> {
-        Err(not_yet("ListModificationRequests"))
+        let caller = caller(&request);
+        let mut request = request.into_inner();
+        if caller.role == Role::Applicant {
+            if !request.account_id.is_empty() && request.account_id != caller.subject {
+                return Err(RegistrationError::NotOwner.into());
+            }
+            request.account_id = caller.subject.clone();
+        }
+        Ok(Response::new(
+            self.list_modifications(&caller, request).await?,
+        ))
     }
 
     async fn withdraw_modification_request(
         &self,
-        _: Request<WithdrawModificationRequestRequest>,
+        request: Request<WithdrawModificationRequestRequest>,
     ) -> Result<Response<WithdrawModificationRequestResponse>, Status> {
-        Err(not_yet("WithdrawModificationRequest"))
+        let caller = caller(&request);
+        let modification = self
+            .withdraw_modification(&caller, request.into_inner())
+            .await?;
+        Ok(Response::new(WithdrawModificationRequestResponse {
+            modification_request: Some(modification),
+        }))
     }
 
     async fn exit_seller(
         &self,
-        _: Request<ExitSellerRequest>,
+        request: Request<ExitSellerRequest>,
     ) -> Result<Response<ExitSellerResponse>, Status> {
-        Err(not_yet("ExitSeller"))
+        let caller = caller(&request);
+        let seller = self.exit(&caller, request.into_inner()).await?;
+        Ok(Response::new(ExitSellerResponse {
+            seller: Some(seller),
+        }))
     }
 
     async fn apply_review_decision(

@@ -55,6 +55,67 @@ pub mod seller {
         pub create_time: DateTime<Utc>,
         pub update_time: DateTime<Utc>,
         pub exit_time: Option<DateTime<Utc>>,
+        pub exit_reason: Option<String>,
+        /// Who made the seller exit (the audit record of the exit).
+        pub exited_by: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod modification {
+    use super::*;
+
+    /// A reviewed change of a seller's profile or company name. `changes` is the field-level
+    /// diff as JSON; the proposed profile is protobuf bytes without the logo, which is kept in
+    /// `proposed_logo` only when it changes.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_modifications")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub modification_id: String,
+        pub seller_id: String,
+        pub account_id: String,
+        pub kind: String,
+        pub state: String,
+        pub changes: String,
+        pub proposed_profile: Option<Vec<u8>>,
+        pub proposed_logo: Option<Vec<u8>>,
+        pub proposed_company_name: Option<String>,
+        pub previous_company_name: String,
+        pub evidence: Option<Vec<u8>>,
+        pub feedback: Option<Vec<u8>>,
+        pub withdraw_reason: Option<String>,
+        pub create_time: DateTime<Utc>,
+        pub update_time: DateTime<Utc>,
+        pub decide_time: Option<DateTime<Utc>>,
+        pub review_deadline: Option<DateTime<Utc>>,
+        pub review_task: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod name_history {
+    use super::*;
+
+    /// One company name of a seller, from `change_time` on; `seq` orders them, oldest first.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_name_history")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seller_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub company_name: String,
+        pub change_time: DateTime<Utc>,
+        pub modification_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -99,4 +160,12 @@ pub mod state {
 
     pub const SELLER_ACTIVE: &str = "ACTIVE";
     pub const SELLER_EXITED: &str = "EXITED";
+
+    pub const MOD_PENDING: &str = "PENDING_REVIEW";
+    pub const MOD_APPROVED: &str = "APPROVED";
+    pub const MOD_REJECTED: &str = "REJECTED";
+    pub const MOD_WITHDRAWN: &str = "WITHDRAWN";
+
+    pub const KIND_PROFILE: &str = "PROFILE_UPDATE";
+    pub const KIND_NAME: &str = "COMPANY_NAME_CHANGE";
 }

@@ -1,0 +1,113 @@
+//! ExitSeller: the seller leaves the marketplace for good. In one transaction the seller becomes
+//! EXITED (exit time, reason and who did it are kept as its audit record), a pending
+//! modification request is withdrawn (its review task cancelled), and SELLER_EXITED is
+//! announced. The seller row stays: its entity and its account are barred from registering
+//! again (SubmitApplication: ENTITY_BARRED, ACCOUNT_BARRED).
+
+use kg_proto::registration::{ExitSellerRequest, Seller};
+use kg_runtime::auth::{Caller, Role};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+
+use crate::error::RegistrationError;
+use crate::modification::{modification_name, pending_of};
+use crate::sellers::parse_seller_name;
+use crate::service::Registration;
+use crate::store::{request, seller, state};
+use crate::{idempotency, outbox, view};
+
+pub const RPC: &str = "ExitSeller";
+const MAX_REASON: usize = 1000;
+
+impl Registration {
+    pub async fn exit(
+        &self,
+        caller: &Caller,
+        req: ExitSellerRequest,
+    ) -> Result<Seller, RegistrationError> {
+        idempotency::validate_request_id(&req.request_id)?;
+        let hash = idempotency::body_hash(&req);
+        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
+            let seller = self.seller_by_name(&resource).await?;
+            if caller.role == Role::Applicant && caller.subject != seller.account_id {
+                return Err(RegistrationError::SellerNotFound(resource));
+            }
+            return Ok(seller);
+        }
+        let id = parse_seller_name(&req.name)?;
+        let reason = req.reason.trim();
+        if reason.is_empty() {
+            return Err(RegistrationError::field(
+                "reason",
+                "REASON_REQUIRED",
+                "say why the seller exits",
+            ));
+        }
+        if reason.chars().count() > MAX_REASON {
+            return Err(RegistrationError::field(
+                "reason",
+                "REASON_TOO_LONG",
+                "at most 1000 characters",
+            ));
+        }
+        // Ownership and state are checked on the row read by the transaction.
+        self.changeable_seller(caller, &req.name).await?;
+        let txn = self.db.begin().await?;
+        let row = seller::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| RegistrationError::SellerNotFound(req.name.clone()))?;
+        if row.state == state::SELLER_EXITED {
+            return Err(RegistrationError::SellerExited(req.name.clone()));
+        }
+        if !req.etag.is_empty() && req.etag != view::etag(row.update_time) {
+            return Err(RegistrationError::EtagMismatch);
+        }
+        let now = kg_runtime::db::now();
+        let seller_name = format!("sellers/{}", row.seller_id);
+        if let Some(open) = pending_of(&txn, &row.seller_id).await? {
+            let name = modification_name(&open.seller_id, &open.modification_id);
+            let mut active = open.clone().into_active_model();
+            active.state = Set(state::MOD_WITHDRAWN.to_string());
+            active.withdraw_reason = Set(Some("the seller exited the marketplace".into()));
+            active.decide_time = Set(Some(now));
+            active.update_time = Set(now);
+            active.update(&txn).await?;
+            outbox::announce(
+                &txn,
+                "MODIFICATION_WITHDRAWN",
+                &row.account_id,
+                &name,
+                &[outbox::REVIEW],
+            )
+            .await?;
+        }
+        let mut active = row.clone().into_active_model();
+        active.state = Set(state::SELLER_EXITED.to_string());
+        active.exit_time = Set(Some(now));
+        active.exit_reason = Set(Some(reason.to_string()));
+        active.exited_by = Set(Some(format!("{:?}:{}", caller.role, caller.subject)));
+        active.update_time = Set(now);
+        active.update(&txn).await?;
+        request::ActiveModel {
+            request_id: Set(req.request_id.clone()),
+            rpc: Set(RPC.to_string()),
+            body_sha256: Set(hash),
+            resource: Set(seller_name.clone()),
+            create_time: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        outbox::announce(
+            &txn,
+            "SELLER_EXITED",
+            &row.account_id,
+            &seller_name,
+            &[outbox::NOTIFICATION],
+        )
+        .await?;
+        txn.commit().await?;
+        self.relay.notify_one();
+        tracing::info!(seller = %seller_name, actor = %caller.subject, role = ?caller.role, "seller exited");
+        self.seller_by_name(&seller_name).await
+    }
+}

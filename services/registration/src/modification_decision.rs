@@ -1,0 +1,187 @@
+//! ApplyReviewDecision for a modification request. APPROVE applies exactly the reviewed diff to
+//! the seller (profile leaves, or the company name plus a name-history entry) in the same
+//! transaction that closes the request; REJECT closes it with the feedback and leaves the seller
+//! as it was. REQUEST_CHANGES does not apply to modifications. A replayed event id answers
+//! ALREADY_APPLIED; a request that is no longer pending (withdrawn, or the seller exited) answers
+//! SUPERSEDED.
+
+use kg_proto::common::{ReviewDecision, ReviewFeedback, SellerProfile};
+use kg_proto::registration::apply_review_decision_response::SubjectState;
+use kg_proto::registration::{
+    ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse,
+};
+use prost::Message;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+
+use crate::error::RegistrationError;
+use crate::modification::{changes_of, copy_leaf, parse_modification_name, view};
+use crate::sellers::{name_history_of, seller_details};
+use crate::service::Registration;
+use crate::store::{modification, name_history, request, seller, state};
+use crate::{idempotency, outbox};
+
+const RPC: &str = "ApplyReviewDecision";
+
+impl Registration {
+    pub(crate) async fn apply_modification_decision(
+        &self,
+        req: ApplyReviewDecisionRequest,
+        decision: ReviewDecision,
+    ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
+        let (seller_id, id) = parse_modification_name(&req.subject).map_err(|_| {
+            RegistrationError::field(
+                "subject",
+                "SUBJECT_INVALID",
+                "expected sellers/{seller_id}/modificationRequests/{modification_request_id}",
+            )
+        })?;
+        if decision == ReviewDecision::RequestChanges {
+            return Err(RegistrationError::field(
+                "decision",
+                "DECISION_INVALID",
+                "a modification request is approved or rejected; REQUEST_CHANGES applies to applications only",
+            ));
+        }
+        let hash = idempotency::body_hash(&req);
+        let not_found = || RegistrationError::ModificationNotFound(req.subject.clone());
+        if idempotency::replay(&self.db, &req.event_id, RPC, &hash)
+            .await?
+            .is_some()
+        {
+            let row = modification::Entity::find_by_id(id)
+                .one(&self.db)
+                .await?
+                .ok_or_else(not_found)?;
+            return Ok(reply(ApplyDecisionOutcome::AlreadyApplied, &row, None));
+        }
+
+        let txn = self.db.begin().await?;
+        let row = modification::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .filter(|r| r.seller_id == seller_id)
+            .ok_or_else(not_found)?;
+        let now = kg_runtime::db::now();
+        request::ActiveModel {
+            request_id: Set(req.event_id.clone()),
+            rpc: Set(RPC.to_string()),
+            body_sha256: Set(hash),
+            resource: Set(req.subject.clone()),
+            create_time: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        if row.state != state::MOD_PENDING {
+            txn.commit().await?;
+            return Ok(reply(ApplyDecisionOutcome::Superseded, &row, None));
+        }
+        let live = seller::Entity::find_by_id(seller_id.clone())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| RegistrationError::SellerNotFound(format!("sellers/{seller_id}")))?;
+
+        let feedback = ReviewFeedback {
+            decision: decision as i32,
+            reason_codes: req.reason_codes.clone(),
+            reasons: Vec::new(),
+            comment: req.comment.clone(),
+            decide_time: req.decide_time.or(Some(crate::view::timestamp(now))),
+        };
+        let mut active = row.clone().into_active_model();
+        active.feedback = Set(Some(feedback.encode_to_vec()));
+        active.decide_time = Set(Some(now));
+        active.update_time = Set(now);
+        let mut changed_seller = None;
+        let event_type = match decision {
+            ReviewDecision::Approve => {
+                active.state = Set(state::MOD_APPROVED.to_string());
+                let mut seller_row = live.clone().into_active_model();
+                seller_row.update_time = Set(now);
+                let event = if row.kind == state::KIND_NAME {
+                    let new_name = row.proposed_company_name.clone().unwrap_or_default();
+                    // Sellers from before the history was kept get their first entry now.
+                    let history = name_history::Entity::find()
+                        .filter(name_history::Column::SellerId.eq(seller_id.clone()))
+                        .count(&txn)
+                        .await?;
+                    let mut seq = history as i32;
+                    if history == 0 {
+                        for h in name_history_of(&txn, &live).await? {
+                            name_history::ActiveModel::from(h).insert(&txn).await?;
+                            seq += 1;
+                        }
+                    }
+                    name_history::ActiveModel {
+                        seller_id: Set(seller_id.clone()),
+                        seq: Set(seq),
+                        company_name: Set(new_name.clone()),
+                        change_time: Set(now),
+                        modification_id: Set(Some(row.modification_id.clone())),
+                    }
+                    .insert(&txn)
+                    .await?;
+                    seller_row.company_name = Set(new_name);
+                    "SELLER_RENAMED"
+                } else {
+                    // Exactly the reviewed leaves: everything else stays as it is now.
+                    let mut profile =
+                        SellerProfile::decode(live.profile.as_slice()).unwrap_or_default();
+                    profile.logo = live.logo.clone().unwrap_or_default();
+                    let mut proposed = row
+                        .proposed_profile
+                        .as_deref()
+                        .and_then(|b| SellerProfile::decode(b).ok())
+                        .unwrap_or_default();
+                    proposed.logo = row.proposed_logo.clone().unwrap_or_default();
+                    for change in changes_of(&row) {
+                        copy_leaf(&mut profile, &proposed, &change.path);
+                    }
+                    let logo = std::mem::take(&mut profile.logo);
+                    seller_row.profile = Set(profile.encode_to_vec());
+                    seller_row.logo = Set(Some(logo));
+                    "SELLER_INFO_CHANGED"
+                };
+                changed_seller = Some(seller_row.update(&txn).await?);
+                event
+            }
+            ReviewDecision::Reject => {
+                active.state = Set(state::MOD_REJECTED.to_string());
+                "MODIFICATION_REJECTED"
+            }
+            ReviewDecision::RequestChanges | ReviewDecision::Unspecified => {
+                unreachable!("refused above")
+            }
+        };
+        let updated = active.update(&txn).await?;
+        outbox::announce(
+            &txn,
+            event_type,
+            &row.account_id,
+            &req.subject,
+            &[outbox::NOTIFICATION],
+        )
+        .await?;
+        let seller_after = match &changed_seller {
+            Some(s) => Some(seller_details(&txn, s, false).await?),
+            None => None,
+        };
+        txn.commit().await?;
+        self.relay.notify_one();
+        Ok(reply(ApplyDecisionOutcome::Applied, &updated, seller_after))
+    }
+}
+
+fn reply(
+    outcome: ApplyDecisionOutcome,
+    row: &modification::Model,
+    seller: Option<kg_proto::registration::Seller>,
+) -> ApplyReviewDecisionResponse {
+    ApplyReviewDecisionResponse {
+        outcome: outcome as i32,
+        subject_state: Some(SubjectState::ModificationRequest(view(row, false))),
+        seller,
+    }
+}

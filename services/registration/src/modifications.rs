@@ -1,0 +1,206 @@
+//! GetModificationRequest, ListModificationRequests and WithdrawModificationRequest.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use kg_proto::registration::{
+    ListModificationRequestsRequest, ListModificationRequestsResponse, ModificationKind,
+    ModificationRequest, ModificationState, WithdrawModificationRequestRequest,
+};
+use kg_runtime::auth::{Caller, Role};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+
+use crate::error::RegistrationError;
+use crate::modification::{
+    kind_name, modification_name, parse_modification_name, state_name, view,
+};
+use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::sellers::parse_seller_name;
+use crate::service::Registration;
+use crate::store::{modification, request, seller, state};
+use crate::{idempotency, outbox};
+
+const WITHDRAW_RPC: &str = "WithdrawModificationRequest";
+const MAX_REASON: usize = 1000;
+
+fn hidden_from(caller: &Caller, account_id: &str) -> bool {
+    caller.role == Role::Applicant && caller.subject != account_id
+}
+
+impl Registration {
+    /// The stored request `name`, as `caller` may see it (another account's is NOT_FOUND).
+    async fn visible_modification(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<modification::Model, RegistrationError> {
+        let (seller_id, id) = parse_modification_name(name)?;
+        let row = modification::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .filter(|r| r.seller_id == seller_id && !hidden_from(caller, &r.account_id))
+            .ok_or_else(|| RegistrationError::ModificationNotFound(name.to_string()))?;
+        Ok(row)
+    }
+
+    pub async fn get_modification(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<ModificationRequest, RegistrationError> {
+        Ok(view(&self.visible_modification(caller, name).await?, true))
+    }
+
+    pub async fn list_modifications(
+        &self,
+        caller: &Caller,
+        req: ListModificationRequestsRequest,
+    ) -> Result<ListModificationRequestsResponse, RegistrationError> {
+        if req.page_size < 0 {
+            return Err(RegistrationError::field(
+                "page_size",
+                "PAGE_SIZE_INVALID",
+                "page_size must not be negative",
+            ));
+        }
+        let size = match req.page_size as u64 {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        // Newest first: ids are UUIDv7, so descending id order is creation order reversed.
+        let mut query =
+            modification::Entity::find().order_by_desc(modification::Column::ModificationId);
+        if req.parent != "sellers/-" {
+            let seller_id = parse_seller_name(&req.parent).map_err(|_| {
+                RegistrationError::field(
+                    "parent",
+                    "NAME_INVALID",
+                    "expected sellers/{seller_id} or sellers/-",
+                )
+            })?;
+            let found = seller::Entity::find_by_id(seller_id.clone())
+                .one(&self.db)
+                .await?
+                .filter(|s| !hidden_from(caller, &s.account_id));
+            if found.is_none() {
+                return Err(RegistrationError::SellerNotFound(req.parent.clone()));
+            }
+            query = query.filter(modification::Column::SellerId.eq(seller_id));
+        }
+        if !req.page_token.is_empty() {
+            let before = URL_SAFE_NO_PAD
+                .decode(&req.page_token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+                .ok_or(RegistrationError::InvalidPageToken)?;
+            query = query.filter(modification::Column::ModificationId.lt(before));
+        }
+        if !req.account_id.is_empty() {
+            query = query.filter(modification::Column::AccountId.eq(req.account_id.clone()));
+        }
+        let mut states = Vec::new();
+        for s in &req.states {
+            match ModificationState::try_from(*s).ok().and_then(state_name) {
+                Some(name) => states.push(name),
+                None => {
+                    return Err(RegistrationError::field(
+                        "states",
+                        "STATE_INVALID",
+                        "unknown modification state",
+                    ));
+                }
+            }
+        }
+        if !states.is_empty() {
+            query = query.filter(modification::Column::State.is_in(states));
+        }
+        if req.kind != ModificationKind::Unspecified as i32 {
+            let kind = ModificationKind::try_from(req.kind)
+                .ok()
+                .and_then(kind_name)
+                .ok_or_else(|| {
+                    RegistrationError::field("kind", "KIND_INVALID", "unknown modification kind")
+                })?;
+            query = query.filter(modification::Column::Kind.eq(kind));
+        }
+        let mut rows = query.limit(size + 1).all(&self.db).await?;
+        let next_page_token = if rows.len() as u64 > size {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|r| URL_SAFE_NO_PAD.encode(&r.modification_id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListModificationRequestsResponse {
+            modification_requests: rows.iter().map(|r| view(r, false)).collect(),
+            next_page_token,
+        })
+    }
+
+    /// Withdrawing cancels the review task (outbox → review) and frees the seller for another
+    /// request. Idempotent on request_id.
+    pub async fn withdraw_modification(
+        &self,
+        caller: &Caller,
+        req: WithdrawModificationRequestRequest,
+    ) -> Result<ModificationRequest, RegistrationError> {
+        idempotency::validate_request_id(&req.request_id)?;
+        let hash = idempotency::body_hash(&req);
+        if let Some(resource) =
+            idempotency::replay(&self.db, &req.request_id, WITHDRAW_RPC, &hash).await?
+        {
+            return self.modification_by_resource(caller, &resource).await;
+        }
+        if req.reason.chars().count() > MAX_REASON {
+            return Err(RegistrationError::field(
+                "reason",
+                "REASON_TOO_LONG",
+                "at most 1000 characters",
+            ));
+        }
+        let visible = self.visible_modification(caller, &req.name).await?;
+        let txn = self.db.begin().await?;
+        let row = modification::Entity::find_by_id(visible.modification_id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| RegistrationError::ModificationNotFound(req.name.clone()))?;
+        if row.state != state::MOD_PENDING {
+            return Err(RegistrationError::InvalidModificationState(row.state));
+        }
+        if !req.etag.is_empty() && req.etag != crate::view::etag(row.update_time) {
+            return Err(RegistrationError::EtagMismatch);
+        }
+        let now = kg_runtime::db::now();
+        let name = modification_name(&row.seller_id, &row.modification_id);
+        let mut active = row.clone().into_active_model();
+        active.state = Set(state::MOD_WITHDRAWN.to_string());
+        active.withdraw_reason = Set(Some(req.reason.clone()));
+        active.decide_time = Set(Some(now));
+        active.update_time = Set(now);
+        let updated = active.update(&txn).await?;
+        request::ActiveModel {
+            request_id: Set(req.request_id.clone()),
+            rpc: Set(WITHDRAW_RPC.to_string()),
+            body_sha256: Set(hash),
+            resource: Set(name.clone()),
+            create_time: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        outbox::announce(
+            &txn,
+            "MODIFICATION_WITHDRAWN",
+            &row.account_id,
+            &name,
+            &[outbox::REVIEW],
+        )
+        .await?;
+        txn.commit().await?;
+        self.relay.notify_one();
+        Ok(view(&updated, true))
+    }
+}

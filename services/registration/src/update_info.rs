@@ -1,0 +1,159 @@
+//! UpdateSellerInfo: a reviewed change of the seller profile. The request carries the fields
+//! named by `update_mask`; the field-level diff against the live profile is what is reviewed and,
+//! once approved, applied. Changed materials are checked again by identity-check (refusals have
+//! Submit's shapes). The live profile stays as it is until the approval.
+
+use kg_proto::common::{CheckOutcome, SellerProfile};
+use kg_proto::identity::CheckMaterialsRequest;
+use kg_proto::registration::{ModificationRequest, UpdateSellerInfoRequest};
+use kg_runtime::auth::Caller;
+use kg_runtime::error::FieldViolation;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::error::RegistrationError;
+use crate::modification::{
+    NewRequest, check_proposed, copy_leaf, diff, masked_leaves, modification_name, pending_of,
+};
+use crate::service::Registration;
+use crate::store::{modification as row, state};
+use crate::{idempotency, view};
+
+pub const RPC: &str = "UpdateSellerInfo";
+
+impl Registration {
+    pub async fn update_info(
+        &self,
+        caller: &Caller,
+        req: UpdateSellerInfoRequest,
+    ) -> Result<ModificationRequest, RegistrationError> {
+        idempotency::validate_request_id(&req.request_id)?;
+        let hash = idempotency::body_hash(&req);
+        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
+            return self.modification_by_resource(caller, &resource).await;
+        }
+        let seller = self.changeable_seller(caller, &req.name).await?;
+        if !req.etag.is_empty() && req.etag != view::etag(seller.update_time) {
+            return Err(RegistrationError::EtagMismatch);
+        }
+        let leaves = masked_leaves(
+            &req.update_mask
+                .as_ref()
+                .map(|m| m.paths.clone())
+                .unwrap_or_default(),
+        )?;
+
+        let mut current = SellerProfile::decode(seller.profile.as_slice()).unwrap_or_default();
+        current.logo = seller.logo.clone().unwrap_or_default();
+        let mut input = req.profile.clone().unwrap_or_default();
+        input.logo_sha256 = if input.logo.is_empty() {
+            String::new()
+        } else {
+            hex::encode(Sha256::digest(&input.logo))
+        };
+        let mut proposed = current.clone();
+        for leaf in &leaves {
+            copy_leaf(&mut proposed, &input, leaf);
+        }
+        let violations = check_proposed(&proposed, &leaves);
+        if !violations.is_empty() {
+            return Err(RegistrationError::Invalid(violations));
+        }
+        let changes = diff(&current, &proposed);
+        if changes.is_empty() {
+            return Err(RegistrationError::NoChanges);
+        }
+        // Cheap refusal before the materials checks; the transaction checks again.
+        if let Some(open) = pending_of(&self.db, &seller.seller_id).await? {
+            return Err(RegistrationError::ModificationAlreadyPending(
+                modification_name(&open.seller_id, &open.modification_id),
+            ));
+        }
+
+        // Only the changed materials are checked again (a logo travels with its type).
+        let changed = |prefix: &str| changes.iter().any(|c| c.path.starts_with(prefix));
+        let mut check = SellerProfile::default();
+        if changed("logo") {
+            check.logo = proposed.logo.clone();
+            check.logo_content_type = proposed.logo_content_type.clone();
+        }
+        if changed("website_url") {
+            check.website_url = proposed.website_url.clone();
+        }
+        if changed("introduction") {
+            check.introduction = proposed.introduction.clone();
+        }
+        if changed("contact.") {
+            check.contact = proposed.contact.clone();
+        }
+        if changed("customer_service_email") {
+            check.customer_service_email = proposed.customer_service_email.clone();
+        }
+        if changed("customer_service_phone") {
+            check.customer_service_phone = proposed.customer_service_phone.clone();
+        }
+        let materials = self
+            .identity
+            .clone()
+            .check_materials(CheckMaterialsRequest {
+                entity: None,
+                profile: Some(check),
+                logo_file_name: req.logo_file_name.clone(),
+                require_complete: false,
+                account_id: seller.account_id.clone(),
+            })
+            .await
+            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
+            .into_inner();
+        let failed: Vec<FieldViolation> = materials
+            .results
+            .iter()
+            .flat_map(|r| r.findings.iter())
+            .filter(|f| f.outcome == CheckOutcome::Failed as i32)
+            .map(|f| FieldViolation {
+                field: f.field.clone(),
+                reason: f.code.clone(),
+                description: f.message.clone(),
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(RegistrationError::MaterialsCheckFailed(failed));
+        }
+
+        let now = kg_runtime::db::now();
+        let logo_changed = changes.iter().any(|c| c.path == "logo");
+        let proposed_logo = logo_changed.then(|| std::mem::take(&mut proposed.logo));
+        proposed.logo.clear();
+        let row = row::Model {
+            modification_id: uuid::Uuid::now_v7().to_string(),
+            seller_id: seller.seller_id.clone(),
+            account_id: seller.account_id.clone(),
+            kind: state::KIND_PROFILE.to_string(),
+            state: state::MOD_PENDING.to_string(),
+            changes: serde_json::to_string(&changes).unwrap_or_else(|_| "[]".into()),
+            proposed_profile: Some(proposed.encode_to_vec()),
+            proposed_logo,
+            proposed_company_name: None,
+            previous_company_name: seller.company_name.clone(),
+            evidence: materials.evidence.map(|e| e.encode_to_vec()),
+            feedback: None,
+            withdraw_reason: None,
+            create_time: now,
+            update_time: now,
+            decide_time: None,
+            review_deadline: None,
+            review_task: None,
+        };
+        self.open_request(
+            caller,
+            NewRequest {
+                row,
+                rpc: RPC,
+                request_id: req.request_id,
+                body_hash: hash,
+                etag: req.etag,
+            },
+        )
+        .await
+    }
+}
