@@ -105,6 +105,35 @@ fn state_name(state: i32) -> String {
         .unwrap_or_else(|_| state.to_string())
 }
 
+/// The duplicate signals of a task, indented under it: warnings for the reviewer, at most
+/// `limit` lines.
+fn print_signals(task: &ReviewTask, indent: &str, limit: usize) {
+    for signal in task.duplicate_signals.iter().take(limit) {
+        let kind = DuplicateSignalKind::try_from(signal.kind)
+            .map(|k| {
+                k.as_str_name()
+                    .trim_start_matches("DUPLICATE_SIGNAL_KIND_")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| signal.kind.to_string());
+        let similarity = if signal.similarity < 1.0 {
+            format!(" ({:.2})", signal.similarity)
+        } else {
+            String::new()
+        };
+        println!(
+            "{indent}possible duplicate: {kind} {}{similarity} - {} ({})",
+            signal.detail, signal.other_subject, signal.other_task
+        );
+    }
+    if task.duplicate_signals.len() > limit {
+        println!(
+            "{indent}… and {} more possible duplicate(s)",
+            task.duplicate_signals.len() - limit
+        );
+    }
+}
+
 fn print_task(task: &ReviewTask) {
     println!("  {:<10} {}", "task", task.name);
     println!("  {:<10} {}", "subject", task.subject);
@@ -124,6 +153,7 @@ fn print_task(task: &ReviewTask) {
         ts(&task.deadline),
         if task.overdue { "  OVERDUE" } else { "" }
     );
+    print_signals(task, "  ", 20);
 }
 
 pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
@@ -167,6 +197,7 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                         },
                         t.company_name
                     );
+                    print_signals(t, "    ", 3);
                 }
                 println!("{} task(s)", tasks.len());
             })

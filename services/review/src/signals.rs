@@ -1,0 +1,467 @@
+//! Duplicate signals: the other review tasks, of a different account and in any state (an
+//! approved application's subject is a seller), that share a match key with a task.
+//!
+//! Keys (`matchkeys.rs`) are written to `review_task_keys` in the transaction that creates a
+//! task, and replaced in the transaction of any change of its profile or company name
+//! (ResumeReviewTask). Signals are computed at read time (GetReviewTask, ListReviewTasks), so a
+//! task created later shows up on the earlier one too. One read is a few indexed queries for
+//! the whole page, not per task:
+//!
+//! 1. the key rows equal to any exact key of the page (`kind IN … AND match_key IN …` on the
+//!    index `(kind, match_key, task_id)`);
+//! 2. the same for the name blocks, whose rows carry the whole normalized name, so that the
+//!    similarity is computed without reading the candidates' tasks;
+//! 3. the subject and company name of the other tasks that made it into a signal.
+//!
+//! Bounds, so that a hot key (a shared hosting domain, a common name prefix) cannot blow up a
+//! response: a lookup reads at most [`BATCH`] key rows; past that it falls back to one query per
+//! key of at most [`PER_KEY`] rows each (the oldest tasks first). A task shows at most
+//! [`MAX_SIGNALS`] signals.
+//!
+//! Order (strongest first): exact matches (website domain, contact mobile, email) before
+//! similar company names. Exact matches are grouped by the other task, the task matching on
+//! more kinds first, then by kind (domain, mobile, email), then oldest task first; similar names
+//! by similarity, highest first. One signal per kind and other task (an email matching both the
+//! contact and the customer-service email of the other is one signal).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kg_proto::common::SellerProfile;
+use kg_proto::review::{DuplicateSignal, DuplicateSignalKind, ReviewTask};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ConnectionTrait, DbErr, QueryOrder, QuerySelect};
+
+use crate::matchkeys::{self, Keys, kind};
+use crate::store::task;
+use crate::view;
+
+/// The most signals one task shows.
+pub const MAX_SIGNALS: usize = 20;
+/// The most key rows one lookup reads before falling back to per-key queries.
+pub const BATCH: u64 = 2_000;
+/// The most rows read per key in the fallback.
+pub const PER_KEY: u64 = 100;
+
+pub mod key {
+    use super::*;
+
+    /// One match key of one task.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "review_task_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub task_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub match_key: String,
+        /// The task's account: tasks of the same account are never signals.
+        pub account_id: String,
+        /// Name blocks only: the whole normalized company name.
+        pub name_norm: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The keys of a task's company name and profile.
+pub fn keys_of(company_name: &str, profile: &SellerProfile) -> Keys {
+    let contact = profile.contact.clone().unwrap_or_default();
+    Keys::of(
+        &profile.website_url,
+        &contact.mobile,
+        &[&contact.email, &profile.customer_service_email],
+        company_name,
+    )
+}
+
+fn key_rows(task_id: &str, account_id: &str, keys: &Keys) -> Vec<key::ActiveModel> {
+    keys.rows()
+        .into_iter()
+        .map(|(k, value)| {
+            let name_norm = kind::NAME_BLOCKS.contains(&k).then(|| keys.name.clone());
+            key::ActiveModel::from(key::Model {
+                task_id: task_id.to_string(),
+                kind: k.to_string(),
+                match_key: value,
+                account_id: account_id.to_string(),
+                name_norm,
+            })
+        })
+        .collect()
+}
+
+/// Writes the keys of a task (from its stored profile bytes).
+pub async fn write_keys<C: ConnectionTrait>(
+    db: &C,
+    task_id: &str,
+    account_id: &str,
+    company_name: &str,
+    profile: &[u8],
+) -> Result<(), DbErr> {
+    let profile = <SellerProfile as prost::Message>::decode(profile).unwrap_or_default();
+    let rows = key_rows(task_id, account_id, &keys_of(company_name, &profile));
+    if rows.is_empty() {
+        return Ok(());
+    }
+    key::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
+}
+
+/// Replaces the keys of a task after its profile or company name changed.
+pub async fn replace_keys<C: ConnectionTrait>(db: &C, row: &task::Model) -> Result<(), DbErr> {
+    key::Entity::delete_many()
+        .filter(key::Column::TaskId.eq(row.task_id.clone()))
+        .exec(db)
+        .await?;
+    write_keys(
+        db,
+        &row.task_id,
+        &row.account_id,
+        &row.company_name,
+        &row.profile,
+    )
+    .await
+}
+
+/// The key rows equal to any of `wanted` (see the module documentation for the bounds).
+async fn matching_rows<C: ConnectionTrait>(
+    db: &C,
+    wanted: &BTreeSet<(&'static str, String)>,
+) -> Result<Vec<key::Model>, DbErr> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kinds: BTreeSet<&str> = wanted.iter().map(|(k, _)| *k).collect();
+    let values: BTreeSet<&str> = wanted.iter().map(|(_, v)| v.as_str()).collect();
+    let mut rows = Vec::new();
+    // Chunks keep the number of bound parameters small on both backends.
+    let values: Vec<&str> = values.into_iter().collect();
+    for chunk in values.chunks(500) {
+        let found = key::Entity::find()
+            .filter(key::Column::Kind.is_in(kinds.iter().copied()))
+            .filter(key::Column::MatchKey.is_in(chunk.iter().copied()))
+            .order_by_asc(key::Column::TaskId)
+            .limit(BATCH + 1 - rows.len() as u64)
+            .all(db)
+            .await?;
+        rows.extend(found);
+        if rows.len() as u64 > BATCH {
+            break;
+        }
+    }
+    if rows.len() as u64 > BATCH {
+        // A hot key: read each key on its own, boundedly.
+        rows.clear();
+        for (k, value) in wanted {
+            let found = key::Entity::find()
+                .filter(key::Column::Kind.eq(*k))
+                .filter(key::Column::MatchKey.eq(value.clone()))
+                .order_by_asc(key::Column::TaskId)
+                .limit(PER_KEY)
+                .all(db)
+                .await?;
+            rows.extend(found);
+        }
+    }
+    rows.retain(|r| {
+        wanted
+            .iter()
+            .any(|(k, v)| *k == r.kind.as_str() && *v == r.match_key)
+    });
+    Ok(rows)
+}
+
+fn signal_kind(k: &str) -> DuplicateSignalKind {
+    match k {
+        kind::DOMAIN => DuplicateSignalKind::WebsiteDomain,
+        kind::MOBILE => DuplicateSignalKind::ContactMobile,
+        kind::EMAIL => DuplicateSignalKind::ContactEmail,
+        _ => DuplicateSignalKind::SimilarCompanyName,
+    }
+}
+
+/// One signal before the other task's subject is known.
+struct Found {
+    kind: DuplicateSignalKind,
+    other: String,
+    detail: String,
+    similarity: f64,
+    /// Exact kinds the other task matches (ordering).
+    strength: usize,
+}
+
+/// The signals of one task, ordered and bounded, from the key rows found.
+fn signals_of(
+    task_id: &str,
+    account_id: &str,
+    keys: &Keys,
+    by_key: &HashMap<(&str, &str), Vec<&key::Model>>,
+) -> Vec<Found> {
+    let others = |k: &'static str, value: &str| {
+        by_key
+            .get(&(k, value))
+            .into_iter()
+            .flatten()
+            .filter(|r| r.account_id != account_id && r.task_id != task_id)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    // Exact: other task → kind → the first key that matched.
+    let mut exact: BTreeMap<&str, BTreeMap<i32, String>> = BTreeMap::new();
+    for (k, value) in keys.rows() {
+        if !kind::EXACT.contains(&k) {
+            continue;
+        }
+        for r in others(k, &value) {
+            exact
+                .entry(r.task_id.as_str())
+                .or_default()
+                .entry(signal_kind(k) as i32)
+                .or_insert_with(|| value.clone());
+        }
+    }
+    let mut found: Vec<Found> = Vec::new();
+    for (other, kinds) in &exact {
+        for (k, detail) in kinds {
+            found.push(Found {
+                kind: DuplicateSignalKind::try_from(*k).unwrap_or_default(),
+                other: (*other).to_owned(),
+                detail: detail.clone(),
+                similarity: 1.0,
+                strength: kinds.len(),
+            });
+        }
+    }
+    found.sort_by(|a, b| {
+        b.strength
+            .cmp(&a.strength)
+            .then_with(|| a.other.cmp(&b.other))
+            .then_with(|| (a.kind as i32).cmp(&(b.kind as i32)))
+    });
+    // Similar names: the candidates sharing a block, each compared once.
+    let mut similar: BTreeMap<&str, f64> = BTreeMap::new();
+    if !keys.name.is_empty() {
+        for (k, value) in matchkeys::name_blocks(&keys.name) {
+            for r in others(k, &value) {
+                if similar.contains_key(r.task_id.as_str()) {
+                    continue;
+                }
+                let theirs = r.name_norm.as_deref().unwrap_or_default();
+                let s = matchkeys::similarity(&keys.name, theirs);
+                if s >= matchkeys::SIMILARITY_THRESHOLD {
+                    similar.insert(r.task_id.as_str(), s);
+                }
+            }
+        }
+    }
+    let mut names: Vec<Found> = similar
+        .into_iter()
+        .map(|(other, similarity)| Found {
+            kind: DuplicateSignalKind::SimilarCompanyName,
+            other: other.to_string(),
+            detail: String::new(),
+            similarity,
+            strength: 0,
+        })
+        .collect();
+    names.sort_by(|a, b| {
+        b.similarity
+            .partial_cmp(&a.similarity)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.other.cmp(&b.other))
+    });
+    found.extend(names);
+    found.truncate(MAX_SIGNALS);
+    found
+}
+
+/// The duplicate signals of each of `rows`, by task id.
+pub async fn compute<C: ConnectionTrait>(
+    db: &C,
+    rows: &[task::Model],
+) -> Result<HashMap<String, Vec<DuplicateSignal>>, DbErr> {
+    let sources: Vec<(&task::Model, Keys)> = rows
+        .iter()
+        .map(|row| (row, keys_of(&row.company_name, &view::profile(row))))
+        .collect();
+    let mut exact = BTreeSet::new();
+    let mut blocks = BTreeSet::new();
+    for (_, keys) in &sources {
+        for (k, value) in keys.rows() {
+            if kind::EXACT.contains(&k) {
+                exact.insert((k, value));
+            } else {
+                blocks.insert((k, value));
+            }
+        }
+    }
+    let mut found_rows = matching_rows(db, &exact).await?;
+    found_rows.extend(matching_rows(db, &blocks).await?);
+    let mut by_key: HashMap<(&str, &str), Vec<&key::Model>> = HashMap::new();
+    for r in &found_rows {
+        by_key
+            .entry((r.kind.as_str(), r.match_key.as_str()))
+            .or_default()
+            .push(r);
+    }
+    let per_task: Vec<(&task::Model, Vec<Found>)> = sources
+        .iter()
+        .map(|(row, keys)| {
+            (
+                *row,
+                signals_of(&row.task_id, &row.account_id, keys, &by_key),
+            )
+        })
+        .collect();
+
+    // The subjects and names of the other tasks named.
+    let ids: BTreeSet<&str> = per_task
+        .iter()
+        .flat_map(|(_, found)| found.iter().map(|f| f.other.as_str()))
+        .collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut others: HashMap<String, (String, String)> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let found: Vec<(String, String, String)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::TaskId)
+            .column(task::Column::Subject)
+            .column(task::Column::CompanyName)
+            .filter(task::Column::TaskId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (id, subject, name) in found {
+            others.insert(id, (subject, name));
+        }
+    }
+
+    let mut out = HashMap::new();
+    for (row, found) in per_task {
+        let signals = found
+            .into_iter()
+            .filter_map(|f| {
+                let (subject, name) = others.get(&f.other)?;
+                Some(DuplicateSignal {
+                    kind: f.kind as i32,
+                    other_task: view::task_name(&f.other),
+                    other_subject: subject.clone(),
+                    detail: if f.kind == DuplicateSignalKind::SimilarCompanyName {
+                        name.clone()
+                    } else {
+                        f.detail
+                    },
+                    similarity: f.similarity,
+                })
+            })
+            .collect();
+        out.insert(row.task_id.clone(), signals);
+    }
+    Ok(out)
+}
+
+/// The wire form of `rows` with their duplicate signals.
+pub async fn tasks<C: ConnectionTrait>(
+    db: &C,
+    rows: &[task::Model],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<ReviewTask>, DbErr> {
+    let mut signals = compute(db, rows).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut t = view::task(row, now);
+            t.duplicate_signals = signals.remove(&row.task_id).unwrap_or_default();
+            t
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_row(task: &str, account: &str, k: &str, value: &str, name: Option<&str>) -> key::Model {
+        key::Model {
+            task_id: task.into(),
+            kind: k.into(),
+            match_key: value.into(),
+            account_id: account.into(),
+            name_norm: name.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn signals_are_ordered_strongest_first_and_skip_the_own_account() {
+        let keys = Keys::of(
+            "https://www.acme.com/",
+            "+8613800138000",
+            &["sales@acme.com"],
+            "Acme Cloud Computing Co., Ltd.",
+        );
+        let name = keys.name.clone();
+        let similar = matchkeys::normalize_name("Acme Cloud Computting Ltd");
+        let rows = vec![
+            key_row("t-dom", "b", kind::DOMAIN, "acme.com", None),
+            key_row("t-all", "c", kind::DOMAIN, "acme.com", None),
+            key_row("t-all", "c", kind::MOBILE, "+8613800138000", None),
+            key_row("t-all", "c", kind::EMAIL, "sales@acme.com", None),
+            key_row("t-own", "a", kind::DOMAIN, "acme.com", None),
+            key_row("t-own", "a", kind::NAME_PREFIX, "acmec", Some(&name)),
+            key_row("t-same", "d", kind::NAME_PREFIX, "acmec", Some(&name)),
+            key_row("t-same", "d", kind::NAME_SUFFIX, "uting", Some(&name)),
+            key_row("t-sim", "e", kind::NAME_PREFIX, "acmec", Some(&similar)),
+            key_row("t-far", "f", kind::NAME_PREFIX, "acmec", Some("acmecorner")),
+        ];
+        let mut by_key: HashMap<(&str, &str), Vec<&key::Model>> = HashMap::new();
+        for r in &rows {
+            by_key
+                .entry((r.kind.as_str(), r.match_key.as_str()))
+                .or_default()
+                .push(r);
+        }
+        let found = signals_of("t-self", "a", &keys, &by_key);
+        let got: Vec<(&str, DuplicateSignalKind)> =
+            found.iter().map(|f| (f.other.as_str(), f.kind)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("t-all", DuplicateSignalKind::WebsiteDomain),
+                ("t-all", DuplicateSignalKind::ContactMobile),
+                ("t-all", DuplicateSignalKind::ContactEmail),
+                ("t-dom", DuplicateSignalKind::WebsiteDomain),
+                ("t-same", DuplicateSignalKind::SimilarCompanyName),
+                ("t-sim", DuplicateSignalKind::SimilarCompanyName),
+            ]
+        );
+        assert_eq!(found[4].similarity, 1.0);
+        assert!(found[5].similarity < 1.0 && found[5].similarity >= 0.9);
+        assert_eq!(found[0].detail, "acme.com");
+    }
+
+    #[test]
+    fn a_hot_key_gives_a_bounded_list() {
+        let keys = Keys::of("https://acme.com/", "", &[], "");
+        let rows: Vec<key::Model> = (0..500)
+            .map(|i| {
+                key_row(
+                    &format!("t-{i:04}"),
+                    &format!("acct-{i}"),
+                    kind::DOMAIN,
+                    "acme.com",
+                    None,
+                )
+            })
+            .collect();
+        let mut by_key: HashMap<(&str, &str), Vec<&key::Model>> = HashMap::new();
+        by_key.insert((kind::DOMAIN, "acme.com"), rows.iter().collect());
+        let found = signals_of("t-self", "a", &keys, &by_key);
+        assert_eq!(found.len(), MAX_SIGNALS);
+        assert_eq!(found[0].other, "t-0000");
+    }
+}
