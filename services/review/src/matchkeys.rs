@@ -223,8 +223,7 @@ pub fn normalize_name(raw: &str) -> String {
         first.drain(..prefix.len());
     }
     words.retain(|w| !w.is_empty());
-    loop {
-        let Some(last) = words.last_mut() else { break };
+    while let Some(last) = words.last_mut() {
         if LEGAL_WORDS.contains(&last.as_str()) {
             words.pop();
             continue;
@@ -464,7 +463,7 @@ mod tests {
         let a = normalize_name("Acme Cloud Computing Co., Ltd.");
         let b = normalize_name("ACME Cloud Computting Limited");
         let s = similarity(&a, &b);
-        assert!(s >= SIMILARITY_THRESHOLD && s < 1.0, "{s}");
+        assert!((SIMILARITY_THRESHOLD..1.0).contains(&s), "{s}");
         assert!(is_similar(&a, &b));
         assert_eq!(
             similarity(

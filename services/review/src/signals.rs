@@ -132,6 +132,8 @@ pub async fn replace_keys<C: ConnectionTrait>(db: &C, row: &task::Model) -> Resu
 async fn matching_rows<C: ConnectionTrait>(
     db: &C,
     wanted: &BTreeSet<(&'static str, String)>,
+    batch: u64,
+    per_key: u64,
 ) -> Result<Vec<key::Model>, DbErr> {
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -146,15 +148,15 @@ async fn matching_rows<C: ConnectionTrait>(
             .filter(key::Column::Kind.is_in(kinds.iter().copied()))
             .filter(key::Column::MatchKey.is_in(chunk.iter().copied()))
             .order_by_asc(key::Column::TaskId)
-            .limit(BATCH + 1 - rows.len() as u64)
+            .limit(batch + 1 - rows.len() as u64)
             .all(db)
             .await?;
         rows.extend(found);
-        if rows.len() as u64 > BATCH {
+        if rows.len() as u64 > batch {
             break;
         }
     }
-    if rows.len() as u64 > BATCH {
+    if rows.len() as u64 > batch {
         // A hot key: read each key on its own, boundedly.
         rows.clear();
         for (k, value) in wanted {
@@ -162,7 +164,7 @@ async fn matching_rows<C: ConnectionTrait>(
                 .filter(key::Column::Kind.eq(*k))
                 .filter(key::Column::MatchKey.eq(value.clone()))
                 .order_by_asc(key::Column::TaskId)
-                .limit(PER_KEY)
+                .limit(per_key)
                 .all(db)
                 .await?;
             rows.extend(found);
@@ -300,8 +302,8 @@ pub async fn compute<C: ConnectionTrait>(
             }
         }
     }
-    let mut found_rows = matching_rows(db, &exact).await?;
-    found_rows.extend(matching_rows(db, &blocks).await?);
+    let mut found_rows = matching_rows(db, &exact, BATCH, PER_KEY).await?;
+    found_rows.extend(matching_rows(db, &blocks, BATCH, PER_KEY).await?);
     let mut by_key: HashMap<(&str, &str), Vec<&key::Model>> = HashMap::new();
     for r in &found_rows {
         by_key
@@ -440,7 +442,7 @@ mod tests {
             ]
         );
         assert_eq!(found[4].similarity, 1.0);
-        assert!(found[5].similarity < 1.0 && found[5].similarity >= 0.9);
+        assert!((0.9..1.0).contains(&found[5].similarity));
         assert_eq!(found[0].detail, "acme.com");
     }
 
@@ -463,5 +465,128 @@ mod tests {
         let found = signals_of("t-self", "a", &keys, &by_key);
         assert_eq!(found.len(), MAX_SIGNALS);
         assert_eq!(found[0].other, "t-0000");
+    }
+
+    async fn database(upto: Option<u32>) -> sea_orm::DatabaseConnection {
+        use sea_orm_migration::MigratorTrait;
+        let db = kg_runtime::db::connect("sqlite::memory:").await.unwrap();
+        crate::migrations::Migrator::up(&db, upto).await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn a_hot_key_falls_back_to_bounded_reads_per_key() {
+        let db = database(None).await;
+        let mut rows: Vec<key::ActiveModel> = (0..10)
+            .map(|i| {
+                key_row(
+                    &format!("t-{i:02}"),
+                    &format!("a-{i}"),
+                    kind::DOMAIN,
+                    "hot.com",
+                    None,
+                )
+            })
+            .map(key::ActiveModel::from)
+            .collect();
+        rows.push(key_row("t-m1", "a-m1", kind::MOBILE, "+8613800138000", None).into());
+        rows.push(key_row("t-m2", "a-m2", kind::MOBILE, "+8613800138000", None).into());
+        rows.push(key_row("t-x", "a-x", kind::MOBILE, "hot.com", None).into());
+        key::Entity::insert_many(rows).exec(&db).await.unwrap();
+        let wanted: BTreeSet<(&'static str, String)> = [
+            (kind::DOMAIN, "hot.com".to_string()),
+            (kind::MOBILE, "+8613800138000".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        // Under the batch bound: every row, and only rows of the wanted (kind, key) pairs.
+        let all = matching_rows(&db, &wanted, 100, 3).await.unwrap();
+        assert_eq!(all.len(), 12);
+        assert!(all.iter().all(|r| r.task_id != "t-x"));
+        // Over it: at most `per_key` rows of each key, the oldest tasks first.
+        let bounded = matching_rows(&db, &wanted, 5, 3).await.unwrap();
+        let ids: Vec<&str> = bounded.iter().map(|r| r.task_id.as_str()).collect();
+        assert_eq!(ids, ["t-00", "t-01", "t-02", "t-m1", "t-m2"]);
+        assert!(
+            matching_rows(&db, &BTreeSet::new(), 5, 3)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_migration_fills_in_the_keys_of_existing_tasks() {
+        use kg_proto::common::Contact;
+        use prost::Message;
+        use sea_orm_migration::MigratorTrait;
+
+        let db = database(Some(2)).await;
+        let now = chrono::Utc::now();
+        let profile = SellerProfile {
+            website_url: "https://shop.acme.co.uk/".into(),
+            contact: Some(Contact {
+                name: "Li Wei".into(),
+                email: "Li.Wei@Acme.example".into(),
+                mobile: "+44 7700 900123".into(),
+            }),
+            ..Default::default()
+        };
+        let row = task::Model {
+            task_id: uuid::Uuid::now_v7().to_string(),
+            subject: "applications/app-1".into(),
+            subject_kind: "APPLICATION".into(),
+            account_id: "acct-1".into(),
+            company_name: "Acme Widgets Ltd".into(),
+            previous_company_name: String::new(),
+            country: "GB".into(),
+            registration_number: "12345678".into(),
+            state: "APPROVED".into(),
+            assignee: None,
+            claim_time: None,
+            submit_time: now,
+            deadline: None,
+            clock_start: now,
+            used_working_micros: 0,
+            paused_since: None,
+            paused_micros: 0,
+            evidence: None,
+            profile: profile.encode_to_vec(),
+            logo: None,
+            decision: None,
+            decision_event_id: None,
+            deliver_time: None,
+            version: 1,
+            create_time: now,
+            update_time: now,
+        };
+        task::Entity::insert(task::ActiveModel::from(row.clone()))
+            .exec(&db)
+            .await
+            .unwrap();
+        crate::migrations::Migrator::up(&db, None).await.unwrap();
+        let mut keys: Vec<(String, String)> = key::Entity::find()
+            .filter(key::Column::TaskId.eq(row.task_id.clone()))
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| {
+                assert_eq!(k.account_id, "acct-1");
+                (k.kind, k.match_key)
+            })
+            .collect();
+        keys.sort();
+        let want: Vec<(String, String)> = [
+            (kind::DOMAIN, "acme.co.uk"),
+            (kind::EMAIL, "li.wei@acme.example"),
+            (kind::MOBILE, "+447700900123"),
+            (kind::NAME_PREFIX, "acmew"),
+            (kind::NAME_SUFFIX, "dgets"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(keys, want);
     }
 }
