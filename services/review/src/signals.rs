@@ -19,9 +19,10 @@
 //! [`MAX_SIGNALS`] signals.
 //!
 //! Order (strongest first): exact matches (website domain, contact mobile, email) before
-//! similar company names. Exact matches are grouped by the other task, the task matching on
-//! more kinds first, then by kind (domain, mobile, email), then oldest task first; similar names
-//! by similarity, highest first. One signal per kind and other task (an email matching both the
+//! similar company names. Exact matches are grouped by the other task: the tasks matching on
+//! more kinds first, then the older task first (task ids are time-ordered UUIDs); within a task
+//! by kind (domain, mobile, email). Similar names by similarity, highest first, then the older
+//! task first. One signal per kind and other task (an email matching both the
 //! contact and the customer-service email of the other is one signal).
 
 use std::cmp::Ordering;
