@@ -656,7 +656,8 @@ async fn domains_emails_and_similar_names_across_accounts_strongest_first() {
 async fn a_hot_domain_gives_at_most_twenty_signals() {
     let env = Env::start().await;
     let mut tasks = Vec::new();
-    for i in 0..26 {
+    // More tasks on the domain than are read per key (50): the hot key is read on its own.
+    for i in 0..60 {
         let account = format!("acct-hot-{i:02}");
         let company = format!("Company number {i} of {}", uuid::Uuid::new_v4());
         let mobile = format!("+86137{i:08}");
@@ -675,6 +676,14 @@ async fn a_hot_domain_gives_at_most_twenty_signals() {
     }
     let got = env.get(&tasks[0]).await;
     assert_eq!(got.duplicate_signals.len(), 20);
+    // The oldest others first.
+    let others: Vec<&str> = got
+        .duplicate_signals
+        .iter()
+        .map(|s| s.other_task.as_str())
+        .collect();
+    let oldest: Vec<&str> = tasks[1..21].iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(others, oldest);
     assert!(
         got.duplicate_signals
             .iter()
@@ -683,14 +692,14 @@ async fn a_hot_domain_gives_at_most_twenty_signals() {
     let page = env
         .reviewer()
         .list_review_tasks(ListReviewTasksRequest {
-            page_size: 26,
+            page_size: 60,
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner()
         .review_tasks;
-    assert_eq!(page.len(), 26);
+    assert_eq!(page.len(), 60);
     assert!(page.iter().all(|t| t.duplicate_signals.len() == 20));
     env.stop().await;
 }

@@ -5,18 +5,20 @@
 //! task, and replaced in the transaction of any change of its profile or company name
 //! (ResumeReviewTask). Signals are computed at read time (GetReviewTask, ListReviewTasks), so a
 //! task created later shows up on the earlier one too. One read is a few indexed queries for
-//! the whole page, not per task:
+//! the whole page (GetReviewTask: a page of one), not per task; on the index
+//! `(kind, match_key, task_id)`, for the exact keys and then for the name blocks:
 //!
-//! 1. the key rows equal to any exact key of the page (`kind IN … AND match_key IN …` on the
-//!    index `(kind, match_key, task_id)`);
-//! 2. the same for the name blocks, whose rows carry the whole normalized name, so that the
-//!    similarity is computed without reading the candidates' tasks;
-//! 3. the subject and company name of the other tasks that made it into a signal.
+//! 1. the number of tasks per key of the page (`GROUP BY kind, match_key`);
+//! 2. the key rows of the keys with at most [`PER_KEY`] tasks, together (`kind IN … AND
+//!    match_key IN …`);
+//! 3. for each hotter key (a shared hosting domain, a common name prefix), its [`PER_KEY`]
+//!    oldest rows on their own, so that a hot key cannot blow up a response;
+//! 4. the subject and company name of the other tasks that made it into a signal.
 //!
-//! Bounds, so that a hot key (a shared hosting domain, a common name prefix) cannot blow up a
-//! response: a lookup reads at most [`BATCH`] key rows; past that it falls back to one query per
-//! key of at most [`PER_KEY`] rows each (the oldest tasks first). A task shows at most
-//! [`MAX_SIGNALS`] signals.
+//! Name-block rows carry the whole normalized name, so similarity is computed without reading
+//! the candidates' tasks. A task compares its name with at most [`MAX_NAME_CANDIDATES`]
+//! candidates (those sharing both blocks first, then the oldest), and with none when exact
+//! matches already fill its list. A task shows at most [`MAX_SIGNALS`] signals.
 //!
 //! Order (strongest first): exact matches (website domain, contact mobile, email) before
 //! similar company names. Exact matches are grouped by the other task: the tasks matching on
@@ -26,11 +28,12 @@
 //! contact and the customer-service email of the other is one signal).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use kg_proto::common::SellerProfile;
 use kg_proto::review::{DuplicateSignal, DuplicateSignalKind, ReviewTask};
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ConnectionTrait, DbErr, QueryOrder, QuerySelect};
 
 use crate::matchkeys::{self, Keys, kind};
@@ -39,10 +42,11 @@ use crate::view;
 
 /// The most signals one task shows.
 pub const MAX_SIGNALS: usize = 20;
-/// The most key rows one lookup reads before falling back to per-key queries.
-pub const BATCH: u64 = 2_000;
-/// The most rows read per key in the fallback.
-pub const PER_KEY: u64 = 100;
+/// The most rows read per key (the oldest tasks): other tasks sharing one key beyond these are
+/// not shown.
+pub const PER_KEY: u64 = 50;
+/// The most similar-name candidates compared per task.
+pub const MAX_NAME_CANDIDATES: usize = 50;
 
 pub mod key {
     use super::*;
@@ -129,53 +133,72 @@ pub async fn replace_keys<C: ConnectionTrait>(db: &C, row: &task::Model) -> Resu
     .await
 }
 
-/// The key rows equal to any of `wanted` (see the module documentation for the bounds).
+/// Bound parameters per query, well under both backends' limits.
+const CHUNK: usize = 500;
+
+/// The key rows equal to any of `wanted`, at most `per_key` of each key (the oldest tasks
+/// first): the keys are counted first, the ones with at most `per_key` rows are read together,
+/// and each hotter key is read on its own with a limit.
 async fn matching_rows<C: ConnectionTrait>(
     db: &C,
     wanted: &BTreeSet<(&'static str, String)>,
-    batch: u64,
     per_key: u64,
 ) -> Result<Vec<key::Model>, DbErr> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
+    let is_wanted = |k: &str, v: &str| wanted.iter().any(|(wk, wv)| *wk == k && wv.as_str() == v);
     let kinds: BTreeSet<&str> = wanted.iter().map(|(k, _)| *k).collect();
     let values: BTreeSet<&str> = wanted.iter().map(|(_, v)| v.as_str()).collect();
-    let mut rows = Vec::new();
-    // Chunks keep the number of bound parameters small on both backends.
     let values: Vec<&str> = values.into_iter().collect();
-    for chunk in values.chunks(500) {
+    // (Keys of different kinds never share a value: domains have dots, mobiles are digits,
+    // emails have '@', name blocks neither; rows of an unwanted pair are dropped anyway.)
+    let mut cold: Vec<&str> = Vec::new();
+    let mut hot: Vec<(String, String)> = Vec::new();
+    for chunk in values.chunks(CHUNK) {
+        let counts: Vec<(String, String, i64)> = key::Entity::find()
+            .select_only()
+            .column(key::Column::Kind)
+            .column(key::Column::MatchKey)
+            .column_as(Expr::col(key::Column::TaskId).count(), "n")
+            .filter(key::Column::Kind.is_in(kinds.iter().copied()))
+            .filter(key::Column::MatchKey.is_in(chunk.iter().copied()))
+            .group_by(key::Column::Kind)
+            .group_by(key::Column::MatchKey)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (k, v, n) in counts {
+            if !is_wanted(&k, &v) {
+                continue;
+            }
+            if n as u64 > per_key {
+                hot.push((k, v));
+            } else if let Some(value) = chunk.iter().find(|c| **c == v) {
+                cold.push(value);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for chunk in cold.chunks(CHUNK) {
         let found = key::Entity::find()
             .filter(key::Column::Kind.is_in(kinds.iter().copied()))
             .filter(key::Column::MatchKey.is_in(chunk.iter().copied()))
+            .all(db)
+            .await?;
+        rows.extend(
+            found
+                .into_iter()
+                .filter(|r| is_wanted(&r.kind, &r.match_key)),
+        );
+    }
+    for (k, v) in hot {
+        let found = key::Entity::find()
+            .filter(key::Column::Kind.eq(k))
+            .filter(key::Column::MatchKey.eq(v))
             .order_by_asc(key::Column::TaskId)
-            .limit(batch + 1 - rows.len() as u64)
+            .limit(per_key)
             .all(db)
             .await?;
         rows.extend(found);
-        if rows.len() as u64 > batch {
-            break;
-        }
     }
-    if rows.len() as u64 > batch {
-        // A hot key: read each key on its own, boundedly.
-        rows.clear();
-        for (k, value) in wanted {
-            let found = key::Entity::find()
-                .filter(key::Column::Kind.eq(*k))
-                .filter(key::Column::MatchKey.eq(value.clone()))
-                .order_by_asc(key::Column::TaskId)
-                .limit(per_key)
-                .all(db)
-                .await?;
-            rows.extend(found);
-        }
-    }
-    rows.retain(|r| {
-        wanted
-            .iter()
-            .any(|(k, v)| *k == r.kind.as_str() && *v == r.match_key)
-    });
     Ok(rows)
 }
 
@@ -194,8 +217,6 @@ struct Found {
     other: String,
     detail: String,
     similarity: f64,
-    /// Exact kinds the other task matches (ordering).
-    strength: usize,
 }
 
 /// The signals of one task, ordered and bounded, from the key rows found.
@@ -205,71 +226,80 @@ fn signals_of(
     keys: &Keys,
     by_key: &HashMap<(&str, &str), Vec<&key::Model>>,
 ) -> Vec<Found> {
-    let others = |k: &'static str, value: &str| {
+    let rows = keys.rows();
+    let others = |k: &'static str, value: &str| -> Vec<&key::Model> {
         by_key
             .get(&(k, value))
             .into_iter()
             .flatten()
             .filter(|r| r.account_id != account_id && r.task_id != task_id)
             .copied()
-            .collect::<Vec<_>>()
+            .collect()
     };
-    // Exact: other task → kind → the first key that matched.
-    let mut exact: BTreeMap<&str, BTreeMap<i32, String>> = BTreeMap::new();
-    for (k, value) in keys.rows() {
-        if !kind::EXACT.contains(&k) {
+    // Exact: other task → the first key that matched, per kind (domain, mobile, email).
+    let mut exact: HashMap<&str, [Option<&str>; 3]> = HashMap::new();
+    for (k, value) in &rows {
+        let Some(slot) = kind::EXACT.iter().position(|e| e == k) else {
             continue;
-        }
-        for r in others(k, &value) {
-            exact
-                .entry(r.task_id.as_str())
-                .or_default()
-                .entry(signal_kind(k) as i32)
-                .or_insert_with(|| value.clone());
+        };
+        for r in others(k, value) {
+            exact.entry(r.task_id.as_str()).or_default()[slot].get_or_insert(value.as_str());
         }
     }
+    let mut ranked: Vec<(usize, &str, [Option<&str>; 3])> = exact
+        .into_iter()
+        .map(|(other, kinds)| (kinds.iter().flatten().count(), other, kinds))
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     let mut found: Vec<Found> = Vec::new();
-    for (other, kinds) in &exact {
-        for (k, detail) in kinds {
+    'exact: for (_, other, kinds) in ranked {
+        for (slot, detail) in kinds.iter().enumerate() {
+            let Some(detail) = detail else { continue };
+            if found.len() == MAX_SIGNALS {
+                break 'exact;
+            }
             found.push(Found {
-                kind: DuplicateSignalKind::try_from(*k).unwrap_or_default(),
-                other: (*other).to_owned(),
-                detail: detail.clone(),
+                kind: signal_kind(kind::EXACT[slot]),
+                other: other.to_owned(),
+                detail: (*detail).to_owned(),
                 similarity: 1.0,
-                strength: kinds.len(),
             });
         }
     }
-    found.sort_by(|a, b| {
-        b.strength
-            .cmp(&a.strength)
-            .then_with(|| a.other.cmp(&b.other))
-            .then_with(|| (a.kind as i32).cmp(&(b.kind as i32)))
-    });
-    // Similar names: the candidates sharing a block, each compared once.
-    let mut similar: BTreeMap<&str, f64> = BTreeMap::new();
-    if !keys.name.is_empty() {
-        for (k, value) in matchkeys::name_blocks(&keys.name) {
-            for r in others(k, &value) {
-                if similar.contains_key(r.task_id.as_str()) {
-                    continue;
-                }
-                let theirs = r.name_norm.as_deref().unwrap_or_default();
-                let s = matchkeys::similarity(&keys.name, theirs);
-                if s >= matchkeys::SIMILARITY_THRESHOLD {
-                    similar.insert(r.task_id.as_str(), s);
-                }
-            }
+    // Similar names (only when exact matches left room): the candidates sharing a block, those
+    // sharing both blocks first, then the oldest; at most MAX_NAME_CANDIDATES compared.
+    if keys.name.is_empty() || found.len() >= MAX_SIGNALS {
+        return found;
+    }
+    let mut candidates: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (k, value) in &rows {
+        if !kind::NAME_BLOCKS.contains(k) {
+            continue;
+        }
+        for r in others(k, value) {
+            let theirs = r.name_norm.as_deref().unwrap_or_default();
+            candidates
+                .entry(r.task_id.as_str())
+                .or_insert((0, theirs))
+                .0 += 1;
         }
     }
-    let mut names: Vec<Found> = similar
+    let mut candidates: Vec<(&str, usize, &str)> = candidates
         .into_iter()
-        .map(|(other, similarity)| Found {
-            kind: DuplicateSignalKind::SimilarCompanyName,
-            other: other.to_string(),
-            detail: String::new(),
-            similarity,
-            strength: 0,
+        .map(|(id, (shared, name))| (id, shared, name))
+        .collect();
+    candidates.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut names: Vec<Found> = candidates
+        .into_iter()
+        .take(MAX_NAME_CANDIDATES)
+        .filter_map(|(other, _, theirs)| {
+            let similarity = matchkeys::similarity(&keys.name, theirs);
+            (similarity >= matchkeys::SIMILARITY_THRESHOLD).then(|| Found {
+                kind: DuplicateSignalKind::SimilarCompanyName,
+                other: other.to_owned(),
+                detail: String::new(),
+                similarity,
+            })
         })
         .collect();
     names.sort_by(|a, b| {
@@ -303,8 +333,8 @@ pub async fn compute<C: ConnectionTrait>(
             }
         }
     }
-    let mut found_rows = matching_rows(db, &exact, BATCH, PER_KEY).await?;
-    found_rows.extend(matching_rows(db, &blocks, BATCH, PER_KEY).await?);
+    let mut found_rows = matching_rows(db, &exact, PER_KEY).await?;
+    found_rows.extend(matching_rows(db, &blocks, PER_KEY).await?);
     let mut by_key: HashMap<(&str, &str), Vec<&key::Model>> = HashMap::new();
     for r in &found_rows {
         by_key
@@ -476,7 +506,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hot_key_falls_back_to_bounded_reads_per_key() {
+    async fn a_hot_key_is_read_boundedly_and_the_others_whole() {
         let db = database(None).await;
         let mut rows: Vec<key::ActiveModel> = (0..10)
             .map(|i| {
@@ -493,6 +523,7 @@ mod tests {
         rows.push(key_row("t-m1", "a-m1", kind::MOBILE, "+8613800138000", None).into());
         rows.push(key_row("t-m2", "a-m2", kind::MOBILE, "+8613800138000", None).into());
         rows.push(key_row("t-x", "a-x", kind::MOBILE, "hot.com", None).into());
+        rows.push(key_row("t-y", "a-y", kind::EMAIL, "y@cold.com", None).into());
         key::Entity::insert_many(rows).exec(&db).await.unwrap();
         let wanted: BTreeSet<(&'static str, String)> = [
             (kind::DOMAIN, "hot.com".to_string()),
@@ -500,16 +531,18 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        // Under the batch bound: every row, and only rows of the wanted (kind, key) pairs.
-        let all = matching_rows(&db, &wanted, 100, 3).await.unwrap();
+        // Under the bound: every row, and only rows of the wanted (kind, key) pairs.
+        let all = matching_rows(&db, &wanted, 100).await.unwrap();
         assert_eq!(all.len(), 12);
-        assert!(all.iter().all(|r| r.task_id != "t-x"));
-        // Over it: at most `per_key` rows of each key, the oldest tasks first.
-        let bounded = matching_rows(&db, &wanted, 5, 3).await.unwrap();
-        let ids: Vec<&str> = bounded.iter().map(|r| r.task_id.as_str()).collect();
+        assert!(all.iter().all(|r| r.task_id != "t-x" && r.task_id != "t-y"));
+        // Over it: at most `per_key` rows of the hot key, the oldest tasks first; the cold key
+        // whole.
+        let bounded = matching_rows(&db, &wanted, 3).await.unwrap();
+        let mut ids: Vec<&str> = bounded.iter().map(|r| r.task_id.as_str()).collect();
+        ids.sort();
         assert_eq!(ids, ["t-00", "t-01", "t-02", "t-m1", "t-m2"]);
         assert!(
-            matching_rows(&db, &BTreeSet::new(), 5, 3)
+            matching_rows(&db, &BTreeSet::new(), 3)
                 .await
                 .unwrap()
                 .is_empty()
