@@ -105,6 +105,48 @@ fn state_name(state: i32) -> String {
         .unwrap_or_else(|_| state.to_string())
 }
 
+/// The duplicate signals of a task, one line each, at most `limit` lines and a count of the
+/// rest: warnings for the reviewer.
+fn signal_lines(task: &ReviewTask, limit: usize) -> Vec<String> {
+    let mut lines: Vec<String> = task
+        .duplicate_signals
+        .iter()
+        .take(limit)
+        .map(|signal| {
+            let kind = DuplicateSignalKind::try_from(signal.kind)
+                .map(|k| {
+                    k.as_str_name()
+                        .trim_start_matches("DUPLICATE_SIGNAL_KIND_")
+                        .to_string()
+                })
+                .unwrap_or_else(|_| signal.kind.to_string());
+            let similarity = if signal.similarity < 1.0 {
+                format!(" ({:.2})", signal.similarity)
+            } else {
+                String::new()
+            };
+            format!(
+                "possible duplicate: {kind} {}{similarity} - {} ({})",
+                signal.detail, signal.other_subject, signal.other_task
+            )
+        })
+        .collect();
+    if task.duplicate_signals.len() > limit {
+        lines.push(format!(
+            "… and {} more possible duplicate(s)",
+            task.duplicate_signals.len() - limit
+        ));
+    }
+    lines
+}
+
+/// The duplicate signals of a task, indented under it.
+fn print_signals(task: &ReviewTask, indent: &str, limit: usize) {
+    for line in signal_lines(task, limit) {
+        println!("{indent}{line}");
+    }
+}
+
 fn print_task(task: &ReviewTask) {
     println!("  {:<10} {}", "task", task.name);
     println!("  {:<10} {}", "subject", task.subject);
@@ -124,6 +166,7 @@ fn print_task(task: &ReviewTask) {
         ts(&task.deadline),
         if task.overdue { "  OVERDUE" } else { "" }
     );
+    print_signals(task, "  ", 20);
 }
 
 pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
@@ -167,6 +210,7 @@ pub async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
                         },
                         t.company_name
                     );
+                    print_signals(t, "    ", 3);
                 }
                 println!("{} task(s)", tasks.len());
             })
@@ -329,5 +373,49 @@ pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<ExitCode> 
             print_error(&status);
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_print_one_line_each_with_the_rest_counted() {
+        let signal = |kind: DuplicateSignalKind, detail: &str, similarity: f64| DuplicateSignal {
+            kind: kind as i32,
+            other_task: "reviewTasks/t-1".into(),
+            other_subject: "applications/a-1".into(),
+            detail: detail.into(),
+            similarity,
+        };
+        let task = ReviewTask {
+            duplicate_signals: vec![
+                signal(DuplicateSignalKind::WebsiteDomain, "acme.com", 1.0),
+                signal(DuplicateSignalKind::ContactMobile, "+8613800138000", 1.0),
+                signal(
+                    DuplicateSignalKind::SimilarCompanyName,
+                    "ACME Cloud Ltd",
+                    0.947,
+                ),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            signal_lines(&task, 3),
+            [
+                "possible duplicate: WEBSITE_DOMAIN acme.com - applications/a-1 (reviewTasks/t-1)",
+                "possible duplicate: CONTACT_MOBILE +8613800138000 - applications/a-1 \
+                 (reviewTasks/t-1)",
+                "possible duplicate: SIMILAR_COMPANY_NAME ACME Cloud Ltd (0.95) - applications/a-1 \
+                 (reviewTasks/t-1)",
+            ]
+        );
+        assert_eq!(signal_lines(&task, 1).len(), 2);
+        assert_eq!(
+            signal_lines(&task, 1)[1],
+            "… and 2 more possible duplicate(s)"
+        );
+        assert!(signal_lines(&ReviewTask::default(), 3).is_empty());
     }
 }

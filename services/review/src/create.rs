@@ -208,6 +208,14 @@ impl Review {
         )
         .await?;
         task::ActiveModel::from(row.clone()).insert(&txn).await?;
+        crate::signals::write_keys(
+            &txn,
+            &row.task_id,
+            &row.account_id,
+            &row.company_name,
+            &row.profile,
+        )
+        .await?;
         audit::record(
             &txn,
             Entry {

@@ -10,7 +10,11 @@
 //!   (`lifecycle.rs`); checks can be rerun through identity-check (`checks.rs`);
 //! * decisions reach registration's ApplyReviewDecision through the outbox (`relay.rs`);
 //! * the queue, the audit trail and the rejection-reason catalogue are read in `queries.rs` and
-//!   `catalogue.rs`; gauges in `metrics.rs`.
+//!   `catalogue.rs`; gauges in `metrics.rs`;
+//! * duplicate signals (other accounts' tasks sharing the website's registrable domain, the
+//!   contact mobile, an email, or a similar company name) are computed at read time from match
+//!   keys stored at creation (`matchkeys.rs`: the pure normalization; `signals.rs`: storage and
+//!   lookup).
 //!
 //! The time zone of deadlines is the calendar file's `timezone` (the shipped China calendar:
 //! Asia/Shanghai). There is no separate time-zone setting: a zone belongs with the holidays and
@@ -27,11 +31,13 @@ pub mod decisions;
 pub mod error;
 pub mod idempotency;
 pub mod lifecycle;
+pub mod matchkeys;
 pub mod metrics;
 pub mod migrations;
 pub mod queries;
 pub mod relay;
 pub mod service;
+pub mod signals;
 pub mod store;
 pub mod transition;
 pub mod view;

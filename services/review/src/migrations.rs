@@ -12,6 +12,9 @@
 //!   ResumeReviewTask, CancelReviewTask) and of decision deliveries already audited.
 //! - `review_requests`: idempotency keys (`request_id`) of the staff mutations, per caller.
 //! - `review_outbox`: decisions on their way to registration (`kg_runtime::outbox`).
+//! - `review_task_keys`: the match keys of duplicate signals (`matchkeys.rs`, `signals.rs`), one
+//!   row per task, kind and key, looked up by `(kind, match_key)`. Migration m0003 creates it and
+//!   fills it in for the tasks created before it.
 
 use std::sync::OnceLock;
 
@@ -105,6 +108,7 @@ impl MigratorTrait for Migrator {
                 sql,
             }),
             Box::new(AppendOnlyAudit),
+            Box::new(DuplicateKeys),
         ]
     }
 
@@ -143,6 +147,65 @@ impl MigrationTrait for AppendOnlyAudit {
         };
         for statement in statements {
             conn.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The table of match keys, filled in for the tasks that already exist.
+pub struct DuplicateKeys;
+
+impl MigrationName for DuplicateKeys {
+    fn name(&self) -> &str {
+        "m0003_duplicate_keys"
+    }
+}
+
+/// Tasks read per round while filling in the keys.
+const BACKFILL_BATCH: u64 = 500;
+
+#[async_trait::async_trait]
+impl MigrationTrait for DuplicateKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+        use crate::store::task;
+
+        let conn = manager.get_connection();
+        for statement in [
+            "CREATE TABLE review_task_keys (
+                task_id     VARCHAR(36) NOT NULL,
+                kind        VARCHAR(16) NOT NULL,
+                match_key   VARCHAR(320) NOT NULL,
+                account_id  VARCHAR(64) NOT NULL,
+                name_norm   TEXT,
+                PRIMARY KEY (task_id, kind, match_key)
+            )",
+            "CREATE INDEX review_task_keys_lookup ON review_task_keys (kind, match_key, task_id)",
+        ] {
+            conn.execute_unprepared(statement).await?;
+        }
+        // Only the columns the keys come from: never the logo bytes.
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, String, String, Vec<u8>)> = task::Entity::find()
+                .select_only()
+                .column(task::Column::TaskId)
+                .column(task::Column::AccountId)
+                .column(task::Column::CompanyName)
+                .column(task::Column::Profile)
+                .filter(task::Column::TaskId.gt(after.clone()))
+                .order_by_asc(task::Column::TaskId)
+                .limit(BACKFILL_BATCH)
+                .into_tuple()
+                .all(conn)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.0.clone();
+            for (task_id, account_id, company_name, profile) in &rows {
+                crate::signals::write_keys(conn, task_id, account_id, company_name, profile)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ReviewError, Violations};
 use crate::service::Review;
 use crate::store::{audit, state, task};
-use crate::view;
+use crate::{signals, view};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
@@ -85,7 +85,8 @@ impl Review {
             .one(&self.db)
             .await?
             .ok_or_else(|| ReviewError::TaskNotFound(name.to_string()))?;
-        Ok(view::task(&row, view::now()))
+        let mut tasks = signals::tasks(&self.db, std::slice::from_ref(&row), view::now()).await?;
+        Ok(tasks.pop().unwrap_or_else(|| view::task(&row, view::now())))
     }
 
     pub async fn list_tasks(
@@ -234,7 +235,7 @@ impl Review {
             String::new()
         };
         Ok(ListReviewTasksResponse {
-            review_tasks: rows.iter().map(|r| view::task(r, now)).collect(),
+            review_tasks: signals::tasks(&self.db, &rows, now).await?,
             next_page_token,
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         })

@@ -203,6 +203,10 @@ impl Review {
             txn.rollback().await?;
             return Ok(None);
         };
+        if after.profile != before.profile || after.company_name != before.company_name {
+            // The duplicate-signal keys follow the profile under review.
+            crate::signals::replace_keys(&txn, &after).await?;
+        }
         audit::record(
             &txn,
             Entry {
