@@ -48,6 +48,14 @@ pub enum RegistrationError {
     InvalidPageToken,
     #[error("the caller does not own this account")]
     NotOwner,
+    #[error("invalid resume token")]
+    InvalidResumeToken,
+    #[error("resume token older than the retained events")]
+    ResumeTokenExpired {
+        oldest: chrono::DateTime<chrono::Utc>,
+    },
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -203,6 +211,28 @@ impl From<RegistrationError> for tonic::Status {
                 DOMAIN,
                 "NOT_ACCOUNT_OWNER",
                 "applicants act only for their own account",
+            ),
+            E::InvalidResumeToken => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                "INVALID_RESUME_TOKEN",
+                "resume_token is not one this service returned",
+            ),
+            E::ResumeTokenExpired { oldest } => ApiError::new(
+                Code::OutOfRange,
+                DOMAIN,
+                "RESUME_TOKEN_EXPIRED",
+                "the position is older than the retained events; start again from start_time",
+            )
+            .with_metadata(
+                "oldest_available_time",
+                oldest.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            E::ShuttingDown => ApiError::new(
+                Code::Unavailable,
+                DOMAIN,
+                "SERVER_SHUTTING_DOWN",
+                "the server is shutting down; resume from the last resume_token",
             ),
             E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
         };
