@@ -466,6 +466,70 @@ async fn concurrent_submissions_reach_every_watcher_exactly_once() {
     }
 }
 
+/// The commit-order caveat, made deterministic: a transaction that announced first but has not
+/// committed holds a smaller seq than a submission that announces after it. The watcher must
+/// not see the later one first (a "seq > last" reader would then skip the earlier one for good).
+/// PostgreSQL only: SQLite has one writer, so the second transaction could not even start.
+#[tokio::test]
+async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
+    use sea_orm::TransactionTrait;
+    if mesh::backend() == mesh::Backend::Sqlite {
+        return;
+    }
+    let mut env = Env::start(false).await;
+    env.add_accounts(["acct-slow".to_string(), "acct-fast".to_string()])
+        .await;
+    let slow = env.submit("acct-slow", 4_001).await;
+    let mut stream = env.watch(WatchEventsRequest::default()).await;
+    take(&mut stream, 1).await;
+
+    // A withdrawal-like change that announced and then stalls before COMMIT.
+    let db = kg_runtime::db::connect(&env._dbs.1.url).await.unwrap();
+    let open = db.begin().await.unwrap();
+    kg_registration::outbox::announce(
+        &open,
+        kg_registration::events::EventKind::ApplicationWithdrawn,
+        "acct-slow",
+        &slow.name,
+        "ops-stalled",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // Meanwhile another submission: it must not become visible ahead of the open one.
+    let env = std::sync::Arc::new(env);
+    let fast = tokio::spawn({
+        let env = env.clone();
+        async move { env.submit("acct-fast", 4_002).await }
+    });
+    assert!(
+        quiet(&mut stream, Duration::from_secs(1)).await.is_some(),
+        "nothing is streamed while an earlier event is uncommitted"
+    );
+    open.commit().await.unwrap();
+    let fast = fast.await.unwrap();
+    let got = take(&mut stream, 2).await;
+    assert_eq!(
+        kinds(&got),
+        vec![
+            (Kind::ApplicationWithdrawn, slow.name.clone()),
+            (Kind::ApplicationSubmitted, fast.name.clone()),
+        ]
+    );
+    assert_eq!(got[0].actor, "ops-stalled");
+    assert!(
+        quiet(&mut stream, Duration::from_millis(800))
+            .await
+            .is_some()
+    );
+    drop(stream);
+    match std::sync::Arc::try_unwrap(env) {
+        Ok(env) => env.stop().await,
+        Err(_) => panic!("tasks still hold the environment"),
+    }
+}
+
 #[tokio::test]
 async fn hostile_input_is_refused_with_reasons() {
     let mut env = Env::start(true).await;
