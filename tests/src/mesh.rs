@@ -216,6 +216,7 @@ pub fn registration_config(
         outbox_max_backoff_ms: 2_000,
         watch_heartbeat_ms: 30_000,
         watch_poll_ms: 500,
+        watch_max_streams: 1_000,
     }
 }
 

@@ -40,6 +40,10 @@ struct Env {
 
 impl Env {
     async fn start(secured: bool) -> Env {
+        Self::start_with(secured, |_| {}).await
+    }
+
+    async fn start_with(secured: bool, tune: impl FnOnce(&mut kg_registration::Config)) -> Env {
         let identity_db = mesh::fresh_db().await.unwrap();
         let registration_db = mesh::fresh_db().await.unwrap();
         let mut identity_common = mesh::common(&identity_db.url);
@@ -60,6 +64,7 @@ impl Env {
         config.identity_check_url = identity.url();
         config.watch_heartbeat_ms = HEARTBEAT_MS;
         config.watch_poll_ms = 200;
+        tune(&mut config);
         let registration = mesh::start_registration(config).await.unwrap();
         Env {
             reg: RegistrationServiceClient::new(registration.channel().await.unwrap()),
@@ -469,6 +474,7 @@ async fn concurrent_submissions_reach_every_watcher_exactly_once() {
 /// The commit-order caveat, made deterministic: a transaction that announced first but has not
 /// committed holds a smaller seq than a submission that announces after it. The watcher must
 /// not see the later one first (a "seq > last" reader would then skip the earlier one for good).
+/// Then a rolled-back change: no event, and its unused seq does not stall the stream.
 /// PostgreSQL only: SQLite has one writer, so the second transaction could not even start.
 #[tokio::test]
 async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
@@ -518,6 +524,32 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
         ]
     );
     assert_eq!(got[0].actor, "ops-stalled");
+    assert!(
+        quiet(&mut stream, Duration::from_millis(800))
+            .await
+            .is_some()
+    );
+
+    // A change that rolls back leaves no event, and its unused seq does not stall the stream.
+    let doomed = db.begin().await.unwrap();
+    kg_registration::outbox::announce(
+        &doomed,
+        kg_registration::events::EventKind::ApplicationWithdrawn,
+        "acct-fast",
+        &fast.name,
+        "ops-doomed",
+        &[],
+    )
+    .await
+    .unwrap();
+    doomed.rollback().await.unwrap();
+    env.withdraw(&fast.name).await;
+    let got = take(&mut stream, 1).await;
+    assert_eq!(
+        kinds(&got),
+        vec![(Kind::ApplicationWithdrawn, fast.name.clone())]
+    );
+    assert_eq!(got[0].actor, "dev");
     assert!(
         quiet(&mut stream, Duration::from_millis(800))
             .await
@@ -660,6 +692,44 @@ async fn hostile_input_is_refused_with_reasons() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     drop((own, b_stream));
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn streams_beyond_the_limit_are_refused_until_one_closes() {
+    let env = Env::start_with(false, |c| c.watch_max_streams = 2).await;
+    let first = env.watch(WatchEventsRequest::default()).await;
+    let _second = env.watch(WatchEventsRequest::default()).await;
+    let err = env
+        .try_watch(WatchEventsRequest::default(), "svc-1", Role::Service)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "TOO_MANY_STREAMS");
+    assert_eq!(
+        DecodedError::from_status(&err).metadata.get("max_streams"),
+        Some(&"2".to_string())
+    );
+    // A client that leaves frees its place.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut third = loop {
+        match env
+            .try_watch(WatchEventsRequest::default(), "svc-1", Role::Service)
+            .await
+        {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline && e.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("no place freed: {e:?}"),
+        }
+    };
+    assert!(
+        quiet(&mut third, Duration::from_millis(500))
+            .await
+            .is_some()
+    );
     env.stop().await;
 }
 

@@ -56,6 +56,8 @@ pub enum RegistrationError {
     },
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("too many open event streams (at most {0})")]
+    TooManyStreams(usize),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -234,6 +236,13 @@ impl From<RegistrationError> for tonic::Status {
                 "SERVER_SHUTTING_DOWN",
                 "the server is shutting down; resume from the last resume_token",
             ),
+            E::TooManyStreams(max) => ApiError::new(
+                Code::ResourceExhausted,
+                DOMAIN,
+                "TOO_MANY_STREAMS",
+                "this replica has as many event streams open as it serves; retry later or on another replica",
+            )
+            .with_metadata("max_streams", max.to_string()),
             E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
         };
         api.into()

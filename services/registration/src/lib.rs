@@ -91,6 +91,11 @@ pub struct Config {
     /// in milliseconds (commits of its own replica wake it at once).
     #[arg(long, env = "KG_WATCH_POLL_MS", default_value_t = 500)]
     pub watch_poll_ms: u64,
+
+    /// Most WatchEvents streams open at once on this replica; more are RESOURCE_EXHAUSTED
+    /// TOO_MANY_STREAMS.
+    #[arg(long, env = "KG_WATCH_MAX_STREAMS", default_value_t = 1_000)]
+    pub watch_max_streams: usize,
 }
 
 pub fn agreement() -> Agreement {
@@ -145,6 +150,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
     registration.watch_heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(1));
     registration.watch_poll = Duration::from_millis(config.watch_poll_ms.max(1));
+    registration.limit_watch_streams(config.watch_max_streams);
     registration.shutdown = Some(shutdown.clone());
 
     let service =

@@ -42,6 +42,10 @@ pub struct Registration {
     pub watch_heartbeat: Duration,
     /// How often a caught-up WatchEvents stream looks for events of other replicas.
     pub watch_poll: Duration,
+    /// One permit per open WatchEvents stream (each is a task that polls the database), out of
+    /// `watch_max_streams`; set both with [`Registration::limit_watch_streams`].
+    pub(crate) watch_streams: Arc<tokio::sync::Semaphore>,
+    pub(crate) watch_max_streams: usize,
     /// Longer than the identity checks can take, so the lock outlives the work it guards.
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
@@ -65,6 +69,8 @@ impl Registration {
             shutdown: None,
             watch_heartbeat: Duration::from_secs(30),
             watch_poll: Duration::from_millis(500),
+            watch_streams: Arc::new(tokio::sync::Semaphore::new(1_000)),
+            watch_max_streams: 1_000,
             lock_ttl: Duration::from_secs(30),
             lock_wait: Duration::from_secs(2),
         }
@@ -72,6 +78,12 @@ impl Registration {
 }
 
 impl Registration {
+    /// At most `max` WatchEvents streams open at once; more are RESOURCE_EXHAUSTED.
+    pub fn limit_watch_streams(&mut self, max: usize) {
+        self.watch_streams = Arc::new(tokio::sync::Semaphore::new(max));
+        self.watch_max_streams = max;
+    }
+
     /// After a commit that announced: wake the outbox relay and the event streams.
     pub(crate) fn committed(&self) {
         self.relay.notify_one();

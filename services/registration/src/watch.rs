@@ -19,7 +19,7 @@ use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::FieldViolation;
 use kg_runtime::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::RegistrationError;
@@ -117,6 +117,11 @@ impl Registration {
         req: WatchEventsRequest,
     ) -> Result<EventStream, RegistrationError> {
         let filter = filter(caller, &req)?;
+        let permit = self
+            .watch_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RegistrationError::TooManyStreams(self.watch_max_streams))?;
         let cursor = self.start(&req.resume_token, filter.since).await?;
         let (tx, rx) = mpsc::channel(CHANNEL);
         let tail = Tail {
@@ -129,6 +134,7 @@ impl Registration {
             heartbeat: self.watch_heartbeat,
             poll: self.watch_poll,
             last_sent: Instant::now(),
+            _permit: permit,
         };
         tokio::spawn(tail.run());
         Ok(Box::pin(ReceiverStream::new(rx)))
@@ -219,6 +225,8 @@ struct Tail {
     heartbeat: Duration,
     poll: Duration,
     last_sent: Instant,
+    /// Released when the stream ends.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Why a stream stops.
