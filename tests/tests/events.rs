@@ -26,6 +26,9 @@ type Stream = tonic::Streaming<WatchEventsResponse>;
 
 const SECRET: &str = "events-tests-secret-0123456789abcdef";
 const HEARTBEAT_MS: u64 = 300;
+/// How long a test listens to a stream that should stay quiet: several heartbeats, with
+/// room for a loaded machine.
+const QUIET: Duration = Duration::from_millis(5 * HEARTBEAT_MS);
 
 struct Env {
     identity: Running,
@@ -296,7 +299,7 @@ async fn a_cut_stream_resumes_with_its_token_without_loss_or_duplicates() {
         .map(|e| e.event_id.as_str())
         .collect();
     assert_eq!(ids.len(), expected.len(), "every event id once");
-    let heartbeat = quiet(&mut resumed, Duration::from_millis(3 * HEARTBEAT_MS))
+    let heartbeat = quiet(&mut resumed, QUIET)
         .await
         .expect("a heartbeat while idle");
 
@@ -334,7 +337,7 @@ async fn a_cut_stream_resumes_with_its_token_without_loss_or_duplicates() {
         kinds(&live),
         vec![(Kind::ApplicationSubmitted, app.name.clone())]
     );
-    let after_live = quiet(&mut resumed, Duration::from_millis(3 * HEARTBEAT_MS))
+    let after_live = quiet(&mut resumed, QUIET)
         .await
         .expect("a heartbeat after the live event");
 
@@ -342,17 +345,9 @@ async fn a_cut_stream_resumes_with_its_token_without_loss_or_duplicates() {
     // the later one nothing.
     let mut from_beat = env.watch(resume(&heartbeat)).await;
     assert_eq!(kinds(&take(&mut from_beat, 1).await), kinds(&live));
-    assert!(
-        quiet(&mut from_beat, Duration::from_millis(800))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut from_beat, QUIET).await.is_some());
     let mut from_end = env.watch(resume(&after_live)).await;
-    assert!(
-        quiet(&mut from_end, Duration::from_millis(800))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut from_end, QUIET).await.is_some());
 
     // Filters: only withdrawals; start_time: from the sixth event on.
     let mut withdrawals = env
@@ -368,16 +363,10 @@ async fn a_cut_stream_resumes_with_its_token_without_loss_or_duplicates() {
         .cloned()
         .collect();
     assert_eq!(kinds(&got), want);
-    let beat = quiet(&mut withdrawals, Duration::from_millis(800))
-        .await
-        .expect("heartbeat");
+    let beat = quiet(&mut withdrawals, QUIET).await.expect("heartbeat");
     // the filtered stream's heartbeat moved past the rows it skipped
     let mut after_filtered = env.watch(resume(&beat)).await;
-    assert!(
-        quiet(&mut after_filtered, Duration::from_millis(800))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut after_filtered, QUIET).await.is_some());
 
     let sixth = &rest[2];
     let mut since = env
@@ -463,7 +452,7 @@ async fn concurrent_submissions_reach_every_watcher_exactly_once() {
         seen_b.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
         "both watchers see one order"
     );
-    assert!(quiet(&mut a, Duration::from_secs(1)).await.is_some());
+    assert!(quiet(&mut a, QUIET).await.is_some());
     drop(a);
     match std::sync::Arc::try_unwrap(env) {
         Ok(env) => env.stop().await,
@@ -509,8 +498,17 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
         let env = env.clone();
         async move { env.submit("acct-fast", 4_002).await }
     });
+    // Until it has reached its own event insert (it waits for the open transaction) or is done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fast.is_finished() && !waits_for_event_lock(&db).await {
+        assert!(
+            Instant::now() < deadline,
+            "the submission neither waited nor finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
-        quiet(&mut stream, Duration::from_secs(1)).await.is_some(),
+        quiet(&mut stream, QUIET).await.is_some(),
         "nothing is streamed while an earlier event is uncommitted"
     );
     open.commit().await.unwrap();
@@ -524,11 +522,7 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
         ]
     );
     assert_eq!(got[0].actor, "ops-stalled");
-    assert!(
-        quiet(&mut stream, Duration::from_millis(800))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut stream, QUIET).await.is_some());
 
     // A change that rolls back leaves no event, and its unused seq does not stall the stream.
     let doomed = db.begin().await.unwrap();
@@ -550,16 +544,26 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
         vec![(Kind::ApplicationWithdrawn, fast.name.clone())]
     );
     assert_eq!(got[0].actor, "dev");
-    assert!(
-        quiet(&mut stream, Duration::from_millis(800))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut stream, QUIET).await.is_some());
     drop(stream);
     match std::sync::Arc::try_unwrap(env) {
         Ok(env) => env.stop().await,
         Err(_) => panic!("tasks still hold the environment"),
     }
+}
+
+/// Whether a transaction waits for an advisory lock (events.rs serializes event inserts).
+async fn waits_for_event_lock(db: &sea_orm::DatabaseConnection) -> bool {
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap() > 0
 }
 
 #[tokio::test]
@@ -666,7 +670,7 @@ async fn hostile_input_is_refused_with_reasons() {
         mine[1].actor, "",
         "staff actors are not shown to applicants"
     );
-    assert!(quiet(&mut own, Duration::from_millis(800)).await.is_some());
+    assert!(quiet(&mut own, QUIET).await.is_some());
     let mut b_stream = env
         .try_watch(
             WatchEventsRequest {
@@ -725,11 +729,7 @@ async fn streams_beyond_the_limit_are_refused_until_one_closes() {
             Err(e) => panic!("no place freed: {e:?}"),
         }
     };
-    assert!(
-        quiet(&mut third, Duration::from_millis(500))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut third, QUIET).await.is_some());
     env.stop().await;
 }
 
@@ -737,11 +737,7 @@ async fn streams_beyond_the_limit_are_refused_until_one_closes() {
 async fn open_streams_end_with_unavailable_at_shutdown() {
     let env = Env::start(false).await;
     let mut stream = env.watch(WatchEventsRequest::default()).await;
-    assert!(
-        quiet(&mut stream, Duration::from_millis(500))
-            .await
-            .is_some()
-    );
+    assert!(quiet(&mut stream, QUIET).await.is_some());
     let started = Instant::now();
     let Env {
         identity,

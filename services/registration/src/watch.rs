@@ -287,17 +287,21 @@ impl Tail {
     /// Sends every matching event committed so far.
     async fn drain(&mut self) -> Result<(), Stop> {
         loop {
-            let hi = event::Entity::find()
+            // the newest position only, not its snapshot: this runs on every poll
+            let hi: Option<(i64, String)> = event::Entity::find()
+                .select_only()
+                .columns([event::Column::Seq, event::Column::EventId])
                 .order_by_desc(event::Column::Seq)
+                .into_tuple()
                 .one(&self.db)
                 .await
                 .map_err(|e| Stop::Failed(e.into()))?;
-            let Some(hi) = hi.filter(|hi| hi.seq > self.cursor.seq) else {
+            let Some((hi, hi_event_id)) = hi.filter(|(seq, _)| *seq > self.cursor.seq) else {
                 return Ok(());
             };
             let mut query = event::Entity::find()
                 .filter(event::Column::Seq.gt(self.cursor.seq))
-                .filter(event::Column::Seq.lte(hi.seq));
+                .filter(event::Column::Seq.lte(hi));
             if !self.filter.kinds.is_empty() {
                 query = query.filter(event::Column::EventType.is_in(self.filter.kinds.clone()));
             }
@@ -330,8 +334,8 @@ impl Tail {
             }
             if !full {
                 self.cursor = Cursor {
-                    seq: hi.seq,
-                    token: events::token(hi.seq, &hi.event_id),
+                    seq: hi,
+                    token: events::token(hi, &hi_event_id),
                 };
                 return Ok(());
             }
