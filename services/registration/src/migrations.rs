@@ -80,9 +80,10 @@ CREATE TABLE registration_requests (
                 sql: outbox,
             }),
             // The WatchEvents log: append-only, one row per state change, written in the
-            // change's own transaction (events.rs). `seq` is the stream position.
+            // change's own transaction (events.rs). `seq` is the stream position. 0004: 0003 is
+            // reserved for the modification requests built in parallel.
             Box::new(SqlMigration {
-                name: "m0003_events",
+                name: "m0004_events",
                 sql: r#"
 CREATE TABLE registration_events (
     seq                  {bigserial},
