@@ -47,7 +47,8 @@ pub fn row_like(
 /// The check-then-insert transaction of `registration::submit::insert`, statement for statement:
 /// SELECT the seller by entity key, SELECT an active application by entity key, INSERT the
 /// application, INSERT its idempotency key, INSERT one outbox event per destination (review,
-/// notification), COMMIT.
+/// notification), the watch event (SELECT the application, advisory lock on PostgreSQL, INSERT),
+/// COMMIT.
 pub async fn submit_transaction(
     db: &DatabaseConnection,
     row: application::Model,
@@ -81,9 +82,10 @@ pub async fn submit_transaction(
     .await?;
     outbox::announce(
         &txn,
-        "APPLICATION_SUBMITTED",
+        kg_registration::events::EventKind::ApplicationSubmitted,
         &account_id,
         &name,
+        &account_id,
         &[outbox::REVIEW, outbox::NOTIFICATION],
     )
     .await?;

@@ -100,6 +100,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         review_url: url(2),
         notification_url: url(3),
         outbox_max_backoff_ms: 30_000,
+        watch_heartbeat_ms: 30_000,
+        watch_poll_ms: 500,
+        watch_max_streams: 1_000,
     };
     // The calendar and the outbox settings come from KG_* variables (KG_CALENDAR_FILE, …)
     let review = kg_review::Config::from_env(common(2), url(0), url(1))?;

@@ -214,6 +214,9 @@ pub fn registration_config(
         review_url: "http://127.0.0.1:9".to_string(),
         notification_url: "http://127.0.0.1:9".to_string(),
         outbox_max_backoff_ms: 2_000,
+        watch_heartbeat_ms: 30_000,
+        watch_poll_ms: 500,
+        watch_max_streams: 1_000,
     }
 }
 

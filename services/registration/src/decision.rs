@@ -12,6 +12,7 @@ use prost::Message;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
 use crate::error::RegistrationError;
+use crate::events::EventKind;
 use crate::queries::parse_application_name;
 use crate::service::Registration;
 use crate::store::{application, name_history, request, seller, state};
@@ -98,7 +99,7 @@ impl Registration {
         let mut active = row.clone().into_active_model();
         active.update_time = Set(now);
         active.feedback = Set(Some(feedback.encode_to_vec()));
-        let event_type = match decision {
+        let kind = match decision {
             ReviewDecision::Approve => {
                 let seller_id = uuid::Uuid::now_v7().to_string();
                 seller::ActiveModel {
@@ -131,31 +132,38 @@ impl Registration {
                 active.state = Set(state::APPROVED.to_string());
                 active.seller_id = Set(Some(seller_id));
                 active.decide_time = Set(Some(now));
-                "APPLICATION_APPROVED"
+                EventKind::ApplicationApproved
             }
             ReviewDecision::Reject => {
                 active.state = Set(state::REJECTED.to_string());
                 active.decide_time = Set(Some(now));
-                "APPLICATION_REJECTED"
+                EventKind::ApplicationRejected
             }
             ReviewDecision::RequestChanges => {
                 active.state = Set(state::CHANGES_REQUESTED.to_string());
-                "APPLICATION_CHANGES_REQUESTED"
+                EventKind::ApplicationChangesRequested
             }
             ReviewDecision::Unspecified => unreachable!("refused above"),
         };
         let updated = active.update(&txn).await?;
         record.insert(&txn).await?;
+        // the reviewer who decided; the review service when it did not say
+        let actor = if req.reviewer.is_empty() {
+            "review"
+        } else {
+            req.reviewer.as_str()
+        };
         outbox::announce(
             &txn,
-            event_type,
+            kind,
             &row.account_id,
             &req.subject,
+            actor,
             &[outbox::NOTIFICATION],
         )
         .await?;
         txn.commit().await?;
-        self.relay.notify_one();
+        self.committed();
         Ok(reply(
             ApplyDecisionOutcome::Applied,
             view::application(&updated),

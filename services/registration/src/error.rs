@@ -66,6 +66,16 @@ pub enum RegistrationError {
     InvalidModificationState(String),
     #[error("etag mismatch")]
     EtagMismatch,
+    #[error("invalid resume token")]
+    InvalidResumeToken,
+    #[error("resume token older than the retained events")]
+    ResumeTokenExpired {
+        oldest: chrono::DateTime<chrono::Utc>,
+    },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("too many open event streams (at most {0})")]
+    TooManyStreams(usize),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -291,6 +301,35 @@ impl From<RegistrationError> for tonic::Status {
                 "ETAG_MISMATCH",
                 "the resource changed since it was read; read it again and retry",
             ),
+            E::InvalidResumeToken => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                "INVALID_RESUME_TOKEN",
+                "resume_token is not one this service returned",
+            ),
+            E::ResumeTokenExpired { oldest } => ApiError::new(
+                Code::OutOfRange,
+                DOMAIN,
+                "RESUME_TOKEN_EXPIRED",
+                "the position is older than the retained events; start again from start_time",
+            )
+            .with_metadata(
+                "oldest_available_time",
+                oldest.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            E::ShuttingDown => ApiError::new(
+                Code::Unavailable,
+                DOMAIN,
+                "SERVER_SHUTTING_DOWN",
+                "the server is shutting down; resume from the last resume_token",
+            ),
+            E::TooManyStreams(max) => ApiError::new(
+                Code::ResourceExhausted,
+                DOMAIN,
+                "TOO_MANY_STREAMS",
+                "this replica has as many event streams open as it serves; retry later or on another replica",
+            )
+            .with_metadata("max_streams", max.to_string()),
             E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
         };
         api.into()

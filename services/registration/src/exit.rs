@@ -9,6 +9,7 @@ use kg_runtime::auth::{Caller, Role};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
 use crate::error::RegistrationError;
+use crate::events::EventKind;
 use crate::modification::{modification_name, pending_of};
 use crate::sellers::parse_seller_name;
 use crate::service::Registration;
@@ -64,6 +65,7 @@ impl Registration {
         }
         let now = kg_runtime::db::now();
         let seller_name = format!("sellers/{}", row.seller_id);
+        let mut withdrawn = None;
         if let Some(open) = pending_of(&txn, &row.seller_id).await? {
             let name = modification_name(&open.seller_id, &open.modification_id);
             let mut active = open.clone().into_active_model();
@@ -72,14 +74,7 @@ impl Registration {
             active.decide_time = Set(Some(now));
             active.update_time = Set(now);
             active.update(&txn).await?;
-            outbox::announce(
-                &txn,
-                "MODIFICATION_WITHDRAWN",
-                &row.account_id,
-                &name,
-                &[outbox::REVIEW],
-            )
-            .await?;
+            withdrawn = Some(name);
         }
         let mut active = row.clone().into_active_model();
         active.state = Set(state::SELLER_EXITED.to_string());
@@ -97,16 +92,30 @@ impl Registration {
         }
         .insert(&txn)
         .await?;
+        // The announcements come last: on PostgreSQL the event log is locked from the first one
+        // to commit, and no row lock may be taken while it is held.
+        if let Some(name) = withdrawn {
+            outbox::announce(
+                &txn,
+                EventKind::ModificationWithdrawn,
+                &row.account_id,
+                &name,
+                &caller.subject,
+                &[outbox::REVIEW],
+            )
+            .await?;
+        }
         outbox::announce(
             &txn,
-            "SELLER_EXITED",
+            EventKind::SellerExited,
             &row.account_id,
             &seller_name,
+            &caller.subject,
             &[outbox::NOTIFICATION],
         )
         .await?;
         txn.commit().await?;
-        self.relay.notify_one();
+        self.committed();
         tracing::info!(seller = %seller_name, actor = %caller.subject, role = ?caller.role, "seller exited");
         self.seller_by_name(&seller_name).await
     }

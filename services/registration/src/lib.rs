@@ -3,6 +3,7 @@
 pub mod decision;
 pub mod error;
 pub mod exit;
+pub mod events;
 pub mod idempotency;
 pub mod migrations;
 pub mod modification;
@@ -18,6 +19,7 @@ pub mod store;
 pub mod submit;
 pub mod update_info;
 pub mod view;
+pub mod watch;
 
 use std::time::Duration;
 
@@ -85,6 +87,21 @@ pub struct Config {
     /// How long a submission waits for a contended entity lock before ABORTED, in milliseconds.
     #[arg(long, env = "KG_LOCK_WAIT_MS", default_value_t = 2_000)]
     pub lock_wait_ms: u64,
+
+    /// A WatchEvents stream sends a heartbeat after this long without a message, in
+    /// milliseconds.
+    #[arg(long, env = "KG_WATCH_HEARTBEAT_MS", default_value_t = 30_000)]
+    pub watch_heartbeat_ms: u64,
+
+    /// How often a caught-up WatchEvents stream looks for events committed by other replicas,
+    /// in milliseconds (commits of its own replica wake it at once).
+    #[arg(long, env = "KG_WATCH_POLL_MS", default_value_t = 500)]
+    pub watch_poll_ms: u64,
+
+    /// Most WatchEvents streams open at once on this replica; more are RESOURCE_EXHAUSTED
+    /// TOO_MANY_STREAMS.
+    #[arg(long, env = "KG_WATCH_MAX_STREAMS", default_value_t = 1_000)]
+    pub watch_max_streams: usize,
 }
 
 pub fn agreement() -> Agreement {
@@ -137,6 +154,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     tokio::spawn(outbox_relay.run(shutdown.clone()));
     registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
+    registration.watch_heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(1));
+    registration.watch_poll = Duration::from_millis(config.watch_poll_ms.max(1));
+    registration.limit_watch_streams(config.watch_max_streams);
+    registration.shutdown = Some(shutdown.clone());
 
     let service =
         RegistrationServiceServer::new(registration).max_decoding_message_size(MAX_MESSAGE_BYTES);

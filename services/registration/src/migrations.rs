@@ -12,6 +12,7 @@ use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 pub const OUTBOX: &str = "registration_outbox";
+pub const EVENTS: &str = "registration_events";
 
 pub struct Migrator;
 
@@ -121,6 +122,27 @@ CREATE TABLE registration_name_history (
 );
 ALTER TABLE registration_sellers ADD COLUMN exit_reason TEXT;
 ALTER TABLE registration_sellers ADD COLUMN exited_by VARCHAR(128)
+"#,
+            }),
+            // The WatchEvents log: append-only, one row per state change, written in the
+            // change's own transaction (events.rs). `seq` is the stream position.
+            Box::new(SqlMigration {
+                name: "m0004_events",
+                sql: r#"
+CREATE TABLE registration_events (
+    seq                  {bigserial},
+    event_id             VARCHAR(36) NOT NULL UNIQUE,
+    event_type           VARCHAR(48) NOT NULL,
+    account_id           VARCHAR(64) NOT NULL,
+    application          VARCHAR(128) NOT NULL,
+    seller               VARCHAR(128) NOT NULL,
+    modification_request VARCHAR(192) NOT NULL,
+    actor                VARCHAR(128) NOT NULL,
+    event_time           {ts} NOT NULL,
+    snapshot             {blob}
+);
+CREATE INDEX registration_events_by_time ON registration_events (event_time);
+CREATE INDEX registration_events_by_account ON registration_events (account_id, seq)
 "#,
             }),
         ]

@@ -16,6 +16,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistrationError;
+use crate::events::EventKind;
 use crate::sellers::parse_seller_name;
 use crate::service::Registration;
 use crate::store::{modification, request, seller, state};
@@ -575,9 +576,10 @@ impl Registration {
             .await?;
             outbox::announce(
                 &txn,
-                "MODIFICATION_REQUESTED",
+                EventKind::ModificationRequested,
                 &row.account_id,
                 &name,
+                &caller.subject,
                 &[outbox::REVIEW, outbox::NOTIFICATION],
             )
             .await
@@ -586,7 +588,7 @@ impl Registration {
         match written {
             Ok(()) => {
                 txn.commit().await?;
-                self.relay.notify_one();
+                self.committed();
                 Ok(view(&row, true))
             }
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 
 use crate::error::RegistrationError;
+use crate::events::EventKind;
 use crate::modification::{changes_of, copy_leaf, parse_modification_name, view};
 use crate::sellers::{name_history_of, seller_details};
 use crate::service::Registration;
@@ -124,7 +125,7 @@ impl Registration {
                     .insert(&txn)
                     .await?;
                     seller_row.company_name = Set(new_name);
-                    "SELLER_RENAMED"
+                    EventKind::SellerRenamed
                 } else {
                     // Exactly the reviewed leaves: everything else stays as it is now.
                     let mut profile =
@@ -142,25 +143,32 @@ impl Registration {
                     let logo = std::mem::take(&mut profile.logo);
                     seller_row.profile = Set(profile.encode_to_vec());
                     seller_row.logo = Set(Some(logo));
-                    "SELLER_INFO_CHANGED"
+                    EventKind::SellerInfoChanged
                 };
                 changed_seller = Some(seller_row.update(&txn).await?);
                 event
             }
             ReviewDecision::Reject => {
                 active.state = Set(state::MOD_REJECTED.to_string());
-                "MODIFICATION_REJECTED"
+                EventKind::ModificationRejected
             }
             ReviewDecision::RequestChanges | ReviewDecision::Unspecified => {
                 unreachable!("refused above")
             }
         };
         let updated = active.update(&txn).await?;
+        // the reviewer who decided; the review service when it did not say
+        let actor = if req.reviewer.is_empty() {
+            "review"
+        } else {
+            req.reviewer.as_str()
+        };
         outbox::announce(
             &txn,
             event_type,
             &row.account_id,
             &req.subject,
+            actor,
             &[outbox::NOTIFICATION],
         )
         .await?;
@@ -169,7 +177,7 @@ impl Registration {
             None => None,
         };
         txn.commit().await?;
-        self.relay.notify_one();
+        self.committed();
         Ok(reply(ApplyDecisionOutcome::Applied, &updated, seller_after))
     }
 }

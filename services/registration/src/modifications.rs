@@ -13,6 +13,7 @@ use sea_orm::{
 };
 
 use crate::error::RegistrationError;
+use crate::events::EventKind;
 use crate::modification::{
     kind_name, modification_name, parse_modification_name, state_name, view,
 };
@@ -193,14 +194,15 @@ impl Registration {
         .await?;
         outbox::announce(
             &txn,
-            "MODIFICATION_WITHDRAWN",
+            EventKind::ModificationWithdrawn,
             &row.account_id,
             &name,
+            &caller.subject,
             &[outbox::REVIEW],
         )
         .await?;
         txn.commit().await?;
-        self.relay.notify_one();
+        self.committed();
         Ok(view(&updated, true))
     }
 }

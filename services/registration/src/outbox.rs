@@ -1,20 +1,27 @@
 //! registration's outbox events: each state change writes, in its own transaction, one event per
-//! destination that must hear of it. The relay (relay.rs) delivers them.
+//! destination that must hear of it, and one event of the WatchEvents log (events.rs). The relay
+//! (relay.rs) delivers the outbox rows.
 
 use kg_runtime::outbox::{NewEvent, append};
 use sea_orm::{ConnectionTrait, DbErr};
 
+use crate::events::{self, EventKind};
 use crate::migrations::OUTBOX;
 
 pub const REVIEW: &str = "review";
 pub const NOTIFICATION: &str = "notification";
 
-/// Writes `event_type` about `subject` for each destination.
+/// Writes `kind` about `subject` for each destination, and once to the event log. `actor` is
+/// the principal that caused the change (account id, staff id or service).
+///
+/// Call it as the last write of the transaction: on PostgreSQL the event log holds a lock from
+/// here to commit (see events.rs).
 pub async fn announce<C: ConnectionTrait>(
     db: &C,
-    event_type: &str,
+    kind: EventKind,
     account_id: &str,
     subject: &str,
+    actor: &str,
     destinations: &[&str],
 ) -> Result<(), DbErr> {
     for destination in destinations {
@@ -23,7 +30,7 @@ pub async fn announce<C: ConnectionTrait>(
             OUTBOX,
             NewEvent {
                 destination,
-                event_type,
+                event_type: kind.as_str(),
                 account_id,
                 subject,
                 payload: serde_json::json!({}),
@@ -31,5 +38,5 @@ pub async fn announce<C: ConnectionTrait>(
         )
         .await?;
     }
-    Ok(())
+    events::record(db, kind, account_id, subject, actor).await
 }

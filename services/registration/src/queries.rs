@@ -12,6 +12,7 @@ use sea_orm::{
 };
 
 use crate::error::RegistrationError;
+use crate::events::EventKind;
 use crate::service::Registration;
 use crate::store::{application, request, state};
 use crate::{idempotency, outbox, view};
@@ -125,9 +126,11 @@ impl Registration {
     }
 
     /// Withdrawing frees the entity and the account: the row leaves the unique indexes.
+    /// `actor`: who withdraws (the applicant's account or an operator).
     pub async fn withdraw(
         &self,
         req: WithdrawApplicationRequest,
+        actor: &str,
     ) -> Result<Application, RegistrationError> {
         const RPC: &str = "WithdrawApplication";
         idempotency::validate_request_id(&req.request_id)?;
@@ -173,14 +176,15 @@ impl Registration {
         .await?;
         outbox::announce(
             &txn,
-            "APPLICATION_WITHDRAWN",
+            EventKind::ApplicationWithdrawn,
             &row.account_id,
             &req.name,
+            actor,
             &[outbox::REVIEW, outbox::NOTIFICATION],
         )
         .await?;
         txn.commit().await?;
-        self.relay.notify_one();
+        self.committed();
         Ok(view::application(&updated))
     }
 }

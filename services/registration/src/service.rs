@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::registration::registration_service_server::RegistrationService;
@@ -12,6 +12,7 @@ use kg_proto::registration::*;
 use kg_runtime::auth::{Caller, Role};
 use kg_runtime::client::OutboundChannel;
 use kg_runtime::lock::EntityLock;
+use kg_runtime::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
@@ -31,6 +32,20 @@ pub struct Registration {
     /// Wakes the outbox relay after a commit.
     pub(crate) relay: Arc<Notify>,
     pub(crate) agreement: Agreement,
+    /// Ticks after every commit that wrote events, to wake the WatchEvents streams of this
+    /// process (other replicas' commits are found by polling).
+    pub(crate) commits: watch::Sender<u64>,
+    /// Ends the WatchEvents streams (UNAVAILABLE SERVER_SHUTTING_DOWN) so shutdown is not held
+    /// up by them; `None`: they run until the client leaves.
+    pub shutdown: Option<Shutdown>,
+    /// A WatchEvents stream sends a heartbeat when it sent nothing for this long.
+    pub watch_heartbeat: Duration,
+    /// How often a caught-up WatchEvents stream looks for events of other replicas.
+    pub watch_poll: Duration,
+    /// One permit per open WatchEvents stream (each is a task that polls the database), out of
+    /// `watch_max_streams`; set both with [`Registration::limit_watch_streams`].
+    pub(crate) watch_streams: Arc<tokio::sync::Semaphore>,
+    pub(crate) watch_max_streams: usize,
     /// Longer than the identity checks can take, so the lock outlives the work it guards.
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
@@ -50,9 +65,29 @@ impl Registration {
             identity,
             relay,
             agreement,
+            commits: watch::Sender::new(0),
+            shutdown: None,
+            watch_heartbeat: Duration::from_secs(30),
+            watch_poll: Duration::from_millis(500),
+            watch_streams: Arc::new(tokio::sync::Semaphore::new(1_000)),
+            watch_max_streams: 1_000,
             lock_ttl: Duration::from_secs(30),
             lock_wait: Duration::from_secs(2),
         }
+    }
+}
+
+impl Registration {
+    /// At most `max` WatchEvents streams open at once; more are RESOURCE_EXHAUSTED.
+    pub fn limit_watch_streams(&mut self, max: usize) {
+        self.watch_streams = Arc::new(tokio::sync::Semaphore::new(max));
+        self.watch_max_streams = max;
+    }
+
+    /// After a commit that announced: wake the outbox relay and the event streams.
+    pub(crate) fn committed(&self) {
+        self.relay.notify_one();
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -80,7 +115,7 @@ fn not_yet(rpc: &str) -> Status {
     ))
 }
 
-type EventStream =
+pub type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -147,7 +182,7 @@ impl RegistrationService for Registration {
                 return Err(RegistrationError::ApplicationNotFound(request.name).into());
             }
         }
-        let application = self.withdraw(request).await?;
+        let application = self.withdraw(request, &caller.subject).await?;
         Ok(Response::new(WithdrawApplicationResponse {
             application: Some(application),
         }))
@@ -279,8 +314,11 @@ impl RegistrationService for Registration {
 
     async fn watch_events(
         &self,
-        _: Request<WatchEventsRequest>,
+        request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(not_yet("WatchEvents"))
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.watch(&caller, request.into_inner()).await?,
+        ))
     }
 }

@@ -1,4 +1,4 @@
-//! Storage of applications, sellers, idempotency keys and the outbox.
+//! Storage of applications, sellers, idempotency keys, the outbox and the watch-event log.
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
@@ -137,6 +137,32 @@ pub mod request {
         pub body_sha256: String,
         pub resource: String,
         pub create_time: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod event {
+    use super::*;
+
+    /// One row of the watch-event log (events.rs); `seq` is the stream position.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        pub event_id: String,
+        pub event_type: String,
+        pub account_id: String,
+        pub application: String,
+        pub seller: String,
+        pub modification_request: String,
+        pub actor: String,
+        pub event_time: DateTime<Utc>,
+        pub snapshot: Option<Vec<u8>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ use prost::Message;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::error::{EntityRule, RegistrationError};
+use crate::events::EventKind;
 use crate::service::Registration;
 use crate::store::{application, request, seller, state};
 use crate::{idempotency, outbox, view};
@@ -343,9 +344,10 @@ impl Registration {
             .await?;
             outbox::announce(
                 &txn,
-                "APPLICATION_SUBMITTED",
+                EventKind::ApplicationSubmitted,
                 &account_id,
                 &name,
+                &account_id,
                 &[outbox::REVIEW, outbox::NOTIFICATION],
             )
             .await?;
@@ -355,7 +357,7 @@ impl Registration {
         match inserted {
             Ok(()) => {
                 txn.commit().await?;
-                self.relay.notify_one();
+                self.committed();
             }
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {
                 drop(txn);

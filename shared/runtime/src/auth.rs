@@ -465,7 +465,8 @@ pub fn allowed_roles(path: &str) -> &'static [Role] {
             | "ListSellers"
             | "GetModificationRequest"
             | "ListModificationRequests" => APPLICANT_AND_STAFF,
-            "WatchEvents" => &[Reviewer, Operator, Service],
+            // Applicants follow their own account only; the handler enforces it.
+            "WatchEvents" => &[Applicant, Reviewer, Operator, Service],
             _ => &[],
         },
         ("koogallery.review.v1.ReviewService", m) => match m {

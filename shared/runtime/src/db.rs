@@ -29,6 +29,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out by default: one more round trip per query,
+        // a quarter of GetApplication's CPU in a profile (docs/performance.md). Only
+        // connections idle long enough to have been dropped (a database restart, a proxy) are
+        // pinged; a broken busy connection fails its query and is discarded.
+        .test_before_acquire_if_idle_for(Duration::from_secs(5))
         .sqlx_logging(false);
     let db = Database::connect(options).await?;
     if is_sqlite {

@@ -1,0 +1,375 @@
+//! The registration event log behind WatchEvents: one append-only row per state change, written
+//! by `outbox::announce` in the change's own transaction, with a snapshot of the subject after
+//! the change (logo bytes left out). The stream itself is watch.rs.
+//!
+//! Commit order on PostgreSQL: `seq` (bigserial) is assigned at insert time, so without care a
+//! transaction that commits later could hold a smaller seq than one a watcher already streamed,
+//! and "seq > last" would skip it. [`record`] therefore takes a transaction-scoped advisory lock
+//! before its insert: event inserts are serialized until commit, so a seq is only handed out
+//! after every smaller one has committed or rolled back, and "every row up to the largest
+//! visible seq" is final. The lock is held from the event insert to commit only; call
+//! `announce` as the last write of a transaction. SQLite has a single writer: no gap either.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use kg_proto::registration::registration_event::Payload;
+use kg_proto::registration::{RegistrationEvent, RegistrationEventType};
+use prost::Message;
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbBackend, DbErr, EntityTrait, Set};
+use sha2::{Digest, Sha256};
+
+use crate::sellers::seller_details;
+use crate::store::{application, event, modification, seller};
+use crate::view;
+
+/// Key of the advisory lock that serializes event inserts (any constant unique in this
+/// database; "kgrevt" in ASCII).
+const EVENTS_LOCK: i64 = 0x6b67_7265_7674;
+
+/// What happened. One variant per `RegistrationEventType` (except UNSPECIFIED), so that an
+/// unknown kind is a compile error rather than a stream nobody can parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    ApplicationSubmitted,
+    ApplicationChangesRequested,
+    ApplicationResubmitted,
+    ApplicationApproved,
+    ApplicationRejected,
+    ApplicationWithdrawn,
+    SellerInfoChanged,
+    SellerRenamed,
+    SellerExited,
+    ModificationRequested,
+    ModificationRejected,
+    ModificationWithdrawn,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 12] = [
+        Self::ApplicationSubmitted,
+        Self::ApplicationChangesRequested,
+        Self::ApplicationResubmitted,
+        Self::ApplicationApproved,
+        Self::ApplicationRejected,
+        Self::ApplicationWithdrawn,
+        Self::SellerInfoChanged,
+        Self::SellerRenamed,
+        Self::SellerExited,
+        Self::ModificationRequested,
+        Self::ModificationRejected,
+        Self::ModificationWithdrawn,
+    ];
+
+    pub fn wire(self) -> RegistrationEventType {
+        use RegistrationEventType as T;
+        match self {
+            Self::ApplicationSubmitted => T::ApplicationSubmitted,
+            Self::ApplicationChangesRequested => T::ApplicationChangesRequested,
+            Self::ApplicationResubmitted => T::ApplicationResubmitted,
+            Self::ApplicationApproved => T::ApplicationApproved,
+            Self::ApplicationRejected => T::ApplicationRejected,
+            Self::ApplicationWithdrawn => T::ApplicationWithdrawn,
+            Self::SellerInfoChanged => T::SellerInfoChanged,
+            Self::SellerRenamed => T::SellerRenamed,
+            Self::SellerExited => T::SellerExited,
+            Self::ModificationRequested => T::ModificationRequested,
+            Self::ModificationRejected => T::ModificationRejected,
+            Self::ModificationWithdrawn => T::ModificationWithdrawn,
+        }
+    }
+
+    pub fn from_wire(value: i32) -> Option<Self> {
+        let wire = RegistrationEventType::try_from(value).ok()?;
+        Self::ALL.into_iter().find(|k| k.wire() == wire)
+    }
+
+    /// The name stored in the event log and the outbox, e.g. "APPLICATION_SUBMITTED".
+    pub fn as_str(self) -> &'static str {
+        self.wire()
+            .as_str_name()
+            .trim_start_matches("REGISTRATION_EVENT_TYPE_")
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == stored)
+    }
+}
+
+/// The subject of an event, from its resource name.
+enum Subject<'a> {
+    Application(&'a str),
+    Seller(&'a str),
+    Modification { seller: &'a str, id: &'a str },
+}
+
+fn parse_subject(name: &str) -> Option<Subject<'_>> {
+    if let Some(id) = name.strip_prefix("applications/") {
+        return (!id.contains('/')).then_some(Subject::Application(id));
+    }
+    let rest = name.strip_prefix("sellers/")?;
+    match rest.split_once("/modificationRequests/") {
+        None => (!rest.contains('/')).then_some(Subject::Seller(rest)),
+        Some((seller, mr)) if !mr.is_empty() && !mr.contains('/') => {
+            Some(Subject::Modification { seller, id: mr })
+        }
+        Some(_) => None,
+    }
+}
+
+/// Appends one event about `subject` ("applications/{id}", "sellers/{id}" or
+/// "sellers/{id}/modificationRequests/{id}") in the caller's transaction, with the subject as
+/// this transaction sees it now.
+pub async fn record<C: ConnectionTrait>(
+    db: &C,
+    kind: EventKind,
+    account_id: &str,
+    subject: &str,
+    actor: &str,
+) -> Result<(), DbErr> {
+    let parsed = parse_subject(subject).ok_or_else(|| {
+        DbErr::Custom(format!("event subject {subject:?} is not a resource name"))
+    })?;
+    let (mut application_name, mut seller_name, mut modification) =
+        (String::new(), String::new(), String::new());
+    let payload = match parsed {
+        Subject::Application(id) => {
+            application_name = subject.to_string();
+            let row = application::Entity::find_by_id(id.to_string())
+                .one(db)
+                .await?;
+            row.map(|row| {
+                let mut app = view::application(&row);
+                if let Some(p) = app.profile.as_mut() {
+                    p.logo.clear();
+                }
+                seller_name = app.seller.clone();
+                Payload::ApplicationSnapshot(app)
+            })
+        }
+        Subject::Seller(id) => {
+            seller_name = subject.to_string();
+            match seller::Entity::find_by_id(id.to_string()).one(db).await? {
+                Some(row) => {
+                    let s = seller_details(db, &row, false).await?;
+                    application_name = s.application.clone();
+                    Some(Payload::SellerSnapshot(s))
+                }
+                None => None,
+            }
+        }
+        // A seller change applied by a modification request carries the seller as it is now;
+        // the other modification events carry the request.
+        Subject::Modification { seller, id } => {
+            seller_name = format!("sellers/{seller}");
+            modification = subject.to_string();
+            if matches!(kind, EventKind::SellerInfoChanged | EventKind::SellerRenamed) {
+                match seller::Entity::find_by_id(seller.to_string()).one(db).await? {
+                    Some(row) => {
+                        let s = seller_details(db, &row, false).await?;
+                        application_name = s.application.clone();
+                        Some(Payload::SellerSnapshot(s))
+                    }
+                    None => None,
+                }
+            } else {
+                modification::Entity::find_by_id(id.to_string())
+                    .one(db)
+                    .await?
+                    .map(|row| {
+                        let mut m = crate::modification::view(&row, false);
+                        if let Some(p) = m.proposed_profile.as_mut() {
+                            p.logo.clear();
+                        }
+                        Payload::ModificationRequestSnapshot(m)
+                    })
+            }
+        }
+    };
+    let snapshot = payload.map(|p| {
+        RegistrationEvent {
+            payload: Some(p),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    });
+
+    if db.get_database_backend() == DbBackend::Postgres {
+        // See the module comment: serializes event inserts until this transaction ends.
+        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENTS_LOCK})"))
+            .await?;
+    }
+    event::Entity::insert(event::ActiveModel {
+        seq: NotSet,
+        event_id: Set(uuid::Uuid::now_v7().to_string()),
+        event_type: Set(kind.as_str().to_string()),
+        account_id: Set(account_id.to_string()),
+        application: Set(application_name),
+        seller: Set(seller_name),
+        modification_request: Set(modification),
+        actor: Set(actor.to_string()),
+        // taken under the lock, so event times follow seq on one clock
+        event_time: Set(kg_runtime::db::now()),
+        snapshot: Set(snapshot),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// A stored row as the wire message, with its resume token.
+pub fn to_message(row: &event::Model) -> RegistrationEvent {
+    let payload = row
+        .snapshot
+        .as_deref()
+        .and_then(|b| RegistrationEvent::decode(b).ok())
+        .and_then(|e| e.payload);
+    RegistrationEvent {
+        event_id: row.event_id.clone(),
+        resume_token: token(row.seq, &row.event_id),
+        event_type: EventKind::parse(&row.event_type)
+            .map_or(RegistrationEventType::Unspecified, EventKind::wire) as i32,
+        account_id: row.account_id.clone(),
+        application: row.application.clone(),
+        seller: row.seller.clone(),
+        modification_request: row.modification_request.clone(),
+        event_time: Some(view::timestamp(row.event_time)),
+        actor: row.actor.clone(),
+        payload,
+    }
+}
+
+const TOKEN_VERSION: u8 = 1;
+const TOKEN_LEN: usize = 1 + 8 + 8;
+
+/// A position in the log: every event up to `seq` was scanned. `check` ties the token to the
+/// event stored at `seq`, so that a made-up position is refused rather than silently skipping
+/// or replaying events (and the token reveals no event id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub seq: i64,
+    pub check: [u8; 8],
+}
+
+impl Position {
+    /// Before the first event.
+    pub const START: Position = Position {
+        seq: 0,
+        check: [0; 8],
+    };
+
+    pub fn of(seq: i64, event_id: &str) -> Position {
+        Position {
+            seq,
+            check: check(event_id),
+        }
+    }
+}
+
+fn check(event_id: &str) -> [u8; 8] {
+    let digest = Sha256::digest(event_id.as_bytes());
+    let mut out = [0; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
+}
+
+/// base64url(version ‖ seq big-endian ‖ first 8 bytes of SHA-256(event_id)).
+pub fn token(seq: i64, event_id: &str) -> String {
+    encode(if seq == 0 {
+        Position::START
+    } else {
+        Position::of(seq, event_id)
+    })
+}
+
+pub fn encode(position: Position) -> String {
+    let mut bytes = Vec::with_capacity(TOKEN_LEN);
+    bytes.push(TOKEN_VERSION);
+    bytes.extend_from_slice(&position.seq.to_be_bytes());
+    bytes.extend_from_slice(&position.check);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The position a token names, if it is well formed (whether it exists is the caller's check).
+pub fn decode(token: &str) -> Option<Position> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    if bytes.len() != TOKEN_LEN || bytes[0] != TOKEN_VERSION {
+        return None;
+    }
+    let seq = i64::from_be_bytes(bytes[1..9].try_into().ok()?);
+    let check: [u8; 8] = bytes[9..].try_into().ok()?;
+    if seq < 0 || (seq == 0 && check != [0; 8]) {
+        return None;
+    }
+    Some(Position { seq, check })
+}
+
+/// When the change was committed, for `start_time` comparisons.
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    DateTime::from_timestamp(t.seconds, nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_its_wire_name_and_back() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(EventKind::from_wire(kind.wire() as i32), Some(kind));
+            assert!(!kind.as_str().starts_with("REGISTRATION_EVENT_TYPE_"));
+        }
+        assert_eq!(EventKind::from_wire(0), None);
+        assert_eq!(EventKind::from_wire(999), None);
+        assert_eq!(
+            EventKind::ApplicationSubmitted.as_str(),
+            "APPLICATION_SUBMITTED"
+        );
+    }
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_refused() {
+        let t = token(42, "0190aaaa-0000-7000-8000-000000000000");
+        assert_eq!(
+            decode(&t),
+            Some(Position::of(42, "0190aaaa-0000-7000-8000-000000000000"))
+        );
+        assert_eq!(decode(&token(0, "")), Some(Position::START));
+        for bad in ["", "x", "!!!!", &t[..t.len() - 1], &format!("{t}A")] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
+        let mut bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        bytes[0] = 2;
+        assert_eq!(decode(&URL_SAFE_NO_PAD.encode(&bytes)), None, "version");
+        bytes[0] = 1;
+        bytes[1] = 0x80;
+        assert_eq!(decode(&URL_SAFE_NO_PAD.encode(&bytes)), None, "negative");
+    }
+
+    #[test]
+    fn subjects_are_resource_names() {
+        assert!(matches!(
+            parse_subject("applications/a"),
+            Some(Subject::Application("a"))
+        ));
+        assert!(matches!(
+            parse_subject("sellers/s"),
+            Some(Subject::Seller("s"))
+        ));
+        assert!(matches!(
+            parse_subject("sellers/s/modificationRequests/m"),
+            Some(Subject::Modification { seller: "s", id: "m" })
+        ));
+        for bad in [
+            "",
+            "accounts/a",
+            "applications/a/b",
+            "sellers/s/x",
+            "sellers/s/modificationRequests/",
+        ] {
+            assert!(parse_subject(bad).is_none(), "{bad}");
+        }
+    }
+}

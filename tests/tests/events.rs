@@ -1,0 +1,766 @@
+//! WatchEvents over real gRPC (registration and identity-check on TCP, real PostgreSQL or
+//! SQLite): a stream cut after a few events and resumed with its token gets every later event
+//! once, in order, then live events; concurrent submissions reach watchers exactly once (on
+//! PostgreSQL this is the commit-order caveat: a later commit holding a smaller seq); filters,
+//! heartbeats and their tokens; hostile input; and streams ending at shutdown.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use kg_proto::common::ReviewDecision;
+use kg_proto::identity::ImportAccountsRequest;
+use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
+use kg_proto::registration::registration_event::Payload;
+use kg_proto::registration::registration_service_client::RegistrationServiceClient;
+use kg_proto::registration::watch_events_response::Item;
+use kg_proto::registration::*;
+use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
+use kg_runtime::error::DecodedError;
+use kg_tests::fixtures::{self, Website};
+use kg_tests::mesh::{self, Running, TestDb};
+use tonic::Code;
+use tonic::transport::Channel;
+
+type Kind = RegistrationEventType;
+type Stream = tonic::Streaming<WatchEventsResponse>;
+
+const SECRET: &str = "events-tests-secret-0123456789abcdef";
+const HEARTBEAT_MS: u64 = 300;
+/// How long a test listens to a stream that should stay quiet: several heartbeats, with
+/// room for a loaded machine.
+const QUIET: Duration = Duration::from_millis(5 * HEARTBEAT_MS);
+
+struct Env {
+    identity: Running,
+    registration: Running,
+    website: Website,
+    reg: RegistrationServiceClient<Channel>,
+    idc: IdentityCheckServiceClient<Channel>,
+    /// Set when authentication is on: every call carries an operator token unless told.
+    auth: Option<Authenticator>,
+    _dbs: (TestDb, TestDb),
+}
+
+impl Env {
+    async fn start(secured: bool) -> Env {
+        Self::start_with(secured, |_| {}).await
+    }
+
+    async fn start_with(secured: bool, tune: impl FnOnce(&mut kg_registration::Config)) -> Env {
+        let identity_db = mesh::fresh_db().await.unwrap();
+        let registration_db = mesh::fresh_db().await.unwrap();
+        let mut identity_common = mesh::common(&identity_db.url);
+        let mut config = mesh::registration_config(&registration_db.url, "", None);
+        if secured {
+            identity_common.jwt_secret = Some(SECRET.into());
+            config.common.jwt_secret = Some(SECRET.into());
+        }
+        let identity_config = kg_identity_check::Config {
+            common: identity_common,
+            website_test_allowlist: vec!["127.0.0.1/32".to_string()],
+        };
+        let identity = Running::start(mesh::any_port(), move |l, s| {
+            kg_identity_check::run(identity_config, l, s)
+        })
+        .await
+        .unwrap();
+        config.identity_check_url = identity.url();
+        config.watch_heartbeat_ms = HEARTBEAT_MS;
+        config.watch_poll_ms = 200;
+        tune(&mut config);
+        let registration = mesh::start_registration(config).await.unwrap();
+        Env {
+            reg: RegistrationServiceClient::new(registration.channel().await.unwrap()),
+            idc: IdentityCheckServiceClient::new(identity.channel().await.unwrap()),
+            website: Website::start().await.unwrap(),
+            auth: secured
+                .then(|| Authenticator::hs256(SECRET.as_bytes(), DEFAULT_ISSUER, DEFAULT_AUDIENCE)),
+            identity,
+            registration,
+            _dbs: (identity_db, registration_db),
+        }
+    }
+
+    /// `message` with a bearer token for `subject` in `role` when authentication is on.
+    fn req<T>(&self, message: T, subject: &str, role: Role) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(auth) = &self.auth {
+            let token = auth.mint(subject, role, Duration::from_secs(600));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    }
+
+    async fn add_accounts(&mut self, ids: impl IntoIterator<Item = String>) {
+        let accounts = ids
+            .into_iter()
+            .map(|id| fixtures::eligible_account(&id))
+            .collect();
+        let request = self.req(
+            ImportAccountsRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                accounts,
+            },
+            "ops-1",
+            Role::Operator,
+        );
+        let reply = self
+            .idc
+            .import_accounts(request)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.failed_count, 0, "{:?}", reply.errors);
+    }
+
+    async fn submit(&self, account: &str, seed: u64) -> Application {
+        let request = self.req(
+            fixtures::submission(account, seed, &self.website.url("/en")),
+            account,
+            Role::Applicant,
+        );
+        self.reg
+            .clone()
+            .submit_application(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .application
+            .unwrap()
+    }
+
+    async fn withdraw(&self, name: &str) -> Application {
+        let request = self.req(
+            WithdrawApplicationRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                name: name.into(),
+                reason: "changed our plans".into(),
+                etag: String::new(),
+            },
+            "ops-1",
+            Role::Operator,
+        );
+        self.reg
+            .clone()
+            .withdraw_application(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .application
+            .unwrap()
+    }
+
+    async fn approve(&self, name: &str) {
+        let request = self.req(
+            ApplyReviewDecisionRequest {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                subject: name.into(),
+                decision: ReviewDecision::Approve as i32,
+                reviewer: "rev-7".into(),
+                ..Default::default()
+            },
+            "review",
+            Role::Service,
+        );
+        self.reg
+            .clone()
+            .apply_review_decision(request)
+            .await
+            .unwrap();
+    }
+
+    async fn try_watch(
+        &self,
+        request: WatchEventsRequest,
+        subject: &str,
+        role: Role,
+    ) -> Result<Stream, tonic::Status> {
+        let request = self.req(request, subject, role);
+        self.reg
+            .clone()
+            .watch_events(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn watch(&self, request: WatchEventsRequest) -> Stream {
+        self.try_watch(request, "svc-follower", Role::Service)
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.registration.stop().await.unwrap();
+        self.identity.stop().await.unwrap();
+    }
+}
+
+fn resume(token: &str) -> WatchEventsRequest {
+    WatchEventsRequest {
+        resume_token: token.into(),
+        ..Default::default()
+    }
+}
+
+/// The next `n` events (heartbeats skipped); fails when one takes longer than 30 s.
+async fn take(stream: &mut Stream, n: usize) -> Vec<RegistrationEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} events arrived", out.len()))
+            .expect("stream failed")
+            .expect("stream ended");
+        if let Some(Item::Event(event)) = message.item {
+            out.push(event);
+        }
+    }
+    out
+}
+
+/// Reads for `quiet`, asserting no event arrives; returns the last heartbeat's token.
+async fn quiet(stream: &mut Stream, quiet: Duration) -> Option<String> {
+    let until = Instant::now() + quiet;
+    let mut token = None;
+    while let Ok(message) = tokio::time::timeout_at(until.into(), stream.message()).await {
+        match message.expect("stream failed").expect("stream ended").item {
+            Some(Item::Heartbeat(beat)) => {
+                assert!(beat.heartbeat_time.is_some());
+                token = Some(beat.resume_token);
+            }
+            other => panic!("unexpected message while quiet: {other:?}"),
+        }
+    }
+    token
+}
+
+fn kinds(events: &[RegistrationEvent]) -> Vec<(Kind, String)> {
+    events
+        .iter()
+        .map(|e| (e.event_type(), e.application.clone()))
+        .collect()
+}
+
+fn snapshot(event: &RegistrationEvent) -> &Application {
+    match &event.payload {
+        Some(Payload::ApplicationSnapshot(app)) => app,
+        other => panic!("no application snapshot: {other:?}"),
+    }
+}
+
+fn reason(status: &tonic::Status) -> String {
+    DecodedError::from_status(status).reason.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_cut_stream_resumes_with_its_token_without_loss_or_duplicates() {
+    let mut env = Env::start(false).await;
+    env.add_accounts((0..10).map(|i| format!("acct-r{i}")))
+        .await;
+    let mut expected = Vec::new();
+    let mut apps = Vec::new();
+    for i in 0..6 {
+        let app = env.submit(&format!("acct-r{i}"), 1_000 + i).await;
+        expected.push((Kind::ApplicationSubmitted, app.name.clone()));
+        apps.push(app);
+    }
+    for i in [1, 4] {
+        env.withdraw(&apps[i].name).await;
+        expected.push((Kind::ApplicationWithdrawn, apps[i].name.clone()));
+    }
+    env.approve(&apps[0].name).await;
+    expected.push((Kind::ApplicationApproved, apps[0].name.clone()));
+
+    // Three events, then the client goes away.
+    let mut stream = env.watch(WatchEventsRequest::default()).await;
+    let first = take(&mut stream, 3).await;
+    assert_eq!(kinds(&first), expected[..3]);
+    let token = first[2].resume_token.clone();
+    drop(stream);
+
+    // Changes while disconnected.
+    for i in 6..9 {
+        let app = env.submit(&format!("acct-r{i}"), 1_000 + i).await;
+        expected.push((Kind::ApplicationSubmitted, app.name.clone()));
+        apps.push(app);
+    }
+    env.withdraw(&apps[6].name).await;
+    expected.push((Kind::ApplicationWithdrawn, apps[6].name.clone()));
+
+    // Resumed: exactly the rest, in order, nothing twice.
+    let mut resumed = env.watch(resume(&token)).await;
+    let rest = take(&mut resumed, expected.len() - 3).await;
+    assert_eq!(kinds(&rest), expected[3..]);
+    let ids: HashSet<&str> = first
+        .iter()
+        .chain(&rest)
+        .map(|e| e.event_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), expected.len(), "every event id once");
+    let heartbeat = quiet(&mut resumed, QUIET)
+        .await
+        .expect("a heartbeat while idle");
+
+    // What the events carry: the subject after the change, without logo bytes.
+    for event in first.iter().chain(&rest) {
+        let app = snapshot(event);
+        assert_eq!(app.name, event.application);
+        assert_eq!(event.account_id, app.account_id);
+        assert!(event.event_time.is_some());
+        let profile = app.profile.as_ref().unwrap();
+        assert!(profile.logo.is_empty() && !profile.logo_sha256.is_empty());
+        match event.event_type() {
+            Kind::ApplicationSubmitted => {
+                assert_eq!(app.state(), ApplicationState::Submitted);
+                assert_eq!(event.actor, app.account_id, "the applicant submits");
+            }
+            Kind::ApplicationWithdrawn => {
+                assert_eq!(app.state(), ApplicationState::Withdrawn);
+                assert_eq!(event.actor, "dev", "the (development) operator withdrew");
+            }
+            Kind::ApplicationApproved => {
+                assert_eq!(app.state(), ApplicationState::Approved);
+                assert!(app.seller.starts_with("sellers/"));
+                assert_eq!(event.seller, app.seller);
+                assert_eq!(event.actor, "rev-7");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // Live: a change while the stream is open arrives on it, once.
+    let app = env.submit("acct-r9", 1_009).await;
+    let live = take(&mut resumed, 1).await;
+    assert_eq!(
+        kinds(&live),
+        vec![(Kind::ApplicationSubmitted, app.name.clone())]
+    );
+    let after_live = quiet(&mut resumed, QUIET)
+        .await
+        .expect("a heartbeat after the live event");
+
+    // Heartbeat tokens resume where they were sent: the earlier one gets the live event only,
+    // the later one nothing.
+    let mut from_beat = env.watch(resume(&heartbeat)).await;
+    assert_eq!(kinds(&take(&mut from_beat, 1).await), kinds(&live));
+    assert!(quiet(&mut from_beat, QUIET).await.is_some());
+    let mut from_end = env.watch(resume(&after_live)).await;
+    assert!(quiet(&mut from_end, QUIET).await.is_some());
+
+    // Filters: only withdrawals; start_time: from the sixth event on.
+    let mut withdrawals = env
+        .watch(WatchEventsRequest {
+            event_types: vec![Kind::ApplicationWithdrawn as i32],
+            ..Default::default()
+        })
+        .await;
+    let got = take(&mut withdrawals, 3).await;
+    let want: Vec<_> = expected
+        .iter()
+        .filter(|(k, _)| *k == Kind::ApplicationWithdrawn)
+        .cloned()
+        .collect();
+    assert_eq!(kinds(&got), want);
+    let beat = quiet(&mut withdrawals, QUIET).await.expect("heartbeat");
+    // the filtered stream's heartbeat moved past the rows it skipped
+    let mut after_filtered = env.watch(resume(&beat)).await;
+    assert!(quiet(&mut after_filtered, QUIET).await.is_some());
+
+    let sixth = &rest[2];
+    let mut since = env
+        .watch(WatchEventsRequest {
+            start_time: sixth.event_time,
+            ..Default::default()
+        })
+        .await;
+    let got = take(&mut since, expected.len() - 5 + 1).await;
+    assert_eq!(got[0].event_id, sixth.event_id);
+    assert_eq!(kinds(&got[..expected.len() - 5]), expected[5..]);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_submissions_reach_every_watcher_exactly_once() {
+    const N: u64 = 40;
+    let mut env = Env::start(false).await;
+    env.add_accounts((0..N).map(|i| format!("acct-c{i}"))).await;
+    let total = (N + N / 2) as usize;
+
+    // Watcher A stays connected; watcher B drops and resumes every 7 events.
+    let mut a = env.watch(WatchEventsRequest::default()).await;
+    let reg = env.reg.clone();
+    let b = tokio::spawn(async move {
+        let mut reg = reg;
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        while seen.len() < total {
+            let mut stream = reg.watch_events(resume(&token)).await.unwrap().into_inner();
+            let chunk = take(&mut stream, 7.min(total - seen.len())).await;
+            token = chunk.last().unwrap().resume_token.clone();
+            seen.extend(chunk);
+        }
+        seen
+    });
+
+    let env = std::sync::Arc::new(env);
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let env = env.clone();
+            tokio::spawn(async move {
+                let app = env.submit(&format!("acct-c{i}"), 2_000 + i).await;
+                let mut mine = vec![(Kind::ApplicationSubmitted, app.name.clone())];
+                if i % 2 == 0 {
+                    env.withdraw(&app.name).await;
+                    mine.push((Kind::ApplicationWithdrawn, app.name));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut expected = HashSet::new();
+    for task in tasks {
+        expected.extend(task.await.unwrap());
+    }
+    assert_eq!(expected.len(), total);
+
+    let seen_a = take(&mut a, total).await;
+    let seen_b = tokio::time::timeout(Duration::from_secs(60), b)
+        .await
+        .expect("watcher B finished")
+        .unwrap();
+    for (who, seen) in [("A", &seen_a), ("B", &seen_b)] {
+        let got: HashSet<_> = kinds(seen).into_iter().collect();
+        assert_eq!(got.len(), total, "{who}: nothing twice");
+        assert_eq!(got, expected, "{who}: everything once");
+        let ids: HashSet<_> = seen.iter().map(|e| e.event_id.clone()).collect();
+        assert_eq!(ids.len(), total, "{who}: distinct event ids");
+        // an application's submission precedes its withdrawal
+        for (i, e) in seen.iter().enumerate() {
+            if e.event_type() == Kind::ApplicationWithdrawn {
+                assert!(
+                    seen[..i].iter().any(|s| s.application == e.application
+                        && s.event_type() == Kind::ApplicationSubmitted),
+                    "{who}: withdrawal before submission"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen_a.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
+        seen_b.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
+        "both watchers see one order"
+    );
+    assert!(quiet(&mut a, QUIET).await.is_some());
+    drop(a);
+    match std::sync::Arc::try_unwrap(env) {
+        Ok(env) => env.stop().await,
+        Err(_) => panic!("tasks still hold the environment"),
+    }
+}
+
+/// The commit-order caveat, made deterministic: a transaction that announced first but has not
+/// committed holds a smaller seq than a submission that announces after it. The watcher must
+/// not see the later one first (a "seq > last" reader would then skip the earlier one for good).
+/// Then a rolled-back change: no event, and its unused seq does not stall the stream.
+/// PostgreSQL only: SQLite has one writer, so the second transaction could not even start.
+#[tokio::test]
+async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
+    use sea_orm::TransactionTrait;
+    if mesh::backend() == mesh::Backend::Sqlite {
+        return;
+    }
+    let mut env = Env::start(false).await;
+    env.add_accounts(["acct-slow".to_string(), "acct-fast".to_string()])
+        .await;
+    let slow = env.submit("acct-slow", 4_001).await;
+    let mut stream = env.watch(WatchEventsRequest::default()).await;
+    take(&mut stream, 1).await;
+
+    // A withdrawal-like change that announced and then stalls before COMMIT.
+    let db = kg_runtime::db::connect(&env._dbs.1.url).await.unwrap();
+    let open = db.begin().await.unwrap();
+    kg_registration::outbox::announce(
+        &open,
+        kg_registration::events::EventKind::ApplicationWithdrawn,
+        "acct-slow",
+        &slow.name,
+        "ops-stalled",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // Meanwhile another submission: it must not become visible ahead of the open one.
+    let env = std::sync::Arc::new(env);
+    let fast = tokio::spawn({
+        let env = env.clone();
+        async move { env.submit("acct-fast", 4_002).await }
+    });
+    // Until it has reached its own event insert (it waits for the open transaction) or is done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fast.is_finished() && !waits_for_event_lock(&db).await {
+        assert!(
+            Instant::now() < deadline,
+            "the submission neither waited nor finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        quiet(&mut stream, QUIET).await.is_some(),
+        "nothing is streamed while an earlier event is uncommitted"
+    );
+    open.commit().await.unwrap();
+    let fast = fast.await.unwrap();
+    let got = take(&mut stream, 2).await;
+    assert_eq!(
+        kinds(&got),
+        vec![
+            (Kind::ApplicationWithdrawn, slow.name.clone()),
+            (Kind::ApplicationSubmitted, fast.name.clone()),
+        ]
+    );
+    assert_eq!(got[0].actor, "ops-stalled");
+    assert!(quiet(&mut stream, QUIET).await.is_some());
+
+    // A change that rolls back leaves no event, and its unused seq does not stall the stream.
+    let doomed = db.begin().await.unwrap();
+    kg_registration::outbox::announce(
+        &doomed,
+        kg_registration::events::EventKind::ApplicationWithdrawn,
+        "acct-fast",
+        &fast.name,
+        "ops-doomed",
+        &[],
+    )
+    .await
+    .unwrap();
+    doomed.rollback().await.unwrap();
+    env.withdraw(&fast.name).await;
+    let got = take(&mut stream, 1).await;
+    assert_eq!(
+        kinds(&got),
+        vec![(Kind::ApplicationWithdrawn, fast.name.clone())]
+    );
+    assert_eq!(got[0].actor, "dev");
+    assert!(quiet(&mut stream, QUIET).await.is_some());
+    drop(stream);
+    match std::sync::Arc::try_unwrap(env) {
+        Ok(env) => env.stop().await,
+        Err(_) => panic!("tasks still hold the environment"),
+    }
+}
+
+/// Whether a transaction waits for an advisory lock (events.rs serializes event inserts).
+async fn waits_for_event_lock(db: &sea_orm::DatabaseConnection) -> bool {
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap() > 0
+}
+
+#[tokio::test]
+async fn hostile_input_is_refused_with_reasons() {
+    let mut env = Env::start(true).await;
+    env.add_accounts(["acct-a".to_string(), "acct-b".to_string()])
+        .await;
+    let a = env.submit("acct-a", 3_001).await;
+    let b = env.submit("acct-b", 3_002).await;
+    env.withdraw(&a.name).await;
+
+    let mut stream = env.watch(WatchEventsRequest::default()).await;
+    let all = take(&mut stream, 3).await;
+    drop(stream);
+    let good = all[1].resume_token.clone();
+
+    // Garbled and forged tokens.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut bytes = b64.decode(&good).unwrap();
+    let mut forged_seq = bytes.clone();
+    forged_seq[8] ^= 0x40; // a position nobody was given
+    bytes[12] ^= 0x01; // the right position, the wrong check
+    let bad_tokens = [
+        "not a token!".to_string(),
+        b64.encode(b"v1:42"),
+        good[..good.len() - 2].to_string(),
+        b64.encode(&forged_seq),
+        b64.encode(&bytes),
+    ];
+    for token in &bad_tokens {
+        let err = env
+            .try_watch(resume(token), "svc-1", Role::Service)
+            .await
+            .expect_err(token);
+        assert_eq!(err.code(), Code::InvalidArgument, "{token}: {err:?}");
+        assert_eq!(reason(&err), "INVALID_RESUME_TOKEN", "{token}");
+    }
+
+    // Unknown and unspecified event types.
+    for value in [999, 0] {
+        let err = env
+            .try_watch(
+                WatchEventsRequest {
+                    event_types: vec![Kind::ApplicationSubmitted as i32, value],
+                    ..Default::default()
+                },
+                "rev-1",
+                Role::Reviewer,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{value}");
+        let decoded = DecodedError::from_status(&err);
+        assert_eq!(decoded.reason.as_deref(), Some("INVALID_ARGUMENT"));
+        assert_eq!(decoded.field_reasons(), vec!["EVENT_TYPE_INVALID"]);
+        assert_eq!(decoded.field_violations[0].0, "event_types[1]");
+    }
+    let err = env
+        .try_watch(
+            WatchEventsRequest {
+                account_id: "bad account!".into(),
+                ..Default::default()
+            },
+            "rev-1",
+            Role::Reviewer,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        DecodedError::from_status(&err).field_reasons(),
+        vec!["ACCOUNT_ID_INVALID"]
+    );
+
+    // Applicants: another account is refused; their own stream shows their account only,
+    // and not the operator who withdrew.
+    let err = env
+        .try_watch(
+            WatchEventsRequest {
+                account_id: "acct-b".into(),
+                ..Default::default()
+            },
+            "acct-a",
+            Role::Applicant,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err), "NOT_ACCOUNT_OWNER");
+    let mut own = env
+        .try_watch(WatchEventsRequest::default(), "acct-a", Role::Applicant)
+        .await
+        .unwrap();
+    let mine = take(&mut own, 2).await;
+    assert_eq!(
+        kinds(&mine),
+        vec![
+            (Kind::ApplicationSubmitted, a.name.clone()),
+            (Kind::ApplicationWithdrawn, a.name.clone())
+        ]
+    );
+    assert_eq!(mine[0].actor, "acct-a", "their own actions keep the actor");
+    assert_eq!(
+        mine[1].actor, "",
+        "staff actors are not shown to applicants"
+    );
+    assert!(quiet(&mut own, QUIET).await.is_some());
+    let mut b_stream = env
+        .try_watch(
+            WatchEventsRequest {
+                account_id: "acct-b".into(),
+                ..Default::default()
+            },
+            "rev-1",
+            Role::Reviewer,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&take(&mut b_stream, 1).await),
+        vec![(Kind::ApplicationSubmitted, b.name.clone())]
+    );
+
+    // No token at all: the auth layer refuses before the service sees the call.
+    let err = env
+        .reg
+        .clone()
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    drop((own, b_stream));
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn streams_beyond_the_limit_are_refused_until_one_closes() {
+    let env = Env::start_with(false, |c| c.watch_max_streams = 2).await;
+    let first = env.watch(WatchEventsRequest::default()).await;
+    let _second = env.watch(WatchEventsRequest::default()).await;
+    let err = env
+        .try_watch(WatchEventsRequest::default(), "svc-1", Role::Service)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "TOO_MANY_STREAMS");
+    assert_eq!(
+        DecodedError::from_status(&err).metadata.get("max_streams"),
+        Some(&"2".to_string())
+    );
+    // A client that leaves frees its place.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut third = loop {
+        match env
+            .try_watch(WatchEventsRequest::default(), "svc-1", Role::Service)
+            .await
+        {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline && e.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("no place freed: {e:?}"),
+        }
+    };
+    assert!(quiet(&mut third, QUIET).await.is_some());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn open_streams_end_with_unavailable_at_shutdown() {
+    let env = Env::start(false).await;
+    let mut stream = env.watch(WatchEventsRequest::default()).await;
+    assert!(quiet(&mut stream, QUIET).await.is_some());
+    let started = Instant::now();
+    let Env {
+        identity,
+        registration,
+        ..
+    } = env;
+    let stopping = tokio::spawn(registration.stop());
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("the stream ends promptly")
+        {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    let err = end.expect_err("ends with a status");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(reason(&err), "SERVER_SHUTTING_DOWN");
+    stopping.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown was not held up by the open stream (grace is 10 s)"
+    );
+    identity.stop().await.unwrap();
+}
