@@ -566,7 +566,8 @@ async fn import_accounts(identity: &Channel, prefix: &str, n: u64) -> anyhow::Re
 }
 
 /// One SubmitApplication step (warm-up included when `warmup` is set); the names of the
-/// applications created go to `names`.
+/// applications created go to `names`. With `cpu`, the step's CPU use is attached, counted from
+/// after the accounts are imported (importing them is not part of SubmitApplication).
 async fn submit_step(
     clients: &Clients,
     ids: &mut Ids,
@@ -574,13 +575,18 @@ async fn submit_step(
     concurrency: usize,
     budget: Budget,
     names: &Arc<Mutex<Vec<String>>>,
+    cpu: Option<&Mesh>,
 ) -> anyhow::Result<StepResult> {
     let (prefix, seed0) = ids.take(budget.max_requests);
     import_accounts(&clients.identity, &prefix, budget.max_requests).await?;
+    let before = cpu.map(|mesh| {
+        say(format!("  submitting at {concurrency} in flight"));
+        mesh.cpu_snapshot()
+    });
     let channels = Arc::new(clients.registration.clone());
     let template = Arc::new(template.clone());
     let names = names.clone();
-    Ok(drive(concurrency, budget, move |i, w| {
+    let step = drive(concurrency, budget, move |i, w| {
         let mut client = RegistrationServiceClient::new(channels[w % channels.len()].clone());
         let mut req = (*template).clone();
         req.request_id = uuid::Uuid::new_v4().to_string();
@@ -598,7 +604,12 @@ async fn submit_step(
             Ok(())
         }
     })
-    .await)
+    .await;
+    let mut step = step;
+    if let (Some(mesh), Some(before)) = (cpu, before) {
+        mesh.attach_cpu(&mut step, &before);
+    }
+    Ok(step)
 }
 
 async fn get_step(
@@ -1123,6 +1134,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             max_requests: 8,
         },
         &submitted,
+        None,
     )
     .await?;
     if first.ok == 0 {
@@ -1231,19 +1243,19 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             c,
             plan.submit_warmup_budget(),
             &submitted,
+            None,
         )
         .await?;
-        let before = mesh.cpu_snapshot();
-        let mut r = submit_step(
+        let r = submit_step(
             &clients,
             &mut ids,
             &template,
             c,
             plan.submit_budget(),
             &submitted,
+            Some(mesh),
         )
         .await?;
-        mesh.attach_cpu(&mut r, &before);
         show("submit", &r);
         if r.ok >= plan.max_submits {
             notes.push(format!(
@@ -1336,20 +1348,20 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             c,
             plan.submit_warmup_budget(),
             &scale_submitted,
+            None,
         )
         .await?;
         let stored_at_measure = db::count_applications(&mesh.registration_db).await?;
-        let before = mesh.cpu_snapshot();
-        let mut s = submit_step(
+        let s = submit_step(
             &clients,
             &mut ids,
             &template,
             c,
             plan.submit_budget(),
             &scale_submitted,
+            Some(mesh),
         )
         .await?;
-        mesh.attach_cpu(&mut s, &before);
         show(&format!("submit ({stored_at_measure} stored)"), &s);
         outbox.after_steps.push(
             backlog(

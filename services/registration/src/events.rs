@@ -163,8 +163,14 @@ pub async fn record<C: ConnectionTrait>(
         Subject::Modification { seller, id } => {
             seller_name = format!("sellers/{seller}");
             modification = subject.to_string();
-            if matches!(kind, EventKind::SellerInfoChanged | EventKind::SellerRenamed) {
-                match seller::Entity::find_by_id(seller.to_string()).one(db).await? {
+            if matches!(
+                kind,
+                EventKind::SellerInfoChanged | EventKind::SellerRenamed
+            ) {
+                match seller::Entity::find_by_id(seller.to_string())
+                    .one(db)
+                    .await?
+                {
                     Some(row) => {
                         let s = seller_details(db, &row, false).await?;
                         application_name = s.application.clone();
@@ -360,7 +366,10 @@ mod tests {
         ));
         assert!(matches!(
             parse_subject("sellers/s/modificationRequests/m"),
-            Some(Subject::Modification { seller: "s", id: "m" })
+            Some(Subject::Modification {
+                seller: "s",
+                id: "m"
+            })
         ));
         for bad in [
             "",

@@ -2,8 +2,8 @@
 
 pub mod decision;
 pub mod error;
-pub mod exit;
 pub mod events;
+pub mod exit;
 pub mod idempotency;
 pub mod migrations;
 pub mod modification;
