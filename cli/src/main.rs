@@ -1,6 +1,7 @@
 //! `koogallery`: run the whole mesh in one process, or talk to a running one.
 
 mod apply;
+mod events;
 mod review;
 mod seller;
 mod status;
@@ -36,6 +37,8 @@ enum Command {
     Seller(seller::SellerArgs),
     /// Notification deliveries and their status.
     Notifications(review::NotificationsArgs),
+    /// Registration's event stream: watch (history, then live; resumable).
+    Events(events::EventsArgs),
     /// Mint a bearer token for the local mesh (development only).
     Token(token::TokenArgs),
     /// Account directory operations.
@@ -61,6 +64,7 @@ async fn main() -> std::process::ExitCode {
         Command::Review(args) => review::review(args).await,
         Command::Seller(args) => seller::seller(args).await,
         Command::Notifications(args) => review::notifications(args).await,
+        Command::Events(args) => events::events(args).await,
         Command::Accounts(AccountsCommand::Import(args)) => apply::import(args).await,
     };
     match result {

@@ -2,7 +2,8 @@
 //! SQLite): a stream cut after a few events and resumed with its token gets every later event
 //! once, in order, then live events; concurrent submissions reach watchers exactly once (on
 //! PostgreSQL this is the commit-order caveat: a later commit holding a smaller seq); filters,
-//! heartbeats and their tokens; hostile input; and streams ending at shutdown.
+//! heartbeats and their tokens; one seller's lifecycle from submission to exit, each change with
+//! its snapshot; hostile input; and streams ending at shutdown.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -153,22 +154,36 @@ impl Env {
     }
 
     async fn approve(&self, name: &str) {
+        self.decide(name, ReviewDecision::Approve).await;
+    }
+
+    /// What ReviewService's relay sends once reviewer rev-7 decided on `subject` (an
+    /// application or a modification request); a rejection cites a catalogue reason.
+    async fn decide(&self, subject: &str, decision: ReviewDecision) {
+        let reason_codes = match decision {
+            ReviewDecision::Approve => vec![],
+            _ => vec!["WEBSITE_NOT_ENGLISH".to_string()],
+        };
         let request = self.req(
             ApplyReviewDecisionRequest {
                 event_id: uuid::Uuid::new_v4().to_string(),
-                subject: name.into(),
-                decision: ReviewDecision::Approve as i32,
+                subject: subject.into(),
+                decision: decision as i32,
+                reason_codes,
                 reviewer: "rev-7".into(),
                 ..Default::default()
             },
             "review",
             Role::Service,
         );
-        self.reg
+        let reply = self
+            .reg
             .clone()
             .apply_review_decision(request)
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.outcome(), ApplyDecisionOutcome::Applied);
     }
 
     async fn try_watch(
@@ -378,6 +393,333 @@ async fn a_cut_stream_resumes_with_its_token_without_loss_or_duplicates() {
     let got = take(&mut since, expected.len() - 5 + 1).await;
     assert_eq!(got[0].event_id, sixth.event_id);
     assert_eq!(kinds(&got[..expected.len() - 5]), expected[5..]);
+    env.stop().await;
+}
+
+/// The name an event is about: the modification request for MODIFICATION_* and for the seller
+/// changes it applied, the seller for SELLER_EXITED, the application otherwise.
+fn subject(event: &RegistrationEvent) -> &str {
+    if !event.modification_request.is_empty() {
+        &event.modification_request
+    } else if event.event_type() == Kind::SellerExited {
+        &event.seller
+    } else {
+        &event.application
+    }
+}
+
+fn subjects(events: &[RegistrationEvent]) -> Vec<(Kind, String)> {
+    events
+        .iter()
+        .map(|e| (e.event_type(), subject(e).to_string()))
+        .collect()
+}
+
+fn seller_snapshot(event: &RegistrationEvent) -> &Seller {
+    match &event.payload {
+        Some(Payload::SellerSnapshot(seller)) => seller,
+        other => panic!("no seller snapshot: {other:?}"),
+    }
+}
+
+fn modification_snapshot(event: &RegistrationEvent) -> &ModificationRequest {
+    match &event.payload {
+        Some(Payload::ModificationRequestSnapshot(m)) => m,
+        other => panic!("no modification request snapshot: {other:?}"),
+    }
+}
+
+/// One seller from submission to exit: every change is one event, in commit order, about the
+/// right subject and with the subject as it was right after the change. A watcher that stays
+/// connected and one cut mid-lifecycle (resumed after the exit) see the same events; a history
+/// read cut in the middle resumes with the rest, once each.
+#[tokio::test]
+async fn seller_lifecycle_events_stream_in_order_with_their_snapshots() {
+    const ACCOUNT: &str = "acct-lifecycle";
+    let mut env = Env::start(false).await;
+    env.add_accounts([ACCOUNT.to_string()]).await;
+    let only_mine = || WatchEventsRequest {
+        account_id: ACCOUNT.into(),
+        ..Default::default()
+    };
+    let mut steady = env.watch(only_mine()).await;
+    let mut cut = env.watch(only_mine()).await;
+    let mut expected = Vec::new();
+
+    // Application, approved: the seller is created.
+    let app = env.submit(ACCOUNT, 7_001).await;
+    expected.push((Kind::ApplicationSubmitted, app.name.clone()));
+    env.approve(&app.name).await;
+    expected.push((Kind::ApplicationApproved, app.name.clone()));
+    let seller_name = env
+        .reg
+        .clone()
+        .get_application(GetApplicationRequest {
+            name: app.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .application
+        .unwrap()
+        .seller;
+    let seller = env
+        .reg
+        .clone()
+        .get_seller(GetSellerRequest {
+            name: seller_name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .seller
+        .unwrap();
+    let old_company = seller.company_name.clone();
+
+    // A profile change, reviewed and approved.
+    let mut profile = seller.profile.clone().unwrap();
+    profile.introduction = "Example Software builds cloud tools for teams of every size.".into();
+    let update = |profile: kg_proto::common::SellerProfile, path: &str| UpdateSellerInfoRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        name: seller_name.clone(),
+        profile: Some(profile),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec![path.to_string()],
+        }),
+        etag: String::new(),
+        logo_file_name: String::new(),
+    };
+    let intro = env
+        .reg
+        .clone()
+        .update_seller_info(update(profile.clone(), "introduction"))
+        .await
+        .unwrap()
+        .into_inner()
+        .modification_request
+        .unwrap();
+    expected.push((Kind::ModificationRequested, intro.name.clone()));
+    env.decide(&intro.name, ReviewDecision::Approve).await;
+    expected.push((Kind::SellerInfoChanged, intro.name.clone()));
+
+    // The cut watcher goes away here, having seen the events so far.
+    let before_cut = take(&mut cut, expected.len()).await;
+    assert_eq!(subjects(&before_cut), expected);
+    let token = before_cut.last().unwrap().resume_token.clone();
+    drop(cut);
+
+    // A rename once the account's verified name changed: rejected, then asked again and
+    // approved.
+    let new_company = "Fuzhou Lifecycle Renamed Co., Ltd.".to_string();
+    let mut account = kg_tests::fixtures::eligible_account(ACCOUNT);
+    account.verified_enterprise_name = new_company.clone();
+    env.idc
+        .upsert_account(kg_proto::identity::UpsertAccountRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            account: Some(account),
+        })
+        .await
+        .unwrap();
+    let rename = || ChangeCompanyNameRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        name: seller_name.clone(),
+        new_company_name: new_company.clone(),
+        entity: None,
+        etag: String::new(),
+    };
+    let mut renames = Vec::new();
+    for decision in [ReviewDecision::Reject, ReviewDecision::Approve] {
+        let request = env
+            .reg
+            .clone()
+            .change_company_name(rename())
+            .await
+            .unwrap()
+            .into_inner()
+            .modification_request
+            .unwrap();
+        expected.push((Kind::ModificationRequested, request.name.clone()));
+        env.decide(&request.name, decision).await;
+        expected.push(match decision {
+            ReviewDecision::Approve => (Kind::SellerRenamed, request.name.clone()),
+            _ => (Kind::ModificationRejected, request.name.clone()),
+        });
+        renames.push(request);
+    }
+
+    // A last change request, still pending when the seller exits: withdrawn, then the exit.
+    profile.industry = "CONSULTING".into();
+    let pending = env
+        .reg
+        .clone()
+        .update_seller_info(update(profile.clone(), "industry"))
+        .await
+        .unwrap()
+        .into_inner()
+        .modification_request
+        .unwrap();
+    expected.push((Kind::ModificationRequested, pending.name.clone()));
+    env.reg
+        .clone()
+        .exit_seller(ExitSellerRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            name: seller_name.clone(),
+            reason: "closing the business".into(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    expected.push((Kind::ModificationWithdrawn, pending.name.clone()));
+    expected.push((Kind::SellerExited, seller_name.clone()));
+
+    // The steady watcher: everything, in order, and nothing more.
+    let all = take(&mut steady, expected.len()).await;
+    assert_eq!(subjects(&all), expected);
+    assert!(quiet(&mut steady, QUIET).await.is_some());
+    // The cut one, resumed: exactly the rest.
+    let mut resumed = env.watch(resume(&token)).await;
+    let rest = take(&mut resumed, expected.len() - before_cut.len()).await;
+    assert!(quiet(&mut resumed, QUIET).await.is_some(), "nothing twice");
+    let ids = |events: &[RegistrationEvent]| -> Vec<String> {
+        events.iter().map(|e| e.event_id.clone()).collect()
+    };
+    let stitched: Vec<_> = before_cut.iter().chain(&rest).cloned().collect();
+    assert_eq!(
+        ids(&stitched),
+        ids(&all),
+        "the same events in the same order"
+    );
+    let unique: HashSet<_> = ids(&all).into_iter().collect();
+    assert_eq!(unique.len(), expected.len(), "every event id once");
+
+    // A history read cut in the middle (after the rejection) resumes with the rest.
+    let middle = 6;
+    let mut history = env.watch(only_mine()).await;
+    let head = take(&mut history, middle).await;
+    assert_eq!(
+        head.last().unwrap().event_type(),
+        Kind::ModificationRejected
+    );
+    drop(history);
+    let mut history = env.watch(resume(&head[middle - 1].resume_token)).await;
+    let tail = take(&mut history, expected.len() - middle).await;
+    assert!(quiet(&mut history, QUIET).await.is_some());
+    let replayed: Vec<_> = head.into_iter().chain(tail).collect();
+    assert_eq!(ids(&replayed), ids(&all));
+
+    // What each event carries: the subject right after its change, without logo bytes.
+    for event in &all {
+        assert_eq!(event.account_id, ACCOUNT);
+        assert!(event.event_time.is_some());
+        assert!(!event.actor.is_empty(), "{event:?}");
+        if event.event_type() != Kind::ApplicationSubmitted {
+            assert_eq!(event.seller, seller_name, "{:?}", event.event_type());
+        }
+        match event.event_type() {
+            Kind::ApplicationSubmitted | Kind::ApplicationApproved => {
+                let app = snapshot(event);
+                assert_eq!(app.name, event.application);
+                let approved = event.event_type() == Kind::ApplicationApproved;
+                assert_eq!(app.state() == ApplicationState::Approved, approved);
+            }
+            Kind::ModificationRequested
+            | Kind::ModificationRejected
+            | Kind::ModificationWithdrawn => {
+                let m = modification_snapshot(event);
+                assert_eq!(m.name, event.modification_request);
+                assert_eq!(m.seller, seller_name);
+                let state = match event.event_type() {
+                    Kind::ModificationRequested => ModificationState::PendingReview,
+                    Kind::ModificationRejected => ModificationState::Rejected,
+                    _ => ModificationState::Withdrawn,
+                };
+                assert_eq!(m.state(), state, "{}", m.name);
+                if let Some(p) = &m.proposed_profile {
+                    assert!(p.logo.is_empty());
+                }
+            }
+            Kind::SellerInfoChanged | Kind::SellerRenamed | Kind::SellerExited => {
+                let s = seller_snapshot(event);
+                assert_eq!(s.name, seller_name);
+                assert_eq!(event.application, app.name);
+                let p = s.profile.as_ref().unwrap();
+                assert!(p.logo.is_empty() && !p.logo_sha256.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let of = |kind: Kind| -> Vec<&RegistrationEvent> {
+        all.iter().filter(|e| e.event_type() == kind).collect()
+    };
+    // the requests: a profile update, two renames, a profile update
+    let requested = of(Kind::ModificationRequested);
+    let kinds_requested: Vec<_> = requested
+        .iter()
+        .map(|e| modification_snapshot(e).kind())
+        .collect();
+    assert_eq!(
+        kinds_requested,
+        [
+            ModificationKind::ProfileUpdate,
+            ModificationKind::CompanyNameChange,
+            ModificationKind::CompanyNameChange,
+            ModificationKind::ProfileUpdate,
+        ]
+    );
+    let first = modification_snapshot(requested[0]);
+    assert_eq!(
+        first.proposed_profile.as_ref().unwrap().introduction,
+        profile.introduction
+    );
+    assert_eq!(
+        modification_snapshot(requested[1]).proposed_company_name,
+        new_company
+    );
+    let rejected = modification_snapshot(of(Kind::ModificationRejected)[0]);
+    assert_eq!(
+        rejected.rejection.as_ref().unwrap().reason_codes,
+        ["WEBSITE_NOT_ENGLISH"]
+    );
+    for decided in [
+        Kind::ModificationRejected,
+        Kind::SellerInfoChanged,
+        Kind::SellerRenamed,
+    ] {
+        assert_eq!(of(decided)[0].actor, "rev-7", "{decided:?}");
+    }
+
+    // The seller after each change: the new introduction, still the old name; then renamed
+    // with a history of two; then exited.
+    let changed = seller_snapshot(of(Kind::SellerInfoChanged)[0]);
+    assert_eq!(
+        changed.profile.as_ref().unwrap().introduction,
+        profile.introduction
+    );
+    assert_eq!(changed.company_name, old_company);
+    assert_eq!(changed.state(), SellerState::Active);
+    let renamed = seller_snapshot(of(Kind::SellerRenamed)[0]);
+    assert_eq!(renamed.company_name, new_company);
+    let history: Vec<_> = renamed
+        .name_history
+        .iter()
+        .map(|h| h.company_name.as_str())
+        .collect();
+    assert_eq!(history, [old_company.as_str(), new_company.as_str()]);
+    assert_eq!(
+        renamed.name_history[1].modification_request,
+        renames[1].name
+    );
+    assert_eq!(
+        renamed.profile.as_ref().unwrap().industry,
+        seller.profile.as_ref().unwrap().industry,
+        "the pending industry change never applied"
+    );
+    let exited = seller_snapshot(of(Kind::SellerExited)[0]);
+    assert_eq!(exited.state(), SellerState::Exited);
+    assert_eq!(exited.exit_reason, "closing the business");
+    assert!(exited.exit_time.is_some());
+    assert!(exited.open_modification_request.is_empty());
+    drop((steady, resumed, history));
     env.stop().await;
 }
 
