@@ -1,73 +1,18 @@
 //! `koogallery events watch` against `koogallery up`: one line per event with its resume token;
 //! resuming with a printed token continues with the next event; type filters; bad input refused.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_koogallery");
-
-fn free_base_port() -> u16 {
-    loop {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = probe.local_addr().unwrap().port();
-        drop(probe);
-        if base > 60_000 {
-            continue;
-        }
-        let free = (0..4).all(|i| {
-            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", base + 1000 + i)).is_ok()
-        });
-        if free {
-            return base;
-        }
-    }
-}
-
-/// A tiny English website on a thread.
-fn website() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut buf = [0u8; 2048];
-            let _ = stream.read(&mut buf);
-            let body = "<html lang=\"en\"><body><p>Example Software builds cloud monitoring tools for small businesses.</p></body></html>";
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}/")
-}
-
-fn command(args: &[&str], base: u16, data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("KG_DATA_DIR", data_dir)
-        .env_remove("KG_JWT_SECRET")
-        .env("KG_IDENTITY_CHECK_ADDR", format!("127.0.0.1:{base}"))
-        .env("KG_REGISTRATION_ADDR", format!("127.0.0.1:{}", base + 1))
-        .env("KG_REVIEW_ADDR", format!("127.0.0.1:{}", base + 2));
-    command
-}
-
-fn run(args: &[&str], base: u16, data_dir: &std::path::Path) -> (bool, String) {
-    let out = command(args, base, data_dir).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
+use common::{KillOnDrop, Mesh, word};
 
 /// `events watch …`, which waits for its events: killed (and the test failed) after 60 s.
-fn watch(args: &[&str], base: u16, data_dir: &std::path::Path) -> (bool, String, String) {
+fn watch(mesh: &Mesh, args: &[&str]) -> (bool, String, String) {
     let mut child = KillOnDrop(
-        command(&[&["events", "watch"][..], args].concat(), base, data_dir)
+        mesh.command(&[&["events", "watch"][..], args].concat())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -102,34 +47,6 @@ fn watch(args: &[&str], base: u16, data_dir: &std::path::Path) -> (bool, String,
     (status.success(), out, err)
 }
 
-/// Runs `args` until `found` picks something out of a successful output.
-fn poll(
-    args: &[&str],
-    base: u16,
-    data: &std::path::Path,
-    found: impl Fn(&str) -> Option<String>,
-) -> String {
-    let started = Instant::now();
-    loop {
-        let (ok, out) = run(args, base, data);
-        if ok && let Some(v) = found(&out) {
-            return v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{args:?}: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The first word of `out` that starts with `prefix`.
-fn word(out: &str, prefix: &str) -> Option<String> {
-    out.split_whitespace()
-        .find(|w| w.starts_with(prefix))
-        .map(str::to_string)
-}
-
 /// The words of the one line of `out` (time, type, subject, actor, token).
 fn one_line(out: &str) -> Vec<String> {
     let lines: Vec<_> = out.lines().collect();
@@ -139,50 +56,14 @@ fn one_line(out: &str) -> Vec<String> {
 
 #[test]
 fn events_watch_prints_one_line_per_event_and_resumes_with_its_token() {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_base_port();
-    let data = dir.path().join("data");
-    let _mesh = KillOnDrop(
-        Command::new(BIN)
-            .args(["up", "--data-dir"])
-            .arg(&data)
-            .env_remove("KG_JWT_SECRET")
-            .args(["--base-port", &base.to_string()])
-            .env("KG_WEBSITE_TEST_ALLOWLIST", "127.0.0.1/32")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    poll(
-        &["status", "--base-port", &base.to_string()],
-        base,
-        &data,
-        |_| Some(String::new()),
-    );
-    let (ok, out) = run(
-        &[
-            "accounts",
-            "import",
-            "--file",
-            examples.join("accounts.yaml").to_str().unwrap(),
-        ],
-        base,
-        &data,
-    );
-    assert!(ok, "{out}");
-    let text = std::fs::read_to_string(examples.join("application.yaml"))
-        .unwrap()
-        .replace("https://www.example.com/", &website());
-    std::fs::write(dir.path().join("application.yaml"), text).unwrap();
-    std::fs::copy(examples.join("logo.png"), dir.path().join("logo.png")).unwrap();
-    let file = dir.path().join("application.yaml");
-    let (ok, out) = run(&["apply", "--file", file.to_str().unwrap()], base, &data);
+    let mesh = Mesh::start();
+    mesh.import_example_accounts();
+    let file = mesh.example_application();
+    let (ok, out) = mesh.run(&["apply", "--file", &file]);
     assert!(ok, "{out}");
 
     // The submission: time, type, subject, actor, token.
-    let (ok, out, err) = watch(&["--account", "acct-demo", "--limit", "1"], base, &data);
+    let (ok, out, err) = watch(&mesh, &["--account", "acct-demo", "--limit", "1"]);
     assert!(ok, "{out}{err}");
     let submitted = one_line(&out);
     assert_eq!(submitted.len(), 5, "{out}");
@@ -193,12 +74,10 @@ fn events_watch_prints_one_line_per_event_and_resumes_with_its_token() {
 
     // A reviewer approves; resuming after the submission waits for the approval, and a type
     // filter finds the same event.
-    let task = poll(&["review", "list"], base, &data, |out| {
-        word(out, "reviewTasks/")
-    });
-    assert!(run(&["review", "claim", &task], base, &data).0);
-    assert!(run(&["review", "approve", &task], base, &data).0);
-    let (ok, out, err) = watch(&["--resume", &submitted[4], "--limit", "1"], base, &data);
+    let task = mesh.poll(&["review", "list"], |out| word(out, "reviewTasks/"));
+    assert!(mesh.run(&["review", "claim", &task]).0);
+    assert!(mesh.run(&["review", "approve", &task]).0);
+    let (ok, out, err) = watch(&mesh, &["--resume", &submitted[4], "--limit", "1"]);
     assert!(ok, "{out}{err}");
     let approved = one_line(&out);
     assert_eq!(approved[1], "APPLICATION_APPROVED");
@@ -206,38 +85,23 @@ fn events_watch_prints_one_line_per_event_and_resumes_with_its_token() {
     assert_eq!(approved[3], "reviewer-1");
     assert_ne!(approved[4], submitted[4]);
     let (ok, out, err) = watch(
+        &mesh,
         &[
             "--types",
             "application_approved,SELLER_EXITED",
             "--limit",
             "1",
         ],
-        base,
-        &data,
     );
     assert!(ok, "{out}{err}");
     assert_eq!(one_line(&out), approved);
-    let (ok, out, err) = watch(
-        &["--from", "2000-01-01T00:00:00Z", "--limit", "2"],
-        base,
-        &data,
-    );
+    let (ok, out, err) = watch(&mesh, &["--from", "2000-01-01T00:00:00Z", "--limit", "2"]);
     assert!(ok, "{out}{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
 
     // Refused: an unknown type (before any call), a forged token (by the server).
-    let (ok, _, err) = watch(&["--types", "SELLER_GONE"], base, &data);
+    let (ok, _, err) = watch(&mesh, &["--types", "SELLER_GONE"]);
     assert!(!ok && err.contains("MODIFICATION_WITHDRAWN"), "{err}");
-    let (ok, out, _) = watch(&["--resume", "not-a-token", "--limit", "1"], base, &data);
+    let (ok, out, _) = watch(&mesh, &["--resume", "not-a-token", "--limit", "1"]);
     assert!(!ok && out.contains("INVALID_RESUME_TOKEN"), "{out}");
-}
-
-/// Kills the process even when an assertion fails first, so no test leaves one behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

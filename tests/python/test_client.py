@@ -500,13 +500,6 @@ def test_an_applicant_sees_only_its_own_account(stubs, clients, website):
         assert kg.get_application(stubs, clients, application.name, caller).account_id == owner
 
 
-@pytest.mark.xfail(
-    reason="contract mismatch: notification.proto says applicants read their own account's "
-    "notifications, but auth::allowed_roles grants ListNotifications only to reviewer, "
-    "operator and service",
-    raises=grpc.RpcError,
-    strict=False,
-)
 def test_an_applicant_lists_its_own_notifications(stubs, clients):
     account_id = kg.new_eligible_account(stubs, clients)
     mine = kg.list_notifications(stubs, clients, clients.as_applicant(account_id))

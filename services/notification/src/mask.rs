@@ -5,54 +5,8 @@
 //! * mobile (E.164): the country code and the last four digits, one `*` per hidden digit:
 //!   `+86*******8000`.
 
-/// `li.wei@example.com` → `l***@example.com`.
-pub fn email(address: &str) -> String {
-    match address.rsplit_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None if address.is_empty() => String::new(),
-        None => "***".to_string(),
-    }
-}
-
-/// `+8613800138000` → `+86*******8000`.
-pub fn mobile(number: &str) -> String {
-    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() < 6 {
-        return if digits.is_empty() {
-            String::new()
-        } else {
-            "***".to_string()
-        };
-    }
-    let cc = country_code_len(&digits).min(digits.len() - 4);
-    let hidden = digits.len() - cc - 4;
-    format!(
-        "+{}{}{}",
-        &digits[..cc],
-        "*".repeat(hidden),
-        &digits[digits.len() - 4..]
-    )
-}
-
-/// Length of the ITU-T E.164 country code that starts `digits`: 1 for zones 1 and 7, 2 for the
-/// two-digit codes listed below, 3 otherwise.
-fn country_code_len(digits: &str) -> usize {
-    const TWO_DIGIT: &[&str] = &[
-        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
-        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
-        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
-    ];
-    if digits.starts_with('1') || digits.starts_with('7') {
-        1
-    } else if TWO_DIGIT.iter().any(|cc| digits.starts_with(cc)) {
-        2
-    } else {
-        3
-    }
-}
+// The masks are the runtime's, so RPC output and logs hide a recipient the same way everywhere.
+pub use kg_runtime::redact::{email, mobile};
 
 /// Replaces every occurrence of `secret` (case-insensitive) in `text` by `masked`: provider
 /// error messages may quote the recipient ("550 5.1.1 <li.wei@example.com>: unknown user").
