@@ -5,7 +5,8 @@ Covered: reflection and health of the four services (no token needed); authentic
 bearer tokens minted in Python from the mesh's development secret) and the authorization
 matrix; the applicant flow (accounts, preflight checks, submit, get, list, and the rich errors
 of refused submissions); the reviewer flow to the end: approval (seller created, email sent and
-recorded as SENT) and rejection (reasons and comment kept, email sent, the entity free again).
+recorded as SENT) and rejection (reasons and comment kept, email sent, the entity free again);
+the WatchEvents stream read as a server stream and resumed with its token after a disconnect.
 """
 
 from __future__ import annotations
@@ -797,3 +798,74 @@ def test_rejection_keeps_the_reasons_and_frees_the_entity(stubs, clients, websit
     assert sent.subject == submitted.name
     assert sent.template == "application_rejected/v1"
     assert sent.recipient == _masked_email(account_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The event stream, read from Python: server streaming with a resume token
+# ---------------------------------------------------------------------------------------------
+
+
+def _next_event(stream):
+    """The next event of a WatchEvents stream, skipping heartbeats."""
+    for item in stream:
+        if item.HasField("event"):
+            return item.event
+    raise AssertionError("the stream ended before an event arrived")
+
+
+def test_an_applicant_follows_its_own_events_and_resumes_after_a_disconnect(
+    stubs, clients, website
+):
+    registration = stubs.registration
+    account_id = kg.new_eligible_account(stubs, clients)
+    as_applicant = clients.as_applicant(account_id)
+
+    submitted = kg.submit_valid_application(stubs, clients, account_id, website.url("/"))
+    stream = clients.registration.WatchEvents(
+        registration.WatchEventsRequest(account_id=account_id),
+        timeout=kg.FLOW_TIMEOUT,
+        metadata=as_applicant,
+    )
+    first = _next_event(stream)
+    assert first.event_type == registration.REGISTRATION_EVENT_TYPE_APPLICATION_SUBMITTED
+    assert first.application == submitted.name
+    assert first.account_id == account_id
+    assert first.application_snapshot.name == submitted.name
+    assert first.resume_token
+    stream.cancel()  # the client goes away
+
+    # While it is away the applicant withdraws; resuming gives exactly that event, once.
+    clients.registration.WithdrawApplication(
+        registration.WithdrawApplicationRequest(
+            request_id=kg.request_id(), name=submitted.name, reason="changed our plans"
+        ),
+        timeout=kg.CALL_TIMEOUT,
+        metadata=as_applicant,
+    )
+    resumed = clients.registration.WatchEvents(
+        registration.WatchEventsRequest(resume_token=first.resume_token),
+        timeout=kg.FLOW_TIMEOUT,
+        metadata=as_applicant,
+    )
+    withdrawn = _next_event(resumed)
+    resumed.cancel()
+    assert withdrawn.event_type == registration.REGISTRATION_EVENT_TYPE_APPLICATION_WITHDRAWN
+    assert withdrawn.application == submitted.name
+    assert withdrawn.event_id != first.event_id
+    assert (
+        withdrawn.application_snapshot.state == registration.APPLICATION_STATE_WITHDRAWN
+    )
+
+    # Another account's events are not the applicant's to read.
+    err = kg.call_error(
+        lambda: next(
+            iter(
+                clients.registration.WatchEvents(
+                    registration.WatchEventsRequest(account_id="someone-else"),
+                    timeout=kg.CALL_TIMEOUT,
+                    metadata=as_applicant,
+                )
+            )
+        )
+    )
+    assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_ACCOUNT_OWNER"), err
