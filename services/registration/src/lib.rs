@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod queries;
 pub mod relay;
 pub mod rename;
+pub mod resubmit;
 pub mod sellers;
 pub mod service;
 pub mod store;

@@ -1,5 +1,6 @@
-//! Delivers registration's outbox events: new and withdrawn applications and modification
-//! requests to review, every applicant- and seller-facing change to notification.
+//! Delivers registration's outbox events: new, resubmitted and withdrawn applications and new
+//! and withdrawn modification requests to review, every applicant- and seller-facing change to
+//! notification.
 
 use std::collections::HashMap;
 
@@ -7,7 +8,9 @@ use kg_proto::common::{CheckEvidence, CompanyEntity, ReviewFeedback, SellerProfi
 use kg_proto::notification::notification_service_client::NotificationServiceClient;
 use kg_proto::notification::{NotificationEventType, SendNotificationRequest};
 use kg_proto::review::review_service_client::ReviewServiceClient;
-use kg_proto::review::{CancelReviewTaskRequest, CreateReviewTaskRequest, SubjectKind};
+use kg_proto::review::{
+    CancelReviewTaskRequest, CreateReviewTaskRequest, ResumeReviewTaskRequest, SubjectKind,
+};
 use kg_runtime::client::OutboundChannel;
 use kg_runtime::outbox::{Deliver, DeliveryError, OutboxEvent};
 use prost::Message;
@@ -36,6 +39,7 @@ impl Deliver for Deliverer {
         let app = self.application(&event.subject).await?;
         match (event.destination.as_str(), event.event_type.as_str()) {
             (REVIEW, "APPLICATION_SUBMITTED") => self.create_task(event, &app).await,
+            (REVIEW, "APPLICATION_RESUBMITTED") => self.resume_task(event, &app).await,
             (REVIEW, "APPLICATION_WITHDRAWN") => {
                 self.review
                     .clone()
@@ -101,7 +105,45 @@ impl Deliverer {
             .await?
             .into_inner();
         // The task exists: the application is now in review, with the task's deadline.
-        let task = reply.review_task.unwrap_or_default();
+        self.in_review(app, reply.review_task.unwrap_or_default())
+            .await
+    }
+
+    /// The resubmitted application's task resumes (QUEUED again, the clock running with the
+    /// working time left) with the corrected profile and the evidence of the new checks.
+    async fn resume_task(
+        &self,
+        event: &OutboxEvent,
+        app: &application::Model,
+    ) -> Result<(), DeliveryError> {
+        let mut profile = SellerProfile::decode(app.profile.as_slice()).unwrap_or_default();
+        profile.logo = app.logo.clone().unwrap_or_default();
+        let reply = self
+            .review
+            .clone()
+            .resume_review_task(ResumeReviewTaskRequest {
+                event_id: event.event_id.clone(),
+                subject: event.subject.clone(),
+                // The event's time: a retry resumes from the same instant (same body, same key).
+                resubmit_time: Some(view::timestamp(event.create_time)),
+                evidence: app
+                    .evidence
+                    .as_deref()
+                    .and_then(|b| CheckEvidence::decode(b).ok()),
+                profile: Some(profile),
+            })
+            .await?
+            .into_inner();
+        self.in_review(app, reply.review_task.unwrap_or_default())
+            .await
+    }
+
+    /// SUBMITTED → IN_REVIEW with the task's name and deadline, once review confirmed the task.
+    async fn in_review(
+        &self,
+        app: &application::Model,
+        task: kg_proto::review::ReviewTask,
+    ) -> Result<(), DeliveryError> {
         // Conditional, so a decision that raced ahead of this reply is never overwritten.
         let deadline = task
             .deadline
@@ -137,6 +179,7 @@ impl Deliverer {
             "APPLICATION_REJECTED" => NotificationEventType::ApplicationRejected,
             "APPLICATION_CHANGES_REQUESTED" => NotificationEventType::ChangesRequested,
             "APPLICATION_WITHDRAWN" => NotificationEventType::ApplicationWithdrawn,
+            "APPLICATION_RESUBMITTED" => NotificationEventType::ApplicationResubmitted,
             other => {
                 tracing::error!(kind = other, "no notification for this event; dropping");
                 return Ok(());

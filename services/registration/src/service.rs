@@ -109,12 +109,6 @@ impl Visibility for Caller {
     }
 }
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "RegistrationService.{rpc} is not implemented yet; see the project's open issues"
-    ))
-}
-
 pub type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
 
@@ -190,9 +184,13 @@ impl RegistrationService for Registration {
 
     async fn resubmit_application(
         &self,
-        _: Request<ResubmitApplicationRequest>,
+        request: Request<ResubmitApplicationRequest>,
     ) -> Result<Response<ResubmitApplicationResponse>, Status> {
-        Err(not_yet("ResubmitApplication"))
+        let caller = caller(&request);
+        let application = self.resubmit(&caller, request.into_inner()).await?;
+        Ok(Response::new(ResubmitApplicationResponse {
+            application: Some(application),
+        }))
     }
 
     async fn get_seller(
