@@ -1,5 +1,6 @@
 //! `koogallery accounts import` and `koogallery apply`: demo and operator entry points that read
-//! YAML files, preflight the materials with identity-check and submit to registration.
+//! YAML files, preflight the materials with identity-check and submit to registration (or, with
+//! `--resubmit`, resubmit an application a reviewer sent back for changes).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use kg_proto::identity::{
     Account, CheckMaterialsRequest, ImportAccountsRequest, Material, VerificationType,
 };
 use kg_proto::registration::registration_service_client::RegistrationServiceClient;
-use kg_proto::registration::{Application, SubmitApplicationRequest};
+use kg_proto::registration::{Application, ResubmitApplicationRequest, SubmitApplicationRequest};
 use kg_runtime::auth::Role;
 use kg_runtime::error::DecodedError;
 use serde::Deserialize;
@@ -39,6 +40,14 @@ pub struct ApplyArgs {
     /// Idempotency key; a retry with the same key returns the first result. Default: new UUID.
     #[arg(long)]
     request_id: Option<String>,
+    /// Resubmit this application (its id or "applications/{id}"), which must be in
+    /// CHANGES_REQUESTED, with the file's profile instead of submitting a new one.
+    #[arg(long, value_name = "APPLICATION")]
+    resubmit: Option<String>,
+    /// With --resubmit: the profile fields to replace, comma-separated update_mask paths (for
+    /// example introduction,website_url). Default: the whole profile.
+    #[arg(long, value_delimiter = ',', requires = "resubmit")]
+    fields: Vec<String>,
     #[command(flatten)]
     secret: crate::token::SecretArgs,
 }
@@ -306,6 +315,44 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if args.preflight_only {
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(target) = &args.resubmit {
+        let name = if target.starts_with("applications/") {
+            target.clone()
+        } else {
+            format!("applications/{target}")
+        };
+        let request_id = args
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request = ResubmitApplicationRequest {
+            request_id: request_id.clone(),
+            name: name.clone(),
+            profile: Some(profile),
+            update_mask: (!args.fields.is_empty()).then(|| prost_types::FieldMask {
+                paths: args.fields.clone(),
+            }),
+            etag: String::new(),
+            logo_file_name,
+        };
+        println!(
+            "Resubmitting {name} (request_id {request_id}) to {}:",
+            args.registration_addr
+        );
+        return match RegistrationServiceClient::new(channel(&args.registration_addr).await?)
+            .resubmit_application(authed(request, &bearer))
+            .await
+        {
+            Ok(reply) => {
+                print_application(&reply.into_inner().application.unwrap_or_default());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(status) => {
+                print_error(&status);
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
 
     let agreement = kg_registration::agreement();
     if file.agreement_version != agreement.version {
@@ -341,14 +388,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         .await
     {
         Ok(reply) => {
-            let app = reply.into_inner().application.unwrap_or_default();
-            println!("  {:<14} {}", "application", app.name);
-            println!(
-                "  {:<14} {}",
-                "state",
-                crate::status::application_state(app.state)
-            );
-            println!("  {:<14} {}", "company", app.company_name);
+            print_application(&reply.into_inner().application.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Err(status) => {
@@ -356,6 +396,16 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn print_application(app: &Application) {
+    println!("  {:<14} {}", "application", app.name);
+    println!(
+        "  {:<14} {}",
+        "state",
+        crate::status::application_state(app.state)
+    );
+    println!("  {:<14} {}", "company", app.company_name);
 }
 
 pub fn print_error(status: &tonic::Status) {
