@@ -3,7 +3,6 @@
 //! that a script can carry on where it stopped.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use kg_proto::registration::registration_event::Payload;
@@ -13,7 +12,7 @@ use kg_proto::registration::{
     Heartbeat, RegistrationEvent, RegistrationEventType, WatchEventsRequest,
 };
 use kg_runtime::auth::Role;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::apply::{authed, print_error};
 use crate::token::SecretArgs;
@@ -137,16 +136,7 @@ fn heartbeat_line(h: &Heartbeat) -> String {
 
 /// A channel without a request deadline: the stream lasts as long as the caller wants.
 async fn stream_channel(addr: &str) -> anyhow::Result<Channel> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(url)?
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect()
+    crate::status::connect(addr, None)
         .await
         .with_context(|| format!("registration at {addr}"))
 }

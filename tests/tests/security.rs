@@ -1753,8 +1753,70 @@ async fn with_mutual_tls_only_clients_with_a_certificate_from_the_ca_get_in() {
     .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
 
+    // The CLI speaks the same TLS from the same variables (the chart's test pod runs
+    // `koogallery health` like this): with the client certificate it gets in; without one the
+    // handshake refuses it; without a CA it says what is missing.
+    let addr = format!("https://localhost:{}", identity.addr.port());
+    let (ok, out) = koogallery(
+        &["health", "--addr", &addr],
+        &[
+            ("KG_TLS_CA", pki.path("ca.pem")),
+            ("KG_TLS_CERT", pki.path("client.pem")),
+            ("KG_TLS_KEY", pki.path("client.key")),
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("SERVING"), "{out}");
+    let (ok, out) = koogallery(
+        &["health", "--addr", &addr],
+        &[("KG_TLS_CA", pki.path("ca.pem"))],
+    )
+    .await;
+    assert!(
+        !ok && !out.contains("SERVING"),
+        "no client certificate: {out}"
+    );
+    let (ok, out) = koogallery(&["health", "--addr", &addr], &[]).await;
+    assert!(!ok && out.contains("KG_TLS_CA"), "{out}");
+
     registration.stop().await;
     identity.stop().await;
+}
+
+/// Runs the `koogallery` binary of this build (next to the test binaries; `cargo test
+/// --workspace` builds it) with only the given KG_TLS_* variables: (success, stdout + stderr).
+async fn koogallery(args: &[&str], env: &[(&str, PathBuf)]) -> (bool, String) {
+    let deps = std::env::current_exe().unwrap();
+    let bin = deps
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join(format!("koogallery{}", std::env::consts::EXE_SUFFIX)))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the CLI first (cargo build -p koogallery)",
+        bin.display()
+    );
+    let mut command = tokio::process::Command::new(bin);
+    command.args(args);
+    for name in ["KG_TLS_CA", "KG_TLS_CERT", "KG_TLS_KEY", "KG_TLS_CLIENT_CA"] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("koogallery health did not finish within 30 s")
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let outbox: &'static str =
             Box::leak(kg_runtime::outbox::table_sql(OUTBOX).into_boxed_str());
+        let dead_letters: &'static str =
+            Box::leak(kg_runtime::outbox::dead_letter_sql(OUTBOX).into_boxed_str());
         vec![
             Box::new(SqlMigration {
                 name: "m0001_applications",
@@ -144,6 +146,11 @@ CREATE TABLE registration_events (
 CREATE INDEX registration_events_by_time ON registration_events (event_time);
 CREATE INDEX registration_events_by_account ON registration_events (account_id, seq)
 "#,
+            }),
+            // Events a receiver refuses for good are set aside instead of retried for ever.
+            Box::new(SqlMigration {
+                name: "m0005_outbox_dead_letters",
+                sql: dead_letters,
             }),
         ]
     }

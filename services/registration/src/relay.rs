@@ -70,8 +70,8 @@ impl Deliverer {
         application::Entity::find_by_id(id)
             .one(&self.db)
             .await
-            .map_err(|e| DeliveryError(format!("database: {e}")))?
-            .ok_or_else(|| DeliveryError(format!("{name} vanished")))
+            .map_err(|e| DeliveryError::retry(format!("database: {e}")))?
+            .ok_or_else(|| DeliveryError::refused(format!("{name} vanished")))
     }
 
     async fn create_task(
@@ -163,7 +163,7 @@ impl Deliverer {
             .filter(application::Column::State.eq(state::SUBMITTED))
             .exec(&self.db)
             .await
-            .map_err(|e| DeliveryError(format!("database: {e}")))?;
+            .map_err(|e| DeliveryError::retry(format!("database: {e}")))?;
         Ok(())
     }
 
@@ -227,7 +227,7 @@ impl Deliverer {
 }
 
 fn db_error(e: sea_orm::DbErr) -> DeliveryError {
-    DeliveryError(format!("database: {e}"))
+    DeliveryError::retry(format!("database: {e}"))
 }
 
 impl Deliverer {
@@ -236,7 +236,7 @@ impl Deliverer {
             .one(&self.db)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| DeliveryError(format!("sellers/{id} vanished")))
+            .ok_or_else(|| DeliveryError::refused(format!("sellers/{id} vanished")))
     }
 
     /// Modification requests: the review task (create, cancel) and the seller's notifications.
@@ -251,7 +251,7 @@ impl Deliverer {
             .one(&self.db)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| DeliveryError(format!("{} vanished", event.subject)))?;
+            .ok_or_else(|| DeliveryError::refused(format!("{} vanished", event.subject)))?;
         let seller = self.seller(&row.seller_id).await?;
         match (event.destination.as_str(), event.event_type.as_str()) {
             (REVIEW, "MODIFICATION_REQUESTED") => {

@@ -1,5 +1,5 @@
 //! review's gauges, refreshed periodically from the database: open tasks past their deadline
-//! and decisions not yet acknowledged by registration.
+//! decisions not yet acknowledged by registration, and those it refused for good.
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::view;
 pub struct Gauges {
     pub overdue: Gauge<i64, AtomicI64>,
     pub backlog: Gauge<i64, AtomicI64>,
+    pub dead_letters: Gauge<i64, AtomicI64>,
 }
 
 impl Gauges {
@@ -32,6 +33,11 @@ impl Gauges {
             "Review decisions not yet acknowledged by registration",
             gauges.backlog.clone(),
         );
+        registry.register(
+            "review_outbox_dead_letters",
+            "Review decisions registration refused for good, set aside (alert on any)",
+            gauges.dead_letters.clone(),
+        );
         gauges
     }
 
@@ -44,6 +50,9 @@ impl Gauges {
         self.overdue.set(i64::try_from(overdue).unwrap_or(i64::MAX));
         let backlog = kg_runtime::outbox::backlog(db, OUTBOX).await?;
         self.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        let dead = kg_runtime::outbox::dead_letters(db, OUTBOX).await?;
+        self.dead_letters
+            .set(i64::try_from(dead).unwrap_or(i64::MAX));
         Ok(())
     }
 

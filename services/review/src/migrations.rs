@@ -102,6 +102,8 @@ impl MigratorTrait for Migrator {
         // `table_sql` is built at run time; SqlMigration takes `&'static str`.
         static SQL: OnceLock<String> = OnceLock::new();
         let sql = SQL.get_or_init(|| format!("{TABLES}{}", kg_runtime::outbox::table_sql(OUTBOX)));
+        static DEAD_LETTERS: OnceLock<String> = OnceLock::new();
+        let dead_letters = DEAD_LETTERS.get_or_init(|| kg_runtime::outbox::dead_letter_sql(OUTBOX));
         vec![
             Box::new(SqlMigration {
                 name: "m0001_review",
@@ -109,6 +111,11 @@ impl MigratorTrait for Migrator {
             }),
             Box::new(AppendOnlyAudit),
             Box::new(DuplicateKeys),
+            // Decisions registration refuses for good are set aside instead of retried for ever.
+            Box::new(SqlMigration {
+                name: "m0004_outbox_dead_letters",
+                sql: dead_letters,
+            }),
         ]
     }
 

@@ -45,10 +45,14 @@ impl DecisionPayload {
             "APPROVE" => ReviewDecision::Approve,
             "REJECT" => ReviewDecision::Reject,
             "REQUEST_CHANGES" => ReviewDecision::RequestChanges,
-            other => return Err(DeliveryError(format!("unknown decision {other:?}"))),
+            other => {
+                return Err(DeliveryError::refused(format!(
+                    "unknown decision {other:?}"
+                )));
+            }
         };
         let decide_time = DateTime::parse_from_rfc3339(&self.decide_time)
-            .map_err(|e| DeliveryError(format!("bad decide_time: {e}")))?;
+            .map_err(|e| DeliveryError::refused(format!("bad decide_time: {e}")))?;
         Ok(ApplyReviewDecisionRequest {
             event_id: event_id.to_string(),
             subject: self.subject.clone(),
@@ -78,7 +82,7 @@ impl Deliver for Deliverer {
         // A payload this service wrote and cannot read is a bug: keep the event (it shows in
         // review_outbox_backlog and last_error) rather than lose a decision.
         let payload: DecisionPayload = serde_json::from_value(event.payload.clone())
-            .map_err(|e| DeliveryError(format!("unreadable decision payload: {e}")))?;
+            .map_err(|e| DeliveryError::refused(format!("unreadable decision payload: {e}")))?;
         let request = payload.request(&event.event_id)?;
         let reply = self
             .registration
@@ -104,7 +108,7 @@ impl Deliver for Deliverer {
         tracing::info!(event = %event.event_id, subject = %event.subject, %outcome, "decision delivered");
         record_delivery(&self.db, event, &payload, &outcome)
             .await
-            .map_err(|e| DeliveryError(format!("database: {e}")))
+            .map_err(|e| DeliveryError::retry(format!("database: {e}")))
     }
 }
 

@@ -3,9 +3,16 @@
 //! backoff and jitter until the receiver acknowledges. Receivers deduplicate on the event id, so
 //! a delivery repeated after a crash between "sent" and "marked delivered" does no harm.
 //!
-//! Every outbox table has the same columns (see [`table_sql`]); each service owns its own table.
-//! Events of one subject reach one destination in the order they were written: a row waits
-//! while an earlier row of the same (destination, subject) is undelivered.
+//! Every outbox table has the same columns (see [`table_sql`] and [`dead_letter_sql`]); each
+//! service owns its own table. Events of one subject reach one destination in the order they
+//! were written: a row waits while an earlier row of the same (destination, subject) is
+//! undelivered.
+//!
+//! A receiver that keeps refusing an event as invalid (INVALID_ARGUMENT, NOT_FOUND,
+//! FAILED_PRECONDITION, …) will not change its mind by being asked again: after
+//! [`Relay::max_refusals`] such answers the event is set aside as a dead letter (`dead_time`),
+//! logged at ERROR and counted by [`dead_letters`], and the subject's later events go on.
+//! Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, …) are retried for ever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +45,13 @@ pub fn table_sql(table: &str) -> String {
 CREATE INDEX {table}_pending ON {table} (delivered_time, seq);
 CREATE INDEX {table}_subject ON {table} (destination, subject, seq)"
     )
+}
+
+/// Adds the dead-letter column to an outbox made by [`table_sql`] (a later migration of each
+/// service). Replay a dead letter by clearing it: `UPDATE <table> SET dead_time = NULL,
+/// attempts = 0, next_attempt_time = NULL WHERE event_id = '…'`.
+pub fn dead_letter_sql(table: &str) -> String {
+    format!("ALTER TABLE {table} ADD COLUMN dead_time {{ts}}")
 }
 
 /// One event to deliver.
@@ -100,30 +114,77 @@ pub async fn append<C: ConnectionTrait>(
     Ok(event_id)
 }
 
-/// Events not yet delivered.
+/// Events not yet delivered and still being tried (dead letters not included).
 pub async fn backlog(db: &DatabaseConnection, table: &str) -> Result<u64, DbErr> {
+    count(db, table, Expr::col(Alias::new("dead_time")).is_null()).await
+}
+
+/// Events set aside as dead letters (see the module docs).
+pub async fn dead_letters(db: &DatabaseConnection, table: &str) -> Result<u64, DbErr> {
+    count(db, table, Expr::col(Alias::new("dead_time")).is_not_null()).await
+}
+
+async fn count(
+    db: &DatabaseConnection,
+    table: &str,
+    filter: sea_orm::sea_query::SimpleExpr,
+) -> Result<u64, DbErr> {
     let select = Query::select()
         .expr_as(Func::count(Expr::col(Alias::new("seq"))), Alias::new("n"))
         .from(Alias::new(table))
         .and_where(Expr::col(Alias::new("delivered_time")).is_null())
+        .and_where(filter)
         .to_owned();
     let row = db.query_one(&select).await?;
     let n: i64 = row.and_then(|r| r.try_get("", "n").ok()).unwrap_or(0);
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Why a delivery did not go through; the relay retries either way.
+/// Why a delivery did not go through.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DeliveryError(pub String);
+#[error("{message}")]
+pub struct DeliveryError {
+    pub message: String,
+    /// Asking again will not help (the receiver refused the event itself, or the event cannot
+    /// be built): after [`Relay::max_refusals`] attempts the event becomes a dead letter.
+    pub refused: bool,
+}
+
+impl DeliveryError {
+    /// A failure worth retrying for ever: the receiver or the database is unavailable.
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            refused: false,
+        }
+    }
+
+    /// The event itself is refused or cannot be delivered.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            refused: true,
+        }
+    }
+}
 
 impl From<tonic::Status> for DeliveryError {
     fn from(status: tonic::Status) -> Self {
-        DeliveryError(format!(
+        use tonic::Code;
+        let message = format!(
             "{}: {}",
             crate::metrics::code_name(status.code()),
             status.message()
-        ))
+        );
+        match status.code() {
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented => Self::refused(message),
+            _ => Self::retry(message),
+        }
     }
 }
 
@@ -170,6 +231,8 @@ pub struct Relay {
     pub batch: u64,
     /// How many subjects are delivered side by side.
     pub concurrency: usize,
+    /// Refusals (see [`DeliveryError::refused`]) after which an event becomes a dead letter.
+    pub max_refusals: i32,
     pub idle_poll: Duration,
     notify: Arc<Notify>,
 }
@@ -183,6 +246,7 @@ impl Relay {
             backoff: Backoff::default(),
             batch: 100,
             concurrency: 16,
+            max_refusals: 10,
             idle_poll: Duration::from_millis(250),
             notify: Arc::new(Notify::new()),
         }
@@ -241,6 +305,7 @@ impl Relay {
             )
             .from(Alias::new(&self.table))
             .and_where(col("delivered_time").is_null())
+            .and_where(col("dead_time").is_null())
             .and_where(
                 col("next_attempt_time")
                     .is_null()
@@ -312,7 +377,6 @@ impl Relay {
             match self.deliver.deliver(&event).await {
                 Ok(()) => delivered.push(event.seq),
                 Err(e) => {
-                    tracing::debug!(event = %event.event_id, destination = %event.destination, error = %e, "delivery failed; will retry");
                     stopped = true;
                     // What was delivered before the failure must be marked before the failed
                     // event is retried, or a crash could replay it out of order: harmless (the
@@ -320,7 +384,13 @@ impl Relay {
                     self.mark_delivered(&delivered).await?;
                     marked += delivered.len();
                     delivered.clear();
-                    self.postpone(&event, Some(&e.0)).await?;
+                    if e.refused && event.attempts + 1 >= self.max_refusals {
+                        tracing::error!(event = %event.event_id, destination = %event.destination, subject = %event.subject, kind = %event.event_type, attempts = event.attempts + 1, error = %e, "delivery refused for good; set aside as a dead letter");
+                        self.bury(&event, &e.message).await?;
+                    } else {
+                        tracing::debug!(event = %event.event_id, destination = %event.destination, error = %e, "delivery failed; will retry");
+                        self.postpone(&event, Some(&e.message)).await?;
+                    }
                 }
             }
         }
@@ -333,6 +403,7 @@ impl Relay {
             .column(Alias::new("seq"))
             .from(Alias::new(&self.table))
             .and_where(col("delivered_time").is_null())
+            .and_where(col("dead_time").is_null())
             .and_where(col("destination").eq(event.destination.as_str()))
             .and_where(col("subject").eq(event.subject.as_str()))
             .and_where(col("seq").lt(event.seq))
@@ -355,6 +426,19 @@ impl Relay {
             )
             .value(Alias::new("last_error"), Option::<String>::None)
             .and_where(Expr::col(Alias::new("seq")).is_in(seqs.iter().copied()))
+            .to_owned();
+        self.db.execute(&update).await.map(|_| ())
+    }
+
+    /// Sets an event aside: it is no longer tried and no longer holds back its subject.
+    async fn bury(&self, event: &OutboxEvent, error: &str) -> Result<(), DbErr> {
+        let error: String = error.chars().take(500).collect();
+        let update = Query::update()
+            .table(Alias::new(&self.table))
+            .value(Alias::new("attempts"), event.attempts + 1)
+            .value(Alias::new("dead_time"), Utc::now())
+            .value(Alias::new("last_error"), error)
+            .and_where(Expr::col(Alias::new("seq")).eq(event.seq))
             .to_owned();
         self.db.execute(&update).await.map(|_| ())
     }

@@ -1,6 +1,7 @@
 //! The outbox relay against a real SQLite database: subjects are delivered side by side, each
 //! subject's events in the order they were written, each exactly once; a failing subject waits
-//! without holding back the others.
+//! without holding back the others; an event refused for good becomes a dead letter and stops
+//! holding back its subject, while a transient failure is retried.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,11 +12,14 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 const TABLE: &str = "test_outbox";
 
-/// Records what it was given; refuses the first attempt of the events named in `fail_once`.
+/// Records what it was given; fails the first attempt of the events named in `fail_once`
+/// (transiently) and every attempt of those in `refuse` (for good).
 #[derive(Default)]
 struct Recorder {
     seen: Mutex<Vec<(String, i64)>>,
     fail_once: Mutex<HashSet<String>>,
+    refuse: Mutex<HashSet<String>>,
+    refusals: Mutex<usize>,
     in_flight: Mutex<(usize, usize)>,
 }
 
@@ -31,7 +35,11 @@ impl Deliver for Recorder {
         tokio::time::sleep(Duration::from_millis(5)).await;
         self.in_flight.lock().unwrap().0 -= 1;
         if self.fail_once.lock().unwrap().remove(&event.event_type) {
-            return Err(DeliveryError("refused once".into()));
+            return Err(DeliveryError::retry("unavailable once"));
+        }
+        if self.refuse.lock().unwrap().contains(&event.event_type) {
+            *self.refusals.lock().unwrap() += 1;
+            return Err(tonic::Status::invalid_argument("not a valid event").into());
         }
         self.seen
             .lock()
@@ -55,6 +63,11 @@ async fn database() -> (tempfile::TempDir, DatabaseConnection) {
     for statement in sql.split(';') {
         db.execute_unprepared(statement).await.unwrap();
     }
+    let dead_letters = kg_runtime::db::render(
+        &kg_runtime::outbox::dead_letter_sql(TABLE),
+        db.get_database_backend(),
+    );
+    db.execute_unprepared(&dead_letters).await.unwrap();
     (dir, db)
 }
 
@@ -161,4 +174,48 @@ async fn a_failed_event_holds_back_its_subject_only() {
     assert_eq!(subject1.len(), 3);
     assert!(subject1.windows(2).all(|w| w[0] < w[1]), "{subject1:?}");
     assert_eq!(kg_runtime::outbox::backlog(&db, TABLE).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_event_refused_for_good_becomes_a_dead_letter_and_its_subject_goes_on() {
+    let (_dir, db) = database().await;
+    fill(&db, 2, 3).await;
+    let recorder = Arc::new(Recorder::default());
+    // Subject 0's first event is refused every time (INVALID_ARGUMENT); subject 1's first
+    // event fails once transiently.
+    recorder.refuse.lock().unwrap().insert("E0-0".into());
+    recorder.fail_once.lock().unwrap().insert("E1-0".into());
+    let mut relay = relay(&db, recorder.clone());
+    relay.max_refusals = 3;
+
+    let mut delivered = 0;
+    for _ in 0..50 {
+        delivered += relay.pass().await.unwrap();
+        if delivered == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(delivered, 5, "every event but the refused one");
+    assert_eq!(
+        *recorder.refusals.lock().unwrap(),
+        3,
+        "refused exactly max_refusals times"
+    );
+    assert_eq!(kg_runtime::outbox::backlog(&db, TABLE).await.unwrap(), 0);
+    assert_eq!(
+        kg_runtime::outbox::dead_letters(&db, TABLE).await.unwrap(),
+        1
+    );
+
+    // Subject 0 went on after its dead letter, in order; subject 1 retried its transient failure.
+    let seen = by_subject(&recorder.seen.lock().unwrap());
+    assert_eq!(seen["applications/0"].len(), 2);
+    assert!(seen["applications/0"].windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(seen["applications/1"].len(), 3);
+
+    // A dead letter is not tried again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(relay.pass().await.unwrap(), 0);
+    assert_eq!(*recorder.refusals.lock().unwrap(), 3);
 }
