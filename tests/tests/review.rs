@@ -2254,7 +2254,8 @@ async fn gauges_count_overdue_tasks_and_the_outbox_backlog() {
     poll("overdue gauge", Duration::from_secs(10), || async {
         let body = scrape(metrics).await;
         (body.contains("koogallery_review_overdue_tasks 1")
-            && body.contains("koogallery_review_outbox_backlog 0"))
+            && body.contains("koogallery_review_outbox_backlog 0")
+            && body.contains("koogallery_review_outbox_dead_letters 0"))
         .then_some(())
     })
     .await;
@@ -2264,7 +2265,8 @@ async fn gauges_count_overdue_tasks_and_the_outbox_backlog() {
     poll("backlog gauge", Duration::from_secs(10), || async {
         let body = scrape(metrics).await;
         (body.contains("koogallery_review_overdue_tasks 0")
-            && body.contains("koogallery_review_outbox_backlog 1"))
+            && body.contains("koogallery_review_outbox_backlog 1")
+            && body.contains("koogallery_review_outbox_dead_letters 0"))
         .then_some(())
     })
     .await;

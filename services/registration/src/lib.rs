@@ -33,7 +33,7 @@ use kg_proto::review::review_service_client::ReviewServiceClient;
 use kg_runtime::config::{CommonConfig, ports};
 use kg_runtime::health::Probe;
 use kg_runtime::lock::EntityLock;
-use kg_runtime::outbox::Relay;
+use kg_runtime::outbox::{OutboxGauges, Relay};
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm_migration::MigratorTrait;
@@ -153,6 +153,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         outbox_relay.notifier(),
     );
     tokio::spawn(outbox_relay.run(shutdown.clone()));
+    let gauges = OutboxGauges::register(
+        &mut options.metrics.registry,
+        migrations::OUTBOX,
+        "Registration events for review and notification",
+    );
+    tokio::spawn(refresh_outbox_gauges(gauges, db.clone(), shutdown.clone()));
     registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
     registration.watch_heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(1));
@@ -167,4 +173,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         options.probes.push(Probe::lock(lock));
     }
     serve(options, service).await
+}
+
+/// Refreshes the outbox gauges every 15 s until shutdown.
+async fn refresh_outbox_gauges(
+    gauges: OutboxGauges,
+    db: sea_orm::DatabaseConnection,
+    shutdown: Shutdown,
+) {
+    loop {
+        if let Err(e) = gauges.refresh(&db, migrations::OUTBOX).await {
+            tracing::warn!(error = %e, "refreshing the outbox gauges failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {},
+            _ = shutdown.clone().wait() => return,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
+use kg_runtime::outbox::OutboxGauges;
 use kg_runtime::shutdown::Shutdown;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -13,32 +14,22 @@ use crate::migrations::OUTBOX;
 use crate::store::{state, task};
 use crate::view;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Gauges {
     pub overdue: Gauge<i64, AtomicI64>,
-    pub backlog: Gauge<i64, AtomicI64>,
-    pub dead_letters: Gauge<i64, AtomicI64>,
+    pub outbox: OutboxGauges,
 }
 
 impl Gauges {
     pub fn register(registry: &mut Registry) -> Self {
-        let gauges = Self::default();
+        let overdue = Gauge::default();
         registry.register(
             "review_overdue_tasks",
             "Review tasks QUEUED or CLAIMED past their deadline",
-            gauges.overdue.clone(),
+            overdue.clone(),
         );
-        registry.register(
-            "review_outbox_backlog",
-            "Review decisions not yet acknowledged by registration",
-            gauges.backlog.clone(),
-        );
-        registry.register(
-            "review_outbox_dead_letters",
-            "Review decisions registration refused for good, set aside (alert on any)",
-            gauges.dead_letters.clone(),
-        );
-        gauges
+        let outbox = OutboxGauges::register(registry, OUTBOX, "Review decisions");
+        Self { overdue, outbox }
     }
 
     pub async fn refresh(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -48,12 +39,7 @@ impl Gauges {
             .count(db)
             .await?;
         self.overdue.set(i64::try_from(overdue).unwrap_or(i64::MAX));
-        let backlog = kg_runtime::outbox::backlog(db, OUTBOX).await?;
-        self.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
-        let dead = kg_runtime::outbox::dead_letters(db, OUTBOX).await?;
-        self.dead_letters
-            .set(i64::try_from(dead).unwrap_or(i64::MAX));
-        Ok(())
+        self.outbox.refresh(db, OUTBOX).await
     }
 
     /// Refreshes every `interval` until shutdown.

@@ -140,6 +140,44 @@ async fn count(
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// The gauges of one outbox: events waiting, and dead letters (alert on any).
+#[derive(Clone, Default)]
+pub struct OutboxGauges {
+    pub backlog: prometheus_client::metrics::gauge::Gauge,
+    pub dead_letters: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl OutboxGauges {
+    /// Registers `<table>_backlog` and `<table>_dead_letters`; `what` says what the events are.
+    pub fn register(
+        registry: &mut prometheus_client::registry::Registry,
+        table: &str,
+        what: &str,
+    ) -> Self {
+        let gauges = Self::default();
+        registry.register(
+            format!("{table}_backlog"),
+            format!("{what} not yet acknowledged by their receiver"),
+            gauges.backlog.clone(),
+        );
+        registry.register(
+            format!("{table}_dead_letters"),
+            format!("{what} refused for good and set aside (alert on any)"),
+            gauges.dead_letters.clone(),
+        );
+        gauges
+    }
+
+    pub async fn refresh(&self, db: &DatabaseConnection, table: &str) -> Result<(), DbErr> {
+        let backlog = backlog(db, table).await?;
+        self.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        let dead = dead_letters(db, table).await?;
+        self.dead_letters
+            .set(i64::try_from(dead).unwrap_or(i64::MAX));
+        Ok(())
+    }
+}
+
 /// Why a delivery did not go through.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
