@@ -19,6 +19,7 @@
 
 pub mod faults;
 pub mod fixtures;
+pub mod full_mesh;
 pub mod mesh;
 pub mod ports;
 pub mod postgres;
@@ -327,5 +328,22 @@ impl SpawnFailure {
         match self {
             SpawnFailure::Retryable(e) | SpawnFailure::Fatal(e) => e,
         }
+    }
+}
+
+/// Calls `probe` every 100 ms until it gives a value; fails the test after `within`, naming
+/// `what` it waited for.
+pub async fn poll<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(started.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use kg_proto::common::{Contact, SellerProfile};
@@ -25,6 +25,7 @@ use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
 use kg_tests::fixtures;
 use kg_tests::free_port;
 use kg_tests::mesh::{self, Running, TestDb};
+use kg_tests::poll;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -166,21 +167,6 @@ fn summary(task: &ReviewTask) -> Vec<(DuplicateSignalKind, String, String)> {
             )
         })
         .collect()
-}
-
-async fn poll<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(started.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// An English website on a loopback address of its own (127.0.0.2, 127.0.0.3, …).

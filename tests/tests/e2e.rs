@@ -5,7 +5,7 @@
 //! back.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kg_proto::identity::ImportAccountsRequest;
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
@@ -16,6 +16,7 @@ use kg_proto::review::*;
 use kg_review::calendar::WorkingCalendar;
 use kg_tests::fixtures::{self, Website};
 use kg_tests::mesh::{self, Running, TestDb};
+use kg_tests::poll;
 use kg_tests::{SmsProvider, SmtpServer, free_port};
 use tonic::transport::Channel;
 
@@ -117,21 +118,6 @@ impl Mesh {
         self.registration.stop().await.unwrap();
         self.notification.stop().await.unwrap();
         self.identity.stop().await.unwrap();
-    }
-}
-
-async fn poll<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(started.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

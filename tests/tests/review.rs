@@ -7,7 +7,7 @@
 //! decision delivered to the real registration service.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kg_proto::common::{CheckEvidence, CheckOutcome, CompanyEntity, ReviewDecision};
@@ -18,6 +18,7 @@ use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
 use kg_runtime::error::DecodedError;
 use kg_tests::fixtures;
 use kg_tests::mesh::{self, Running, TestDb};
+use kg_tests::poll;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tonic::Code;
@@ -312,21 +313,6 @@ async fn outbox(db: &DatabaseConnection, subject: &str) -> Vec<(String, serde_js
             )
         })
         .collect()
-}
-
-async fn poll<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(started.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
