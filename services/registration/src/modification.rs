@@ -496,7 +496,55 @@ pub struct NewRequest {
     pub etag: String,
 }
 
+/// Refuses with MATERIALS_CHECK_FAILED, one field violation per failed finding, when
+/// identity-check failed any material; warnings pass (they are kept as evidence).
+pub fn refuse_failed_materials(
+    materials: &kg_proto::identity::CheckMaterialsResponse,
+) -> Result<(), RegistrationError> {
+    let failed: Vec<FieldViolation> = materials
+        .results
+        .iter()
+        .flat_map(|r| r.findings.iter())
+        .filter(|f| f.outcome == kg_proto::common::CheckOutcome::Failed as i32)
+        .map(|f| FieldViolation {
+            field: f.field.clone(),
+            reason: f.code.clone(),
+            description: f.message.clone(),
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistrationError::MaterialsCheckFailed(failed))
+    }
+}
+
 impl Registration {
+    /// Checks the changed materials of `profile` (no entity; an incomplete profile is fine) with
+    /// identity-check, refusing the change when one fails.
+    pub(crate) async fn check_changed_materials(
+        &self,
+        profile: SellerProfile,
+        logo_file_name: &str,
+        account_id: &str,
+    ) -> Result<kg_proto::identity::CheckMaterialsResponse, RegistrationError> {
+        let materials = self
+            .identity
+            .clone()
+            .check_materials(kg_proto::identity::CheckMaterialsRequest {
+                entity: None,
+                profile: Some(profile),
+                logo_file_name: logo_file_name.to_string(),
+                require_complete: false,
+                account_id: account_id.to_string(),
+            })
+            .await
+            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
+            .into_inner();
+        refuse_failed_materials(&materials)?;
+        Ok(materials)
+    }
+
     /// The seller a caller wants to change: applicants only their own (another account's
     /// seller is SELLER_NOT_FOUND); an exited seller is final.
     pub(crate) async fn changeable_seller(

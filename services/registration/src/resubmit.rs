@@ -6,10 +6,8 @@
 //! (ResumeReviewTask), which moves it to IN_REVIEW with the new deadline, as after a submission.
 
 use kg_proto::common::{CheckEvidence, CheckOutcome, SellerProfile};
-use kg_proto::identity::CheckMaterialsRequest;
 use kg_proto::registration::{Application, ResubmitApplicationRequest};
 use kg_runtime::auth::{Caller, Role};
-use kg_runtime::error::FieldViolation;
 use prost::Message;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
@@ -112,32 +110,8 @@ impl Registration {
             .map(|(_, field)| *field)
             .collect();
         let materials = self
-            .identity
-            .clone()
-            .check_materials(CheckMaterialsRequest {
-                entity: None,
-                profile: Some(check),
-                logo_file_name: req.logo_file_name.clone(),
-                require_complete: false,
-                account_id: row.account_id.clone(),
-            })
-            .await
-            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
-            .into_inner();
-        let failed: Vec<FieldViolation> = materials
-            .results
-            .iter()
-            .flat_map(|r| r.findings.iter())
-            .filter(|f| f.outcome == CheckOutcome::Failed as i32)
-            .map(|f| FieldViolation {
-                field: f.field.clone(),
-                reason: f.code.clone(),
-                description: f.message.clone(),
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Err(RegistrationError::MaterialsCheckFailed(failed));
-        }
+            .check_changed_materials(check, &req.logo_file_name, &row.account_id)
+            .await?;
         let earlier = row
             .evidence
             .as_deref()

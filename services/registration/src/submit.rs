@@ -2,7 +2,7 @@
 //! entity lock, then check and insert in one transaction (application + idempotency key + outbox
 //! event). The partial unique indexes catch whatever the lock missed.
 
-use kg_proto::common::{AgreementAcceptance, CheckOutcome, CompanyEntity, SellerProfile};
+use kg_proto::common::{AgreementAcceptance, CompanyEntity, SellerProfile};
 use kg_proto::identity::{CheckEligibilityRequest, CheckMaterialsRequest, IneligibilityReason};
 use kg_proto::registration::{Application, SubmitApplicationRequest};
 use kg_runtime::error::{FieldViolation, PreconditionViolation};
@@ -87,20 +87,7 @@ impl Registration {
             return Err(RegistrationError::NotEligible(unmet));
         }
 
-        let failed: Vec<FieldViolation> = materials
-            .results
-            .iter()
-            .flat_map(|r| r.findings.iter())
-            .filter(|f| f.outcome == CheckOutcome::Failed as i32)
-            .map(|f| FieldViolation {
-                field: f.field.clone(),
-                reason: f.code.clone(),
-                description: f.message.clone(),
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Err(RegistrationError::MaterialsCheckFailed(failed));
-        }
+        crate::modification::refuse_failed_materials(&materials)?;
 
         let now = kg_runtime::db::now();
         let agreement = AgreementAcceptance {

@@ -3,11 +3,9 @@
 //! once approved, applied. Changed materials are checked again by identity-check (refusals have
 //! Submit's shapes). The live profile stays as it is until the approval.
 
-use kg_proto::common::{CheckOutcome, SellerProfile};
-use kg_proto::identity::CheckMaterialsRequest;
+use kg_proto::common::SellerProfile;
 use kg_proto::registration::{ModificationRequest, UpdateSellerInfoRequest};
 use kg_runtime::auth::Caller;
-use kg_runtime::error::FieldViolation;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -93,32 +91,8 @@ impl Registration {
             check.customer_service_phone = proposed.customer_service_phone.clone();
         }
         let materials = self
-            .identity
-            .clone()
-            .check_materials(CheckMaterialsRequest {
-                entity: None,
-                profile: Some(check),
-                logo_file_name: req.logo_file_name.clone(),
-                require_complete: false,
-                account_id: seller.account_id.clone(),
-            })
-            .await
-            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
-            .into_inner();
-        let failed: Vec<FieldViolation> = materials
-            .results
-            .iter()
-            .flat_map(|r| r.findings.iter())
-            .filter(|f| f.outcome == CheckOutcome::Failed as i32)
-            .map(|f| FieldViolation {
-                field: f.field.clone(),
-                reason: f.code.clone(),
-                description: f.message.clone(),
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Err(RegistrationError::MaterialsCheckFailed(failed));
-        }
+            .check_changed_materials(check, &req.logo_file_name, &seller.account_id)
+            .await?;
 
         let now = kg_runtime::db::now();
         let logo_changed = changes.iter().any(|c| c.path == "logo");
