@@ -496,6 +496,32 @@ pub struct NewRequest {
     pub etag: String,
 }
 
+/// The materials of `proposed` that `wanted` names by path prefix, for CheckMaterials (a logo
+/// travels with its content type); everything else is left empty.
+pub fn materials_of(proposed: &SellerProfile, wanted: impl Fn(&str) -> bool) -> SellerProfile {
+    let mut check = SellerProfile::default();
+    if wanted("logo") {
+        check.logo = proposed.logo.clone();
+        check.logo_content_type = proposed.logo_content_type.clone();
+    }
+    if wanted("website_url") {
+        check.website_url = proposed.website_url.clone();
+    }
+    if wanted("introduction") {
+        check.introduction = proposed.introduction.clone();
+    }
+    if wanted("contact.") {
+        check.contact = proposed.contact.clone();
+    }
+    if wanted("customer_service_email") {
+        check.customer_service_email = proposed.customer_service_email.clone();
+    }
+    if wanted("customer_service_phone") {
+        check.customer_service_phone = proposed.customer_service_phone.clone();
+    }
+    check
+}
+
 /// Refuses with MATERIALS_CHECK_FAILED, one field violation per failed finding, when
 /// identity-check failed any material; warnings pass (they are kept as evidence).
 pub fn refuse_failed_materials(

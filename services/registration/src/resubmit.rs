@@ -84,26 +84,7 @@ impl Registration {
         // The materials the mask names are checked again, changed or not: a resubmission may
         // correct what is behind an unchanged value (the website's content, say).
         let named = |prefix: &str| leaves.iter().any(|l| l.starts_with(prefix));
-        let mut check = SellerProfile::default();
-        if named("logo") {
-            check.logo = proposed.logo.clone();
-            check.logo_content_type = proposed.logo_content_type.clone();
-        }
-        if named("website_url") {
-            check.website_url = proposed.website_url.clone();
-        }
-        if named("introduction") {
-            check.introduction = proposed.introduction.clone();
-        }
-        if named("contact.") {
-            check.contact = proposed.contact.clone();
-        }
-        if named("customer_service_email") {
-            check.customer_service_email = proposed.customer_service_email.clone();
-        }
-        if named("customer_service_phone") {
-            check.customer_service_phone = proposed.customer_service_phone.clone();
-        }
+        let check = crate::modification::materials_of(&proposed, named);
         let rechecked: Vec<&str> = MATERIALS
             .iter()
             .filter(|(prefix, _)| named(prefix))

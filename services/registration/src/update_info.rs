@@ -70,26 +70,7 @@ impl Registration {
 
         // Only the changed materials are checked again (a logo travels with its type).
         let changed = |prefix: &str| changes.iter().any(|c| c.path.starts_with(prefix));
-        let mut check = SellerProfile::default();
-        if changed("logo") {
-            check.logo = proposed.logo.clone();
-            check.logo_content_type = proposed.logo_content_type.clone();
-        }
-        if changed("website_url") {
-            check.website_url = proposed.website_url.clone();
-        }
-        if changed("introduction") {
-            check.introduction = proposed.introduction.clone();
-        }
-        if changed("contact.") {
-            check.contact = proposed.contact.clone();
-        }
-        if changed("customer_service_email") {
-            check.customer_service_email = proposed.customer_service_email.clone();
-        }
-        if changed("customer_service_phone") {
-            check.customer_service_phone = proposed.customer_service_phone.clone();
-        }
+        let check = crate::modification::materials_of(&proposed, changed);
         let materials = self
             .check_changed_materials(check, &req.logo_file_name, &seller.account_id)
             .await?;
