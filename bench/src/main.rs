@@ -7,6 +7,7 @@ mod echo;
 mod load;
 mod procs;
 mod report;
+mod watchers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -103,6 +104,18 @@ struct Args {
     /// measure how fast it delivers [default 10; quick 5].
     #[arg(long)]
     relay_window_secs: Option<f64>,
+    /// WatchEvents streams held open (each filtered to an account with no events) for step (g),
+    /// which measures SubmitApplication without and then with them; 0 skips (g). Registration
+    /// runs with KG_WATCH_MAX_STREAMS above this.
+    #[arg(long, default_value_t = 1000)]
+    idle_watchers: usize,
+    /// Requests in flight of the SubmitApplication steps of (g).
+    #[arg(long, default_value_t = 4)]
+    idle_watchers_concurrency: usize,
+    /// Seconds over which (g) counts registration's database transactions with no load, without
+    /// and then with the idle streams open.
+    #[arg(long, default_value_t = 5.0)]
+    idle_tps_secs: f64,
     /// Folder of the service binaries.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -135,6 +148,9 @@ struct Plan {
     pipeline_samples: u64,
     connections: usize,
     relay_window: Duration,
+    idle_watchers: usize,
+    idle_concurrency: usize,
+    idle_tps_window: Duration,
 }
 
 impl Plan {
@@ -162,6 +178,9 @@ impl Plan {
             } else {
                 10.0
             })),
+            idle_watchers: a.idle_watchers,
+            idle_concurrency: a.idle_watchers_concurrency.max(1),
+            idle_tps_window: Duration::from_secs_f64(a.idle_tps_secs.max(0.5)),
         }
     }
 
@@ -377,14 +396,17 @@ impl Mesh {
     }
 }
 
-async fn start_mesh(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Mesh> {
+/// Registration's first database (the one of (c), (d) and (g)).
+const MAIN_DB: &str = "kg_registration";
+
+async fn start_mesh(bin_dir: &Path, log_dir: &Path, watchers: usize) -> anyhow::Result<Mesh> {
     std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     say("starting PostgreSQL and Redis (private servers on free ports)");
     let (postgres, redis) = tokio::join!(PostgresServer::start(), RedisServer::start());
     let (postgres, redis) = (postgres?, redis?);
     for name in [
         "kg_identity",
-        "kg_registration",
+        MAIN_DB,
         "kg_review",
         "kg_notification",
         "kg_scratch",
@@ -446,11 +468,16 @@ async fn start_mesh(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Mesh> {
         not_addr.clone(),
         log_dir,
     )?);
-    let mut registration_env = common(&reg_addr, "kg_registration");
+    let mut registration_env = common(&reg_addr, MAIN_DB);
     registration_env.push(("KG_REDIS_URL", redis.url()));
     registration_env.push(("KG_IDENTITY_CHECK_URL", url(&idc_addr)));
     registration_env.push(("KG_REVIEW_URL", url(&rev_addr)));
     registration_env.push(("KG_NOTIFICATION_URL", url(&not_addr)));
+    // (g) holds `watchers` streams open at once: room for them and a few more.
+    registration_env.push((
+        "KG_WATCH_MAX_STREAMS",
+        (watchers + 100).max(1000).to_string(),
+    ));
     services.push(Service::spawn(
         "registration",
         &bin("koogallery-registration"),
@@ -468,7 +495,7 @@ async fn start_mesh(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Mesh> {
         echo_addr.clone(),
         log_dir,
     )?;
-    let registration_db = kg_runtime::db::connect(&postgres.url("kg_registration")).await?;
+    let registration_db = kg_runtime::db::connect(&postgres.url(MAIN_DB)).await?;
     // (b) runs with the pool registration itself uses (kg_runtime::db::connect).
     let scratch_db = kg_runtime::db::connect(&postgres.url("kg_scratch")).await?;
     kg_registration::migrations::Migrator::up(&scratch_db, None).await?;
@@ -994,7 +1021,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if plan.concurrency.is_empty() {
         bail!("--concurrency needs at least one value");
     }
-    let mut mesh = start_mesh(&args.bin_dir, &args.log_dir).await?;
+    let mut mesh = start_mesh(&args.bin_dir, &args.log_dir, plan.idle_watchers).await?;
     let outcome = measure(&plan, &args, &mut mesh).await;
     let mut report = match outcome {
         Ok(r) => r,
@@ -1035,6 +1062,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("{}", report::figures_table(&report));
     println!("{}", report::scales_table(&report));
     println!("{}", report::targets_table(&report));
+    if report.idle_watchers.is_some() {
+        println!("{}", report::idle_watchers_line(&report));
+    }
     Ok(())
 }
 
@@ -1054,7 +1084,7 @@ fn update_performance_doc(path: &Path, report: &Report) -> anyhow::Result<()> {
     let m = &report.machine;
     let block = format!(
         "{BEGIN}\nFrom `docs/bench/latest.md`, generated {} on {} CPUs ({}), {} MiB, PostgreSQL {}, \
-         commit {}; authentication {}.\n\n{}\n{}\n{}\n{}",
+         commit {}; authentication {}.\n\n{}\n{}\n{}\n{}{}",
         report.generated_at,
         m.nproc,
         m.cpu_model,
@@ -1066,6 +1096,7 @@ fn update_performance_doc(path: &Path, report: &Report) -> anyhow::Result<()> {
         report::scales_table(report),
         report::targets_table(report),
         pipeline_memory_lines(report),
+        report::idle_watchers_line(report),
     );
     let updated = format!("{}{}{}", &text[..b], block, &text[e..]);
     std::fs::write(path, updated)?;
@@ -1306,6 +1337,46 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         say(format!("  PostgreSQL client connections open: {n}"));
     }
 
+    // (g) SubmitApplication without and with idle WatchEvents streams open (issue 12), on the
+    // first database, before registration moves.
+    let idle_watchers = if plan.idle_watchers > 0 {
+        say(format!(
+            "(g) SubmitApplication at {} in flight without and with {} idle WatchEvents streams",
+            plan.idle_concurrency, plan.idle_watchers
+        ));
+        let w = watchers::measure(
+            plan, mesh, MAIN_DB, &clients, &mut ids, &template, &submitted,
+        )
+        .await?;
+        for (label, s) in [("without", &w.submit_without), ("with", &w.submit_with)] {
+            if s.ok >= plan.max_submits {
+                notes.push(format!(
+                    "(g) SubmitApplication {label} the idle streams ended by the submission \
+                     budget ({}) before {} s.",
+                    plan.max_submits,
+                    plan.step.as_secs_f64()
+                ));
+            }
+        }
+        if !w.complete() {
+            notes.push(format!(
+                "(g) asked for {} idle WatchEvents streams: {} opened (failed: {:?}), {} still \
+                 open after the SubmitApplication step with them (ended: {:?}).",
+                w.streams, w.opened, w.open_errors, w.still_open_after, w.ended
+            ));
+        }
+        if w.events_received > 0 {
+            notes.push(format!(
+                "(g) the idle streams received {} events although their accounts have none.",
+                w.events_received
+            ));
+        }
+        mesh.check_alive()?;
+        Some(w)
+    } else {
+        None
+    };
+
     // Stored applications: registration moves to a fresh database, which is pre-loaded to each
     // scale in turn; (c) and (d) at the scale concurrency after each.
     let mut scales = Vec::new();
@@ -1477,6 +1548,28 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             ));
         }
     }
+    if let Some(w) = &idle_watchers {
+        targets.push(Target {
+            name: format!(
+                "submit @{} with {} idle WatchEvents streams / without",
+                w.concurrency,
+                report::thousands(w.streams)
+            ),
+            target: "≥ 0.9".into(),
+            measured: format!(
+                "{:.0}/s vs {:.0}/s ({}){}",
+                w.submit_with.throughput_per_s,
+                w.submit_without.throughput_per_s,
+                w.ratio.map_or("–".into(), |x| format!("{x:.2}")),
+                if w.complete() {
+                    String::new()
+                } else {
+                    format!(", only {} streams open", w.still_open_after)
+                }
+            ),
+            met: w.ratio.map(|x| x >= 0.9 && w.complete()),
+        });
+    }
     for m in &memory {
         if m.process.starts_with("echo") {
             continue;
@@ -1517,6 +1610,19 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             }
         }
     }
+    if let Some(w) = &idle_watchers {
+        for (label, s) in [
+            ("(g) submit without the idle streams", &w.submit_without),
+            ("(g) submit with the idle streams", &w.submit_with),
+        ] {
+            if s.error_count() > 0 {
+                notes.push(format!(
+                    "{label} at {} in flight had errors: {:?}",
+                    s.concurrency, s.errors
+                ));
+            }
+        }
+    }
     let disturbed: Vec<String> = [
         ("echo", &echo),
         ("database", &database),
@@ -1537,6 +1643,15 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
             .filter_map(|(label, s)| {
                 let p = s.as_ref()?.foreign_cpu_pct.filter(|&p| p > 10.0)?;
                 Some(format!("{label} with {} stored ({p:.0} %)", sc.stored))
+            })
+            .collect::<Vec<_>>()
+    }))
+    .chain(idle_watchers.iter().flat_map(|w| {
+        [("without", &w.submit_without), ("with", &w.submit_with)]
+            .into_iter()
+            .filter_map(|(label, s)| {
+                let p = s.foreign_cpu_pct.filter(|&p| p > 10.0)?;
+                Some(format!("(g) submit {label} the idle streams ({p:.0} %)"))
             })
             .collect::<Vec<_>>()
     }))
@@ -1618,6 +1733,7 @@ async fn measure(plan: &Plan, args: &Args, mesh: &mut Mesh) -> anyhow::Result<Re
         outbox,
         scales,
         memory,
+        idle_watchers,
         targets,
         notes,
     })

@@ -30,6 +30,9 @@ const SCRUBBED: &[&str] = &[
     "KG_TLS_CLIENT_CA",
     "KG_TLS_CA",
     "KG_HEALTH_LISTEN_ADDR",
+    "KG_WATCH_HEARTBEAT_MS",
+    "KG_WATCH_POLL_MS",
+    "KG_WATCH_MAX_STREAMS",
 ];
 
 /// One service process.
@@ -212,6 +215,22 @@ pub async fn channels(url: &str, connections: usize) -> anyhow::Result<Vec<Chann
         let channel = Endpoint::from_shared(url.to_string())?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        out.push(channel);
+    }
+    Ok(out)
+}
+
+/// `connections` channels to `url` for long-lived server streams: like [`channels`], but with
+/// no request timeout.
+pub async fn stream_channels(url: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        let channel = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .connect()
             .await

@@ -1,5 +1,6 @@
 //! The report: one JSON document with every figure, and a Markdown rendering of it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -32,6 +33,9 @@ pub struct Report {
     pub scales: Vec<Scale>,
     /// (f) peak memory of each process.
     pub memory: Vec<ProcessMemory>,
+    /// (g) SubmitApplication without and with idle WatchEvents streams open (`--idle-watchers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_watchers: Option<IdleWatchers>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
 }
@@ -147,6 +151,176 @@ pub struct Scale {
     pub preload_s: f64,
     pub submit: Option<StepResult>,
     pub get: Option<StepResult>,
+}
+
+/// (g): SubmitApplication at `concurrency` in flight without, then with, `streams` WatchEvents
+/// streams open, each filtered to an account that has no events (`acct-idle-<i>`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleWatchers {
+    /// Streams asked for (`--idle-watchers`).
+    pub streams: usize,
+    /// Requests in flight of both SubmitApplication steps (`--idle-watchers-concurrency`).
+    pub concurrency: usize,
+    /// Registration's database, whose transactions are counted.
+    pub database: String,
+    /// Streams whose WatchEvents call returned its response headers.
+    pub opened: usize,
+    /// Streams that failed to open, by gRPC code.
+    pub open_errors: BTreeMap<String, u64>,
+    /// Seconds until every stream had opened or failed.
+    pub open_s: f64,
+    /// Streams still open when the SubmitApplication step with them ended.
+    pub still_open_after: usize,
+    /// Streams that ended early, by how (`ended` or the gRPC code).
+    pub ended: BTreeMap<String, u64>,
+    /// Heartbeats all streams received while open.
+    pub heartbeats_received: u64,
+    /// Events all streams received (0 expected: their accounts have none).
+    pub events_received: u64,
+    /// No streams, no load (after the outbox drained).
+    pub without_streams: IdleWindow,
+    /// Only the idle streams open, no load (after the outbox drained).
+    pub with_streams: IdleWindow,
+    pub submit_without: StepResult,
+    pub submit_with: StepResult,
+    /// submit_with throughput / submit_without throughput. Target ≥ 0.9.
+    pub ratio: Option<f64>,
+}
+
+/// A window with no requests: transactions of registration's database and CPU per process.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleWindow {
+    /// Undelivered outbox events left by the drain just before the window (the relay's work
+    /// then counts in the window too; 0 when the drain finished within its bound).
+    pub outbox_undelivered: u64,
+    pub window_s: f64,
+    /// `pg_stat_database` xact_commit + xact_rollback delta of the database over the window.
+    pub transactions: u64,
+    pub transactions_per_s: f64,
+    /// CPU each process used over the window, in percent of one CPU.
+    pub cpu_pct_of_one_cpu: BTreeMap<String, f64>,
+}
+
+/// 1000 → "1,000".
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The headline of (g): "submit @4 with 1,000 idle WatchEvents streams: X/s vs Y/s without
+/// (ratio R)".
+pub fn idle_watchers_headline(w: &IdleWatchers) -> String {
+    format!(
+        "submit @{} with {} idle WatchEvents streams: {:.0}/s vs {:.0}/s without (ratio {})",
+        w.concurrency,
+        thousands(w.opened),
+        w.submit_with.throughput_per_s,
+        w.submit_without.throughput_per_s,
+        opt(w.ratio, f2)
+    )
+}
+
+/// (g) in one line, for the figures block of docs/performance.md and the console.
+pub fn idle_watchers_line(r: &Report) -> String {
+    let Some(w) = &r.idle_watchers else {
+        return String::new();
+    };
+    let mut s = format!(
+        "Idle watchers (g): {}; database transactions/s with only the streams open {:.1} vs {:.1} \
+         with none",
+        idle_watchers_headline(w),
+        w.with_streams.transactions_per_s,
+        w.without_streams.transactions_per_s
+    );
+    if !w.complete() {
+        let _ = write!(
+            s,
+            " — **only {} of {} streams opened, {} still open at the end**",
+            w.opened, w.streams, w.still_open_after
+        );
+    }
+    s.push_str(".\n");
+    s
+}
+
+fn idle_watchers_section(w: &IdleWatchers) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "**{}** — target ≥ 0.9.\n", idle_watchers_headline(w));
+    let cpu = |x: &IdleWindow, p: &str| {
+        opt(x.cpu_pct_of_one_cpu.get(p).copied(), |v| {
+            format!("{v:.1} %")
+        })
+    };
+    let lat = |s: &StepResult| format!("{} / {} / {}", f1(s.p50_ms), f1(s.p95_ms), f1(s.p99_ms));
+    let _ = writeln!(
+        out,
+        "| | no streams | {} idle streams open |\n|---|---:|---:|",
+        thousands(w.opened)
+    );
+    let _ = writeln!(
+        out,
+        "| SubmitApplication @{}, throughput | {:.0}/s | {:.0}/s |",
+        w.concurrency, w.submit_without.throughput_per_s, w.submit_with.throughput_per_s
+    );
+    let _ = writeln!(
+        out,
+        "| submit p50 / p95 / p99 ms | {} | {} |",
+        lat(&w.submit_without),
+        lat(&w.submit_with)
+    );
+    let _ = writeln!(
+        out,
+        "| no load: `{}` transactions/s (`pg_stat_database`, {:.0} s) | {:.1} | **{:.1}** |",
+        w.database,
+        w.with_streams.window_s,
+        w.without_streams.transactions_per_s,
+        w.with_streams.transactions_per_s
+    );
+    if w.without_streams.outbox_undelivered + w.with_streams.outbox_undelivered > 0 {
+        let _ = writeln!(
+            out,
+            "| undelivered outbox events left just before the window | {} | {} |",
+            w.without_streams.outbox_undelivered, w.with_streams.outbox_undelivered
+        );
+    }
+    for p in ["registration", "postgres"] {
+        let _ = writeln!(
+            out,
+            "| no load: {p} CPU, % of one CPU | {} | {} |",
+            cpu(&w.without_streams, p),
+            cpu(&w.with_streams, p)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nStreams: {} of {} opened (each `WatchEvents{{account_id: \"acct-idle-<i>\"}}`, an \
+         account with no events) in {:.1} s{}; {} still open after the step with them{}; \
+         {} heartbeats and {} events received (0 events expected).",
+        w.opened,
+        w.streams,
+        w.open_s,
+        if w.open_errors.is_empty() {
+            String::new()
+        } else {
+            format!(", failed: {:?}", w.open_errors)
+        },
+        w.still_open_after,
+        if w.ended.is_empty() {
+            String::new()
+        } else {
+            format!(" (ended: {:?})", w.ended)
+        },
+        w.heartbeats_received,
+        w.events_received
+    );
+    out
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -462,6 +636,10 @@ pub fn markdown(r: &Report) -> String {
             rr.window_s, rr.undelivered_before, rr.undelivered_after, rr.delivered_per_s
         );
     }
+    if let Some(w) = &r.idle_watchers {
+        out.push_str("\n## Idle WatchEvents streams (g)\n\n");
+        out.push_str(&idle_watchers_section(w));
+    }
     out.push_str(
         "\n## Peak memory (f)\n\n| process | VmHWM MiB | VmRSS at end MiB |\n|---|---:|---:|\n",
     );
@@ -484,6 +662,21 @@ pub fn markdown(r: &Report) -> String {
     out.push_str(&steps_table("(c) SubmitApplication", &r.submit));
     out.push('\n');
     out.push_str(&steps_table("(d) GetApplication", &r.get));
+    if let Some(w) = &r.idle_watchers {
+        out.push('\n');
+        out.push_str(&steps_table(
+            "(g) SubmitApplication, no streams",
+            std::slice::from_ref(&w.submit_without),
+        ));
+        out.push('\n');
+        out.push_str(&steps_table(
+            &format!(
+                "(g) SubmitApplication, {} idle WatchEvents streams",
+                thousands(w.opened)
+            ),
+            std::slice::from_ref(&w.submit_with),
+        ));
+    }
     for sc in &r.scales {
         let steps: Vec<StepResult> = sc.submit.iter().cloned().collect();
         out.push('\n');
@@ -548,6 +741,13 @@ pub fn cpu_table(r: &Report) -> String {
     ] {
         rows.extend(steps.iter().map(|s| (label.to_string(), s)));
     }
+    if let Some(w) = &r.idle_watchers {
+        rows.push(("(g) submit, no streams".into(), &w.submit_without));
+        rows.push((
+            format!("(g) submit, {} idle streams", thousands(w.opened)),
+            &w.submit_with,
+        ));
+    }
     for sc in &r.scales {
         if let Some(s) = &sc.submit {
             rows.push((format!("(c) submit, {} stored", sc.stored), s));
@@ -578,4 +778,17 @@ pub fn cpu_table(r: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_separator() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 }
