@@ -71,6 +71,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         rate_limit_per_sec: kg_runtime::config::DEFAULT_RATE_LIMIT_PER_SEC,
         rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
         request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
+        limits: Default::default(),
     };
     let url = |offset: u16| format!("http://{}", addr(offset));
 

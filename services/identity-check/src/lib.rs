@@ -45,13 +45,13 @@ pub struct Config {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    let db = config.common.connect_database(SERVICE).await?;
     migrations::Migrator::up(&db, None).await?;
     Ok(())
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    let db = config.common.connect_database(SERVICE).await?;
     migrations::Migrator::up(&db, None).await?;
 
     let guard = if config.website_test_allowlist.is_empty() {

@@ -173,7 +173,7 @@ impl Config {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    let db = config.common.connect_database(SERVICE).await?;
     migrations::Migrator::up(&db, None).await?;
     Ok(())
 }
@@ -224,7 +224,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         }
     };
 
-    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    let db = config.common.connect_database(SERVICE).await?;
     migrations::Migrator::up(&db, None).await?;
 
     // with KG_JWT_SECRET: calls carry a service token, and callers must present theirs

@@ -113,13 +113,13 @@ pub fn agreement() -> Agreement {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    let db = config.common.connect_database(SERVICE).await?;
     migrations::Migrator::up(&db, None).await?;
     Ok(())
 }
 
 pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let db = kg_runtime::db::connect(&config.common.database_url_for(SERVICE)).await?;
+    let db = config.common.connect_database(SERVICE).await?;
     migrations::Migrator::up(&db, None).await?;
 
     let lock = match &config.redis_url {

@@ -101,11 +101,92 @@ pub struct CommonConfig {
     /// 0: no server-side limit.
     #[arg(long, env = "KG_REQUEST_TIMEOUT_SECS", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
     pub request_timeout_secs: u64,
+
+    /// Database and connection timeouts (KG_DB_*_TIMEOUT_MS, keepalive, handshake, idle).
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// The stall bounds every service takes: database session timeouts and the limits of the gRPC
+/// server's connections. `Default` gives the documented defaults.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// PostgreSQL `statement_timeout` of every pooled connection, in milliseconds: a statement
+    /// running longer is cancelled. 0: no limit.
+    #[arg(long, env = "KG_DB_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_DB_STATEMENT_TIMEOUT_MS)]
+    pub db_statement_timeout_ms: u64,
+
+    /// PostgreSQL `lock_timeout` in milliseconds: a statement waiting longer for a lock fails.
+    /// Also SQLite's busy timeout. 0: no limit (SQLite: its driver's default of 5 s).
+    #[arg(long, env = "KG_DB_LOCK_TIMEOUT_MS", default_value_t = DEFAULT_DB_LOCK_TIMEOUT_MS)]
+    pub db_lock_timeout_ms: u64,
+
+    /// PostgreSQL `idle_in_transaction_session_timeout` in milliseconds: a session that sits in
+    /// an open transaction this long without a statement (a stalled or paused replica) is ended
+    /// by the server, releasing its locks. 0: no limit.
+    #[arg(
+        long,
+        env = "KG_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        default_value_t = DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS
+    )]
+    pub db_idle_in_transaction_timeout_ms: u64,
+
+    /// Seconds between HTTP/2 PINGs the server sends on a quiet connection (and the idle time
+    /// before TCP keepalive probes start); 0 switches both off.
+    #[arg(
+        long,
+        env = "KG_HTTP2_KEEPALIVE_INTERVAL_SECS",
+        default_value_t = DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS
+    )]
+    pub http2_keepalive_interval_secs: u64,
+
+    /// Seconds the server waits for the answer to an HTTP/2 PING before closing the connection.
+    #[arg(
+        long,
+        env = "KG_HTTP2_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS
+    )]
+    pub http2_keepalive_timeout_secs: u64,
+
+    /// Seconds a new connection gets to send the HTTP/2 connection preface (and, with TLS, to
+    /// finish the TLS handshake); a connection that has not is closed. 0: no limit.
+    #[arg(long, env = "KG_HANDSHAKE_TIMEOUT_SECS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
+    pub handshake_timeout_secs: u64,
+
+    /// Seconds a connection may stay open without an RPC in flight; then it is closed (clients
+    /// reconnect on their next call). Open streams keep their connection. 0: no limit.
+    #[arg(
+        long,
+        env = "KG_IDLE_CONNECTION_TIMEOUT_SECS",
+        default_value_t = DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS
+    )]
+    pub idle_connection_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            db_statement_timeout_ms: DEFAULT_DB_STATEMENT_TIMEOUT_MS,
+            db_lock_timeout_ms: DEFAULT_DB_LOCK_TIMEOUT_MS,
+            db_idle_in_transaction_timeout_ms: DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+            http2_keepalive_interval_secs: DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS,
+            http2_keepalive_timeout_secs: DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS,
+            handshake_timeout_secs: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            idle_connection_timeout_secs: DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS,
+        }
+    }
 }
 
 pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 50.0;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 100;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_DB_LOCK_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS: u64 = 30;
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS: u64 = 300;
 
 impl CommonConfig {
     /// The configured database URL, or the embedded SQLite file `<data_dir>/<service>.db`.
@@ -117,6 +198,26 @@ impl CommonConfig {
                 format!("sqlite://{}?mode=rwc", path.display())
             }
         }
+    }
+
+    /// The database timeouts (KG_DB_*_TIMEOUT_MS) for [`crate::db::connect_with`].
+    pub fn db_timeouts(&self) -> crate::db::DbTimeouts {
+        use std::time::Duration;
+        crate::db::DbTimeouts {
+            statement: Duration::from_millis(self.limits.db_statement_timeout_ms),
+            lock: Duration::from_millis(self.limits.db_lock_timeout_ms),
+            idle_in_transaction: Duration::from_millis(
+                self.limits.db_idle_in_transaction_timeout_ms,
+            ),
+        }
+    }
+
+    /// Connects to this service's database with the configured timeouts.
+    pub async fn connect_database(
+        &self,
+        service: &str,
+    ) -> Result<sea_orm::DatabaseConnection, sea_orm::DbErr> {
+        crate::db::connect_with(&self.database_url_for(service), &self.db_timeouts()).await
     }
 
     /// The token verifier, or `None` when no key is configured (authentication off). A secret
@@ -222,4 +323,42 @@ pub mod ports {
     pub const REGISTRATION: u16 = 50052;
     pub const REVIEW: u16 = 50053;
     pub const NOTIFICATION: u16 = 50054;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonConfig,
+    }
+
+    #[test]
+    fn limits_default_and_take_flags() {
+        let cli = Cli::try_parse_from(["kg"]).unwrap();
+        let defaults = LimitsConfig::default();
+        assert_eq!(
+            cli.common.limits.db_statement_timeout_ms,
+            defaults.db_statement_timeout_ms
+        );
+        assert_eq!(cli.common.limits.idle_connection_timeout_secs, 300);
+        assert_eq!(
+            cli.common.db_timeouts(),
+            crate::db::DbTimeouts::default(),
+            "the flags' defaults are the library's"
+        );
+        let cli = Cli::try_parse_from([
+            "kg",
+            "--db-lock-timeout-ms",
+            "250",
+            "--handshake-timeout-secs",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.db_timeouts().lock.as_millis(), 250);
+        assert_eq!(cli.common.limits.handshake_timeout_secs, 0);
+    }
 }

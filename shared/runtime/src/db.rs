@@ -10,8 +10,58 @@ use sea_orm::{
 };
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
-/// Connects with a pool sized for a small service. A SQLite file's folder is created first.
+/// Server-side bounds on what one pooled connection may hold. Zero switches a bound off.
+///
+/// On PostgreSQL they are session settings sent in the start-up packet of every connection
+/// (`options=-c …`, no extra round trip), so they hold for every statement on the pool:
+/// `statement_timeout` cancels a runaway statement, `lock_timeout` fails a statement that
+/// waits too long for a row or table lock, and `idle_in_transaction_session_timeout` ends the
+/// session of a client that opened a transaction and stopped talking (a replica paused or
+/// partitioned mid-transaction), so its locks are released instead of held for ever. On SQLite
+/// `lock` is the busy timeout and the others do not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbTimeouts {
+    pub statement: Duration,
+    pub lock: Duration,
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> Self {
+        use crate::config::{
+            DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS, DEFAULT_DB_LOCK_TIMEOUT_MS,
+            DEFAULT_DB_STATEMENT_TIMEOUT_MS,
+        };
+        Self {
+            statement: Duration::from_millis(DEFAULT_DB_STATEMENT_TIMEOUT_MS),
+            lock: Duration::from_millis(DEFAULT_DB_LOCK_TIMEOUT_MS),
+            idle_in_transaction: Duration::from_millis(DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS),
+        }
+    }
+}
+
+impl DbTimeouts {
+    /// The PostgreSQL session settings, in milliseconds (`0` = off, as PostgreSQL reads it).
+    pub fn postgres_settings(&self) -> [(&'static str, String); 3] {
+        [
+            ("statement_timeout", self.statement.as_millis().to_string()),
+            ("lock_timeout", self.lock.as_millis().to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction.as_millis().to_string(),
+            ),
+        ]
+    }
+}
+
+/// Connects with a pool sized for a small service and the default [`DbTimeouts`]. A SQLite
+/// file's folder is created first.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, &DbTimeouts::default()).await
+}
+
+/// [`connect`] with the given timeouts (a service passes `CommonConfig::db_timeouts()`).
+pub async fn connect_with(url: &str, timeouts: &DbTimeouts) -> Result<DatabaseConnection, DbErr> {
     if let Some(path) = sqlite_path(url)
         && let Some(parent) = std::path::Path::new(path).parent()
         && !parent.as_os_str().is_empty()
@@ -35,6 +85,15 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         // pinged; a broken busy connection fails its query and is discarded.
         .test_before_acquire_if_idle_for(Duration::from_secs(5))
         .sqlx_logging(false);
+    // Appended after any `options` of the URL: PostgreSQL applies `-c` settings in order, so
+    // the configured values win.
+    let settings = timeouts.postgres_settings();
+    options.map_sqlx_postgres_opts(move |pg| pg.options(settings.clone()));
+    // SQLite waits this long for another process's write lock (0: keep the driver's 5 s).
+    if !timeouts.lock.is_zero() {
+        let busy = timeouts.lock;
+        options.map_sqlx_sqlite_opts(move |sqlite| sqlite.busy_timeout(busy));
+    }
     let db = Database::connect(options).await?;
     if is_sqlite {
         // WAL lets readers run beside the single writer; the setting is stored in the file.
@@ -63,11 +122,14 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-/// Answers when the database answers a trivial query.
+/// Answers when the database answers a trivial query within [`crate::health::PROBE_TIMEOUT`].
 pub async fn ping(db: &DatabaseConnection) -> bool {
-    tokio::time::timeout(Duration::from_secs(2), db.execute_unprepared("SELECT 1"))
-        .await
-        .is_ok_and(|r| r.is_ok())
+    tokio::time::timeout(
+        crate::health::PROBE_TIMEOUT,
+        db.execute_unprepared("SELECT 1"),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
 }
 
 /// One forward migration: SQL statements separated by `;`, placeholders substituted per backend.
@@ -121,6 +183,22 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x@y/z"), None);
+    }
+
+    #[test]
+    fn postgres_settings_are_milliseconds() {
+        let timeouts = DbTimeouts {
+            statement: Duration::from_secs(10),
+            lock: Duration::from_millis(1500),
+            idle_in_transaction: Duration::ZERO,
+        };
+        let settings = timeouts.postgres_settings();
+        assert_eq!(settings[0], ("statement_timeout", "10000".to_string()));
+        assert_eq!(settings[1], ("lock_timeout", "1500".to_string()));
+        assert_eq!(
+            settings[2],
+            ("idle_in_transaction_session_timeout", "0".to_string())
+        );
     }
 
     #[test]

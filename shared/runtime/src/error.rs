@@ -140,6 +140,41 @@ impl From<ApiError> for Status {
     }
 }
 
+/// The `ErrorInfo.domain` of a service: `"<service>.koogallery.io"`, identity-check being
+/// `identity`.
+pub fn service_domain(service: &str) -> String {
+    let short = match service {
+        "identity-check" => "identity",
+        other => other,
+    };
+    format!("{short}.koogallery.io")
+}
+
+/// RESOURCE_EXHAUSTED `MESSAGE_TOO_LARGE`: a request message above the service's limit
+/// (metadata `size_bytes` and `limit_bytes` when known, and `trace_id`).
+pub fn message_too_large(domain: &str, size: Option<u64>, limit: Option<u64>) -> Status {
+    let mut metadata = HashMap::new();
+    if let Some(size) = size {
+        metadata.insert("size_bytes".to_string(), size.to_string());
+    }
+    if let Some(limit) = limit {
+        metadata.insert("limit_bytes".to_string(), limit.to_string());
+    }
+    let trace_id = crate::telemetry::current_trace_id();
+    if trace_id.bytes().any(|b| b != b'0') {
+        metadata.insert("trace_id".to_string(), trace_id);
+    }
+    let message = match limit {
+        Some(limit) => {
+            format!("the request message is larger than this service accepts ({limit} bytes)")
+        }
+        None => "the request message is larger than this service accepts".to_string(),
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(crate::transport::MESSAGE_TOO_LARGE, domain, metadata);
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
 /// What a test or a client reads back out of a `Status`.
 #[derive(Debug, Clone, Default)]
 pub struct DecodedError {

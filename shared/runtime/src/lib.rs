@@ -17,5 +17,6 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 
 pub use error::ApiError;

@@ -172,12 +172,18 @@ impl RedisLock {
         Ok(deleted == 1)
     }
 
+    /// PONG within [`crate::health::PROBE_TIMEOUT`] (connecting included): a Redis that has
+    /// gone away must not hold the health check for the client's own timeouts.
     async fn ping(&self) -> bool {
-        let Ok(mut conn) = self.connection().await else {
-            return false;
+        let pong = async {
+            let mut conn = self.connection().await.ok()?;
+            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+            pong.ok()
         };
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-        pong.is_ok()
+        matches!(
+            tokio::time::timeout(crate::health::PROBE_TIMEOUT, pong).await,
+            Ok(Some(_))
+        )
     }
 }
 

@@ -2,22 +2,30 @@
 //! v1alpha), per-RPC metrics and tracing, authentication, per-caller rate limits, a server-side
 //! deadline and optional (mutual) TLS, serving until shutdown, then draining in-flight RPCs.
 //! With TLS on, an optional plaintext listener serves health only (kubelet probes cannot do TLS).
+//!
+//! Connections are bounded (see [`crate::transport`]): HTTP/2 and TCP keepalive, a handshake
+//! timeout, an idle-connection timeout; a request message above the service's limit is
+//! answered RESOURCE_EXHAUSTED `MESSAGE_TOO_LARGE`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::config::CommonConfig;
 use crate::health::{self, Probe};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::transport::{
+    ConnectionLimits, ConnectionRegistry, ConnectionTrackerLayer, MessageSizeLayer,
+};
 
 /// Everything a service's server needs besides the service itself.
 pub struct ServeOptions {
@@ -30,7 +38,10 @@ pub struct ServeOptions {
     pub shutdown: Shutdown,
     /// How long in-flight RPCs get after shutdown starts.
     pub grace: Duration,
+    /// How often the probes run ([`health::PROBE_INTERVAL`]).
     pub health_interval: Duration,
+    /// How long one probe may take before it counts as failed ([`health::PROBE_TIMEOUT`]).
+    pub probe_timeout: Duration,
     /// Verifies bearer tokens; `None` switches authentication off (development only).
     pub auth: Option<crate::auth::Authenticator>,
     /// TLS (and, with a client CA, mutual TLS) on the gRPC port; `None`: plaintext.
@@ -43,6 +54,17 @@ pub struct ServeOptions {
     pub rate_limit: Option<crate::ratelimit::RateLimiter>,
     /// Longest time one RPC may take (a shorter client `grpc-timeout` wins); `None`: no limit.
     pub request_timeout: Option<Duration>,
+    /// HTTP/2 PING interval on quiet connections, also the TCP keepalive idle time; `None`: off.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// Handshake and idle-connection timeouts of every accepted connection.
+    pub connection_limits: ConnectionLimits,
+}
+
+/// `Some(secs)` unless `secs` is 0 (off).
+fn secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 impl ServeOptions {
@@ -55,7 +77,8 @@ impl ServeOptions {
             probes: Vec::new(),
             shutdown,
             grace: Duration::from_secs(25),
-            health_interval: Duration::from_secs(1),
+            health_interval: health::PROBE_INTERVAL,
+            probe_timeout: health::PROBE_TIMEOUT,
             auth: None,
             tls: None,
             mutual_tls: false,
@@ -64,12 +87,21 @@ impl ServeOptions {
             request_timeout: Some(Duration::from_secs(
                 crate::config::DEFAULT_REQUEST_TIMEOUT_SECS,
             )),
+            http2_keepalive_interval: secs(crate::config::DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS),
+            http2_keepalive_timeout: Duration::from_secs(
+                crate::config::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS,
+            ),
+            connection_limits: ConnectionLimits {
+                handshake_timeout: secs(crate::config::DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+                idle_timeout: secs(crate::config::DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS),
+            },
         }
     }
 
     /// Options with everything [`CommonConfig`] says: metrics address, shutdown grace,
-    /// authentication (KG_JWT_*), TLS (KG_TLS_*), the health-only listener, rate limits and the
-    /// request timeout. A service that calls others takes its signer from `options.auth`.
+    /// authentication (KG_JWT_*), TLS (KG_TLS_*), the health-only listener, rate limits, the
+    /// request timeout, keepalive and the connection timeouts. A service that calls others
+    /// takes its signer from `options.auth`.
     pub fn from_config(
         name: &'static str,
         listener: TcpListener,
@@ -86,8 +118,14 @@ impl ServeOptions {
         options.health_addr = common.health_listen_addr;
         options.rate_limit =
             crate::ratelimit::RateLimiter::new(common.rate_limit_per_sec, common.rate_limit_burst);
-        options.request_timeout = (common.request_timeout_secs > 0)
-            .then(|| Duration::from_secs(common.request_timeout_secs));
+        options.request_timeout = secs(common.request_timeout_secs);
+        let limits = &common.limits;
+        options.http2_keepalive_interval = secs(limits.http2_keepalive_interval_secs);
+        options.http2_keepalive_timeout = Duration::from_secs(limits.http2_keepalive_timeout_secs);
+        options.connection_limits = ConnectionLimits {
+            handshake_timeout: secs(limits.handshake_timeout_secs),
+            idle_timeout: secs(limits.idle_connection_timeout_secs),
+        };
         Ok(options)
     }
 }
@@ -112,12 +150,16 @@ where
         shutdown,
         grace,
         health_interval,
+        probe_timeout,
         auth,
         tls,
         mutual_tls,
         health_addr,
         rate_limit,
         request_timeout,
+        http2_keepalive_interval,
+        http2_keepalive_timeout,
+        connection_limits,
     } = options;
     if auth.is_none() {
         tracing::warn!(
@@ -140,6 +182,7 @@ where
         vec![S::NAME.to_string()],
         probes,
         health_interval,
+        probe_timeout,
         shutdown.clone(),
     ));
 
@@ -168,10 +211,19 @@ where
         })?;
         let bound = health_listener.local_addr()?;
         tracing::info!(service = name, %bound, "health only (plaintext) on {bound}");
+        let registry = ConnectionRegistry::default();
         let health_only = Server::builder()
+            .http2_keepalive_interval(http2_keepalive_interval)
+            .http2_keepalive_timeout(Some(http2_keepalive_timeout))
+            .layer(ConnectionTrackerLayer::new(registry.clone()))
             .add_service(health_service.clone())
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(health_listener),
+                guarded_incoming(
+                    health_listener,
+                    http2_keepalive_interval,
+                    registry,
+                    connection_limits,
+                ),
                 shutdown.clone().wait(),
             );
         tokio::spawn(async move {
@@ -194,8 +246,13 @@ where
         rate_limited = rate_limit.is_some(),
         "serving"
     );
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(http2_keepalive_timeout));
+    if let Some(mut tls) = tls {
+        if let Some(handshake) = connection_limits.handshake_timeout {
+            tls = tls.timeout(handshake);
+        }
         builder = builder
             .tls_config(tls)
             .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
@@ -203,18 +260,27 @@ where
     if let Some(timeout) = request_timeout {
         builder = builder.timeout(timeout);
     }
+    let registry = ConnectionRegistry::default();
     let server = builder
         .trace_fn(crate::telemetry::server_span)
+        // outermost: an RPC counts as in flight on its connection until its body is done
+        .layer(ConnectionTrackerLayer::new(registry.clone()))
         .layer(layer)
         .layer(crate::auth::AuthLayer::new(auth))
         .layer(crate::ratelimit::RateLimitLayer::new(rate_limit))
+        // innermost, so metrics and traces see the status the caller gets
+        .layer(MessageSizeLayer::new(crate::error::service_domain(name)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        // TCP_NODELAY: small unary replies must not wait out Nagle and delayed ACKs (~40 ms).
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            guarded_incoming(
+                listener,
+                http2_keepalive_interval,
+                registry,
+                connection_limits,
+            ),
             shutdown.clone().wait(),
         );
     tokio::pin!(server);
@@ -231,4 +297,20 @@ where
     }
     tracing::info!(service = name, "stopped");
     Ok(())
+}
+
+/// The accepted connections of `listener`: TCP_NODELAY (small unary replies must not wait out
+/// Nagle and delayed ACKs, ~40 ms), TCP keepalive, and the handshake and idle timeouts.
+fn guarded_incoming(
+    listener: TcpListener,
+    tcp_keepalive: Option<Duration>,
+    registry: ConnectionRegistry,
+    limits: ConnectionLimits,
+) -> impl futures::Stream<Item = std::io::Result<crate::transport::Guarded<tokio::net::TcpStream>>>
++ Send
++ 'static {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(tcp_keepalive)
+        .map_ok(move |tcp| registry.guard(tcp, limits))
 }
