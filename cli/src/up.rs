@@ -101,6 +101,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         review_url: url(2),
         notification_url: url(3),
         outbox_max_backoff_ms: 30_000,
+        outbox_lease_ms: 30_000,
         watch_heartbeat_ms: 30_000,
         watch_poll_ms: 500,
         watch_max_streams: 1_000,

@@ -215,6 +215,7 @@ pub fn registration_config(
         review_url: "http://127.0.0.1:9".to_string(),
         notification_url: "http://127.0.0.1:9".to_string(),
         outbox_max_backoff_ms: 2_000,
+        outbox_lease_ms: 30_000,
         watch_heartbeat_ms: 30_000,
         watch_poll_ms: 500,
         watch_max_streams: 1_000,
@@ -247,6 +248,7 @@ pub fn review_config(db: &str, registration_url: &str, identity_url: &str) -> kg
         call_timeout_ms: 10_000,
         calendar_file: None,
         outbox_max_backoff_ms: 1_000,
+        outbox_lease_ms: 30_000,
         metrics_refresh_ms: 200,
     }
 }

@@ -1,7 +1,7 @@
 //! WatchEvents over real gRPC (registration and identity-check on TCP, real PostgreSQL or
 //! SQLite): a stream cut after a few events and resumed with its token gets every later event
 //! once, in order, then live events; concurrent submissions reach watchers exactly once (on
-//! PostgreSQL this is the commit-order caveat: a later commit holding a smaller seq); filters,
+//! PostgreSQL also when commits come out of their start order); filters,
 //! heartbeats and their tokens; one seller's lifecycle from submission to exit, each change with
 //! its snapshot; hostile input; and streams ending at shutdown.
 
@@ -802,14 +802,18 @@ async fn concurrent_submissions_reach_every_watcher_exactly_once() {
     }
 }
 
-/// The commit-order caveat, made deterministic: a transaction that announced first but has not
-/// committed holds a smaller seq than a submission that announces after it. The watcher must
-/// not see the later one first (a "seq > last" reader would then skip the earlier one for good).
-/// Then a rolled-back change: no event, and its unused seq does not stall the stream.
+/// Commits out of their start order, made deterministic: a transaction that recorded its event
+/// first but commits last holds the smaller seq. Writers of other subjects do not wait for it
+/// (there is no cluster-wide writer lock), the later commit streams at once, and the late one
+/// streams when it commits: a "seq > last" reader would skip it for good. Then two open
+/// transactions on one subject, committed in the reverse of their start order: both stream, in
+/// commit order, once each, and a token taken between them resumes at the second. Then a
+/// rolled-back change: no event, and its unused seq does not stall the stream.
 /// PostgreSQL only: SQLite has one writer, so the second transaction could not even start.
 #[tokio::test]
-async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
+async fn a_late_commit_streams_when_it_commits_and_is_never_skipped() {
     use sea_orm::TransactionTrait;
+    use kg_registration::events::EventKind;
     if mesh::backend() == mesh::Backend::Sqlite {
         return;
     }
@@ -820,12 +824,12 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
     let mut stream = env.watch(WatchEventsRequest::default()).await;
     take(&mut stream, 1).await;
 
-    // A withdrawal-like change that announced and then stalls before COMMIT.
+    // A withdrawal-like change that recorded its event and then stalls before COMMIT.
     let db = kg_runtime::db::connect(&env._dbs.1.url).await.unwrap();
     let open = db.begin().await.unwrap();
     kg_registration::outbox::announce(
         &open,
-        kg_registration::events::EventKind::ApplicationWithdrawn,
+        EventKind::ApplicationWithdrawn,
         "acct-slow",
         &slow.name,
         "ops-stalled",
@@ -834,43 +838,70 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
     .await
     .unwrap();
 
-    // Meanwhile another submission: it must not become visible ahead of the open one.
-    let env = std::sync::Arc::new(env);
-    let fast = tokio::spawn({
-        let env = env.clone();
-        async move { env.submit("acct-fast", 4_002).await }
-    });
-    // Until it has reached its own event insert (it waits for the open transaction) or is done.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !fast.is_finished() && !waits_for_event_lock(&db).await {
-        assert!(
-            Instant::now() < deadline,
-            "the submission neither waited nor finished"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        quiet(&mut stream, QUIET).await.is_some(),
-        "nothing is streamed while an earlier event is uncommitted"
-    );
-    open.commit().await.unwrap();
-    let fast = fast.await.unwrap();
-    let got = take(&mut stream, 2).await;
+    // Another subject's write does not wait for it, and streams at once.
+    let fast = tokio::time::timeout(Duration::from_secs(5), env.submit("acct-fast", 4_002))
+        .await
+        .expect("a write of another subject never waits for an open transaction");
+    let got = take(&mut stream, 1).await;
     assert_eq!(
         kinds(&got),
-        vec![
-            (Kind::ApplicationWithdrawn, slow.name.clone()),
-            (Kind::ApplicationSubmitted, fast.name.clone()),
-        ]
+        vec![(Kind::ApplicationSubmitted, fast.name.clone())]
+    );
+    open.commit().await.unwrap();
+    let got = take(&mut stream, 1).await;
+    assert_eq!(
+        kinds(&got),
+        vec![(Kind::ApplicationWithdrawn, slow.name.clone())],
+        "the late commit is streamed, not skipped"
     );
     assert_eq!(got[0].actor, "ops-stalled");
     assert!(quiet(&mut stream, QUIET).await.is_some());
+
+    // Two open transactions on one subject, committed in the reverse of their start order.
+    let first = db.begin().await.unwrap();
+    kg_registration::outbox::announce(
+        &first,
+        EventKind::ApplicationChangesRequested,
+        "acct-fast",
+        &fast.name,
+        "started-first",
+        &[],
+    )
+    .await
+    .unwrap();
+    let second = db.begin().await.unwrap();
+    kg_registration::outbox::announce(
+        &second,
+        EventKind::ApplicationResubmitted,
+        "acct-fast",
+        &fast.name,
+        "started-second",
+        &[],
+    )
+    .await
+    .unwrap();
+    second.commit().await.unwrap();
+    let got = take(&mut stream, 1).await;
+    assert_eq!(got[0].actor, "started-second");
+    let between = got[0].resume_token.clone();
+    first.commit().await.unwrap();
+    let got = take(&mut stream, 1).await;
+    assert_eq!(got[0].actor, "started-first", "streamed when it committed");
+    assert!(quiet(&mut stream, QUIET).await.is_some(), "each once");
+    let mut resumed = env.watch(resume(&between)).await;
+    let got = take(&mut resumed, 1).await;
+    assert_eq!(
+        got[0].actor, "started-first",
+        "a token taken between the two resumes at the second"
+    );
+    assert!(quiet(&mut resumed, QUIET).await.is_some());
+    drop(resumed);
 
     // A change that rolls back leaves no event, and its unused seq does not stall the stream.
     let doomed = db.begin().await.unwrap();
     kg_registration::outbox::announce(
         &doomed,
-        kg_registration::events::EventKind::ApplicationWithdrawn,
+        EventKind::ApplicationWithdrawn,
         "acct-fast",
         &fast.name,
         "ops-doomed",
@@ -888,24 +919,7 @@ async fn a_later_commit_never_overtakes_an_earlier_open_transaction() {
     assert_eq!(got[0].actor, "dev");
     assert!(quiet(&mut stream, QUIET).await.is_some());
     drop(stream);
-    match std::sync::Arc::try_unwrap(env) {
-        Ok(env) => env.stop().await,
-        Err(_) => panic!("tasks still hold the environment"),
-    }
-}
-
-/// Whether a transaction waits for an advisory lock (events.rs serializes event inserts).
-async fn waits_for_event_lock(db: &sea_orm::DatabaseConnection) -> bool {
-    use sea_orm::ConnectionTrait;
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<i64>("", "n").unwrap() > 0
+    env.stop().await;
 }
 
 #[tokio::test]

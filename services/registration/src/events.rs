@@ -2,13 +2,19 @@
 //! by `outbox::announce` in the change's own transaction, with a snapshot of the subject after
 //! the change (logo bytes left out). The stream itself is watch.rs.
 //!
-//! Commit order on PostgreSQL: `seq` (bigserial) is assigned at insert time, so without care a
-//! transaction that commits later could hold a smaller seq than one a watcher already streamed,
-//! and "seq > last" would skip it. [`record`] therefore takes a transaction-scoped advisory lock
-//! before its insert: event inserts are serialized until commit, so a seq is only handed out
-//! after every smaller one has committed or rolled back, and "every row up to the largest
-//! visible seq" is final. The lock is held from the event insert to commit only; call
-//! `announce` as the last write of a transaction. SQLite has a single writer: no gap either.
+//! Positions are given after commit. `seq` (bigserial) is taken at insert time, so a
+//! transaction that commits late can hold a smaller seq than rows a watcher already streamed:
+//! "seq > last" would skip it. Writers therefore take no lock at all; the stream position `pos`
+//! is given by [`sequence`], which numbers committed rows that have none yet, in one short
+//! transaction that sequencers of all replicas take turns on (an advisory lock on PostgreSQL,
+//! SQLite's single writer). Numbers are handed out in the order sequencer runs commit, so every
+//! position up to the largest visible one is final and gap-free: "pos > last" never skips.
+//! A paused sequencer holds back the stream (never a write) until PostgreSQL's
+//! idle-in-transaction timeout ends its session.
+//!
+//! Order per subject: a transaction that changes a subject updates its row before it records
+//! the event (call `announce` as the last write), so a second change of the subject waits for
+//! the first to commit and takes a larger seq; rows numbered together are numbered in seq order.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,16 +22,23 @@ use chrono::{DateTime, Utc};
 use kg_proto::registration::registration_event::Payload;
 use kg_proto::registration::{RegistrationEvent, RegistrationEventType};
 use prost::Message;
-use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbBackend, DbErr, EntityTrait, Set};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
 use sha2::{Digest, Sha256};
 
+use crate::migrations::EVENTS;
 use crate::sellers::seller_details;
 use crate::store::{application, event, modification, seller};
 use crate::view;
 
-/// Key of the advisory lock that serializes event inserts (any constant unique in this
-/// database; "kgrevt" in ASCII).
-const EVENTS_LOCK: i64 = 0x6b67_7265_7674;
+/// Key of the advisory lock sequencers take turns on (any constant unique in this database;
+/// "kgrevt" in ASCII).
+const SEQUENCER_LOCK: i64 = 0x6b67_7265_7674;
+
+/// Rows one sequencer transaction numbers at most.
+const SEQUENCE_BATCH: u32 = 1_000;
 
 /// What happened. One variant per `RegistrationEventType` (except UNSPECIFIED), so that an
 /// unknown kind is a compile error rather than a stream nobody can parse.
@@ -200,13 +213,9 @@ pub async fn record<C: ConnectionTrait>(
         .encode_to_vec()
     });
 
-    if db.get_database_backend() == DbBackend::Postgres {
-        // See the module comment: serializes event inserts until this transaction ends.
-        db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENTS_LOCK})"))
-            .await?;
-    }
     event::Entity::insert(event::ActiveModel {
         seq: NotSet,
+        pos: Set(None),
         event_id: Set(uuid::Uuid::now_v7().to_string()),
         event_type: Set(kind.as_str().to_string()),
         account_id: Set(account_id.to_string()),
@@ -214,7 +223,6 @@ pub async fn record<C: ConnectionTrait>(
         seller: Set(seller_name),
         modification_request: Set(modification),
         actor: Set(actor.to_string()),
-        // taken under the lock, so event times follow seq on one clock
         event_time: Set(kg_runtime::db::now()),
         snapshot: Set(snapshot),
     })
@@ -223,7 +231,44 @@ pub async fn record<C: ConnectionTrait>(
     Ok(())
 }
 
-/// A stored row as the wire message, with its resume token.
+/// Whether some committed event still waits for its position (cheap: a partial index).
+pub async fn unsequenced<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+    Ok(event::Entity::find()
+        .select_only()
+        .column(event::Column::Seq)
+        .filter(event::Column::Pos.is_null())
+        .into_tuple::<i64>()
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Gives the committed events that have no position yet the next positions, in seq order, at
+/// most [`SEQUENCE_BATCH`] of them; returns how many. See the module comment.
+pub async fn sequence(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Held to commit; the UPDATE below then sees every earlier sequencer's numbers.
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))
+            .await?;
+    }
+    let numbered = txn
+        .execute_unprepared(&format!(
+            "UPDATE {EVENTS} SET pos = numbered.pos
+             FROM (SELECT seq,
+                          (SELECT COALESCE(MAX(pos), 0) FROM {EVENTS})
+                              + ROW_NUMBER() OVER (ORDER BY seq) AS pos
+                   FROM {EVENTS} WHERE pos IS NULL ORDER BY seq LIMIT {SEQUENCE_BATCH}) AS numbered
+             WHERE {EVENTS}.seq = numbered.seq"
+        ))
+        .await?
+        .rows_affected();
+    txn.commit().await?;
+    Ok(numbered)
+}
+
+/// A stored row as the wire message, with its resume token. Only rows with a position are
+/// streamed.
 pub fn to_message(row: &event::Model) -> RegistrationEvent {
     let payload = row
         .snapshot
@@ -232,7 +277,7 @@ pub fn to_message(row: &event::Model) -> RegistrationEvent {
         .and_then(|e| e.payload);
     RegistrationEvent {
         event_id: row.event_id.clone(),
-        resume_token: token(row.seq, &row.event_id),
+        resume_token: token(row.pos.unwrap_or_default(), &row.event_id),
         event_type: EventKind::parse(&row.event_type)
             .map_or(RegistrationEventType::Unspecified, EventKind::wire) as i32,
         account_id: row.account_id.clone(),
@@ -248,25 +293,25 @@ pub fn to_message(row: &event::Model) -> RegistrationEvent {
 const TOKEN_VERSION: u8 = 1;
 const TOKEN_LEN: usize = 1 + 8 + 8;
 
-/// A position in the log: every event up to `seq` was scanned. `check` ties the token to the
-/// event stored at `seq`, so that a made-up position is refused rather than silently skipping
+/// A position in the log: every event up to `pos` was scanned. `check` ties the token to the
+/// event stored at `pos`, so that a made-up position is refused rather than silently skipping
 /// or replaying events (and the token reveals no event id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
-    pub seq: i64,
+    pub pos: i64,
     pub check: [u8; 8],
 }
 
 impl Position {
     /// Before the first event.
     pub const START: Position = Position {
-        seq: 0,
+        pos: 0,
         check: [0; 8],
     };
 
-    pub fn of(seq: i64, event_id: &str) -> Position {
+    pub fn of(pos: i64, event_id: &str) -> Position {
         Position {
-            seq,
+            pos,
             check: check(event_id),
         }
     }
@@ -279,19 +324,19 @@ fn check(event_id: &str) -> [u8; 8] {
     out
 }
 
-/// base64url(version ‖ seq big-endian ‖ first 8 bytes of SHA-256(event_id)).
-pub fn token(seq: i64, event_id: &str) -> String {
-    encode(if seq == 0 {
+/// base64url(version ‖ pos big-endian ‖ first 8 bytes of SHA-256(event_id)).
+pub fn token(pos: i64, event_id: &str) -> String {
+    encode(if pos == 0 {
         Position::START
     } else {
-        Position::of(seq, event_id)
+        Position::of(pos, event_id)
     })
 }
 
 pub fn encode(position: Position) -> String {
     let mut bytes = Vec::with_capacity(TOKEN_LEN);
     bytes.push(TOKEN_VERSION);
-    bytes.extend_from_slice(&position.seq.to_be_bytes());
+    bytes.extend_from_slice(&position.pos.to_be_bytes());
     bytes.extend_from_slice(&position.check);
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -302,12 +347,12 @@ pub fn decode(token: &str) -> Option<Position> {
     if bytes.len() != TOKEN_LEN || bytes[0] != TOKEN_VERSION {
         return None;
     }
-    let seq = i64::from_be_bytes(bytes[1..9].try_into().ok()?);
+    let pos = i64::from_be_bytes(bytes[1..9].try_into().ok()?);
     let check: [u8; 8] = bytes[9..].try_into().ok()?;
-    if seq < 0 || (seq == 0 && check != [0; 8]) {
+    if pos < 0 || (pos == 0 && check != [0; 8]) {
         return None;
     }
-    Some(Position { seq, check })
+    Some(Position { pos, check })
 }
 
 /// When the change was committed, for `start_time` comparisons.

@@ -4,6 +4,7 @@ pub mod decision;
 pub mod error;
 pub mod events;
 pub mod exit;
+pub mod feed;
 pub mod idempotency;
 pub mod migrations;
 pub mod modification;
@@ -76,6 +77,12 @@ pub struct Config {
     #[arg(long, env = "KG_OUTBOX_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub outbox_max_backoff_ms: u64,
 
+    /// How long a relay owns the outbox events it took for delivery, in milliseconds. A relay
+    /// that dies (kill -9, a lost node) holds its events back this long before another replica
+    /// delivers them; keep it above the call timeout.
+    #[arg(long, env = "KG_OUTBOX_LEASE_MS", default_value_t = 30_000)]
+    pub outbox_lease_ms: u64,
+
     /// Deadline of each call to another service, in milliseconds.
     #[arg(long, env = "KG_CALL_TIMEOUT_MS", default_value_t = 15_000)]
     pub call_timeout_ms: u64,
@@ -94,8 +101,8 @@ pub struct Config {
     #[arg(long, env = "KG_WATCH_HEARTBEAT_MS", default_value_t = 30_000)]
     pub watch_heartbeat_ms: u64,
 
-    /// How often a caught-up WatchEvents stream looks for events committed by other replicas,
-    /// in milliseconds (commits of its own replica wake it at once).
+    /// How often this replica looks for events committed by other replicas (to number them and
+    /// to stream them), in milliseconds; commits of its own replica are streamed at once.
     #[arg(long, env = "KG_WATCH_POLL_MS", default_value_t = 500)]
     pub watch_poll_ms: u64,
 
@@ -145,12 +152,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     };
     let mut outbox_relay = Relay::new(db.clone(), migrations::OUTBOX, Arc::new(deliverer));
     outbox_relay.backoff.max = Duration::from_millis(config.outbox_max_backoff_ms);
+    outbox_relay.lease = Duration::from_millis(config.outbox_lease_ms.max(1));
     let mut registration = Registration::new(
         db.clone(),
         lock.clone(),
         identity,
         agreement(),
         outbox_relay.notifier(),
+        feed::Feed::start(
+            db.clone(),
+            Duration::from_millis(config.watch_poll_ms.max(1)),
+            shutdown.clone(),
+        ),
     );
     tokio::spawn(outbox_relay.run(shutdown.clone()));
     let gauges = OutboxGauges::register(
@@ -162,7 +175,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
     registration.watch_heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(1));
-    registration.watch_poll = Duration::from_millis(config.watch_poll_ms.max(1));
     registration.limit_watch_streams(config.watch_max_streams);
     registration.shutdown = Some(shutdown.clone());
 

@@ -22,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::leak(kg_runtime::outbox::table_sql(OUTBOX).into_boxed_str());
         let dead_letters: &'static str =
             Box::leak(kg_runtime::outbox::dead_letter_sql(OUTBOX).into_boxed_str());
+        let outbox_leases: &'static str =
+            Box::leak(kg_runtime::outbox::lease_sql(OUTBOX).into_boxed_str());
         vec![
             Box::new(SqlMigration {
                 name: "m0001_applications",
@@ -151,6 +153,22 @@ CREATE INDEX registration_events_by_account ON registration_events (account_id, 
             Box::new(SqlMigration {
                 name: "m0005_outbox_dead_letters",
                 sql: dead_letters,
+            }),
+            // Stream positions given after commit (events.rs): no lock across writers. Rows
+            // written before this migration keep their insert order as their position.
+            Box::new(SqlMigration {
+                name: "m0006_event_positions",
+                sql: r#"
+ALTER TABLE registration_events ADD COLUMN pos BIGINT;
+UPDATE registration_events SET pos = seq;
+CREATE UNIQUE INDEX registration_events_by_pos ON registration_events (pos);
+CREATE INDEX registration_events_unsequenced ON registration_events (seq) WHERE pos IS NULL
+"#,
+            }),
+            // Relays lease the events they deliver, so one replica delivers an event at a time.
+            Box::new(SqlMigration {
+                name: "m0007_outbox_leases",
+                sql: outbox_leases,
             }),
         ]
     }

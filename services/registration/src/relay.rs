@@ -1,9 +1,15 @@
 //! Delivers registration's outbox events: new, resubmitted and withdrawn applications and new
 //! and withdrawn modification requests to review, every applicant- and seller-facing change to
 //! notification.
+//!
+//! A notification's request is built from the subject as it is at the first attempt (the review
+//! deadline, say, appears once review has answered) and frozen into the outbox row before it is
+//! sent: every attempt, on any replica and after any crash, sends the same bytes, so the
+//! receiver's duplicate check never mistakes a redelivery for a reused key.
 
 use std::collections::HashMap;
 
+use base64::Engine;
 use kg_proto::common::{CheckEvidence, CompanyEntity, ReviewFeedback, SellerProfile};
 use kg_proto::notification::notification_service_client::NotificationServiceClient;
 use kg_proto::notification::{NotificationEventType, SendNotificationRequest};
@@ -14,9 +20,10 @@ use kg_proto::review::{
 use kg_runtime::client::OutboundChannel;
 use kg_runtime::outbox::{Deliver, DeliveryError, OutboxEvent};
 use prost::Message;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
+use crate::migrations::OUTBOX;
 use crate::outbox::{NOTIFICATION, REVIEW};
 use crate::store::{application, modification, seller, state};
 use crate::view;
@@ -30,11 +37,11 @@ pub struct Deliverer {
 #[async_trait::async_trait]
 impl Deliver for Deliverer {
     async fn deliver(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        if event.destination == NOTIFICATION {
+            return self.deliver_notification(event).await;
+        }
         if event.subject.contains("/modificationRequests/") {
             return self.deliver_modification(event).await;
-        }
-        if event.subject.starts_with("sellers/") {
-            return self.deliver_seller(event).await;
         }
         let app = self.application(&event.subject).await?;
         match (event.destination.as_str(), event.event_type.as_str()) {
@@ -51,7 +58,6 @@ impl Deliver for Deliverer {
                     .await?;
                 Ok(())
             }
-            (NOTIFICATION, kind) => self.notify(event, kind, &app).await,
             (destination, kind) => {
                 // Unknown pairs would block their subject forever; acknowledge and log them.
                 tracing::error!(destination, kind, event = %event.event_id, "no delivery rule; dropping");
@@ -167,62 +173,136 @@ impl Deliverer {
         Ok(())
     }
 
-    async fn notify(
-        &self,
-        event: &OutboxEvent,
-        kind: &str,
-        app: &application::Model,
-    ) -> Result<(), DeliveryError> {
-        let event_type = match kind {
-            "APPLICATION_SUBMITTED" => NotificationEventType::ApplicationReceived,
-            "APPLICATION_APPROVED" => NotificationEventType::ApplicationApproved,
-            "APPLICATION_REJECTED" => NotificationEventType::ApplicationRejected,
-            "APPLICATION_CHANGES_REQUESTED" => NotificationEventType::ChangesRequested,
-            "APPLICATION_WITHDRAWN" => NotificationEventType::ApplicationWithdrawn,
-            "APPLICATION_RESUBMITTED" => NotificationEventType::ApplicationResubmitted,
-            other => {
-                tracing::error!(kind = other, "no notification for this event; dropping");
-                return Ok(());
+    /// Sends the frozen request, freezing it first on the first attempt.
+    async fn deliver_notification(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        let request = match frozen(&event.payload)? {
+            Some(request) => request,
+            None => {
+                let Some(request) = self.notification_request(event).await? else {
+                    return Ok(());
+                };
+                self.freeze(event.seq, &request).await?;
+                request
             }
         };
-        let mut params = HashMap::from([
-            ("company_name".to_string(), app.company_name.clone()),
-            ("application".to_string(), event.subject.clone()),
-        ]);
-        if let Some(feedback) = app
-            .feedback
-            .as_deref()
-            .and_then(|b| ReviewFeedback::decode(b).ok())
-        {
-            let titles: Vec<String> = match feedback.reasons.is_empty() {
-                false => feedback
-                    .reasons
-                    .iter()
-                    .map(|r| r.title_en.clone())
-                    .collect(),
-                true => feedback.reason_codes.clone(),
-            };
-            params.insert("reason_titles".into(), titles.join(", "));
-            params.insert("comment".into(), feedback.comment.clone());
-        }
-        if let Some(id) = &app.seller_id {
-            params.insert("seller".into(), format!("sellers/{id}"));
-        }
-        if let Some(deadline) = app.review_deadline {
-            params.insert("review_deadline".into(), deadline.to_rfc3339());
-        }
-        self.notification
-            .clone()
-            .send_notification(SendNotificationRequest {
-                event_id: event.event_id.clone(),
-                account_id: app.account_id.clone(),
-                event_type: event_type as i32,
-                template_parameters: params,
-                locale: String::new(),
-                subject: event.subject.clone(),
-            })
-            .await?;
+        self.notification.clone().send_notification(request).await?;
         Ok(())
+    }
+
+    /// The request for `event` as the subject stands now; `None` when the event is not one the
+    /// applicant is told of (logged; acknowledging it keeps the subject's later events going).
+    async fn notification_request(
+        &self,
+        event: &OutboxEvent,
+    ) -> Result<Option<SendNotificationRequest>, DeliveryError> {
+        if event.subject.contains("/modificationRequests/") {
+            return self.modification_notification(event).await;
+        }
+        if let Some(id) = event.subject.strip_prefix("sellers/") {
+            return self.seller_notification(event, id).await;
+        }
+        let app = self.application(&event.subject).await?;
+        Ok(application_notification(event, &app))
+    }
+
+    async fn freeze(
+        &self,
+        seq: i64,
+        request: &SendNotificationRequest,
+    ) -> Result<(), DeliveryError> {
+        let payload = serde_json::json!({
+            FROZEN_REQUEST: base64::engine::general_purpose::STANDARD.encode(request.encode_to_vec()),
+        });
+        use sea_orm::sea_query::ExprTrait as _;
+        let update = Query::update()
+            .table(Alias::new(OUTBOX))
+            .value(Alias::new("payload"), payload)
+            .and_where(Expr::col(Alias::new("seq")).eq(seq))
+            .to_owned();
+        self.db.execute(&update).await.map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// The payload key of a frozen SendNotificationRequest (base64 of its encoding).
+const FROZEN_REQUEST: &str = "send_notification";
+
+/// The request frozen by an earlier attempt, if any. One that cannot be read is refused rather
+/// than rebuilt: a different body would be a reused key at the receiver.
+fn frozen(payload: &serde_json::Value) -> Result<Option<SendNotificationRequest>, DeliveryError> {
+    let Some(encoded) = payload.get(FROZEN_REQUEST) else {
+        return Ok(None);
+    };
+    let bytes = encoded
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .ok_or_else(|| DeliveryError::refused("the frozen notification is not base64"))?;
+    SendNotificationRequest::decode(bytes.as_slice())
+        .map(Some)
+        .map_err(|e| {
+            DeliveryError::refused(format!("the frozen notification does not decode: {e}"))
+        })
+}
+
+fn application_notification(
+    event: &OutboxEvent,
+    app: &application::Model,
+) -> Option<SendNotificationRequest> {
+    let kind = event.event_type.as_str();
+    let event_type = match kind {
+        "APPLICATION_SUBMITTED" => NotificationEventType::ApplicationReceived,
+        "APPLICATION_APPROVED" => NotificationEventType::ApplicationApproved,
+        "APPLICATION_REJECTED" => NotificationEventType::ApplicationRejected,
+        "APPLICATION_CHANGES_REQUESTED" => NotificationEventType::ChangesRequested,
+        "APPLICATION_WITHDRAWN" => NotificationEventType::ApplicationWithdrawn,
+        "APPLICATION_RESUBMITTED" => NotificationEventType::ApplicationResubmitted,
+        other => {
+            tracing::error!(kind = other, "no notification for this event; dropping");
+            return None;
+        }
+    };
+    let mut params = HashMap::from([
+        ("company_name".to_string(), app.company_name.clone()),
+        ("application".to_string(), event.subject.clone()),
+    ]);
+    if let Some(feedback) = app
+        .feedback
+        .as_deref()
+        .and_then(|b| ReviewFeedback::decode(b).ok())
+    {
+        let titles: Vec<String> = match feedback.reasons.is_empty() {
+            false => feedback
+                .reasons
+                .iter()
+                .map(|r| r.title_en.clone())
+                .collect(),
+            true => feedback.reason_codes.clone(),
+        };
+        params.insert("reason_titles".into(), titles.join(", "));
+        params.insert("comment".into(), feedback.comment.clone());
+    }
+    if let Some(id) = &app.seller_id {
+        params.insert("seller".into(), format!("sellers/{id}"));
+    }
+    if let Some(deadline) = app.review_deadline {
+        params.insert("review_deadline".into(), deadline.to_rfc3339());
+    }
+    Some(request(event, &app.account_id, event_type, params))
+}
+
+fn request(
+    event: &OutboxEvent,
+    account_id: &str,
+    event_type: NotificationEventType,
+    params: HashMap<String, String>,
+) -> SendNotificationRequest {
+    SendNotificationRequest {
+        event_id: event.event_id.clone(),
+        account_id: account_id.to_string(),
+        event_type: event_type as i32,
+        template_parameters: params,
+        locale: String::new(),
+        subject: event.subject.clone(),
     }
 }
 
@@ -239,19 +319,56 @@ impl Deliverer {
             .ok_or_else(|| DeliveryError::refused(format!("sellers/{id} vanished")))
     }
 
-    /// Modification requests: the review task (create, cancel) and the seller's notifications.
-    async fn deliver_modification(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
-        let id = event
-            .subject
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let row = modification::Entity::find_by_id(id)
+    async fn modification(&self, name: &str) -> Result<modification::Model, DeliveryError> {
+        let id = name.rsplit('/').next().unwrap_or_default().to_string();
+        modification::Entity::find_by_id(id)
             .one(&self.db)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| DeliveryError::refused(format!("{} vanished", event.subject)))?;
+            .ok_or_else(|| DeliveryError::refused(format!("{name} vanished")))
+    }
+
+    async fn modification_notification(
+        &self,
+        event: &OutboxEvent,
+    ) -> Result<Option<SendNotificationRequest>, DeliveryError> {
+        let row = self.modification(&event.subject).await?;
+        let seller = self.seller(&row.seller_id).await?;
+        let kind = event.event_type.as_str();
+        let event_type = match kind {
+            "MODIFICATION_REQUESTED" => NotificationEventType::ModificationReceived,
+            "SELLER_INFO_CHANGED" | "SELLER_RENAMED" => NotificationEventType::ModificationApproved,
+            "MODIFICATION_REJECTED" => NotificationEventType::ModificationRejected,
+            other => {
+                tracing::error!(kind = other, "no notification for this event; dropping");
+                return Ok(None);
+            }
+        };
+        let mut params = HashMap::from([
+            ("company_name".to_string(), seller.company_name.clone()),
+            (
+                "seller".to_string(),
+                format!("sellers/{}", seller.seller_id),
+            ),
+            ("modification_request".to_string(), event.subject.clone()),
+        ]);
+        if let Some(feedback) = row
+            .feedback
+            .as_deref()
+            .and_then(|b| ReviewFeedback::decode(b).ok())
+        {
+            params.insert("reason_titles".into(), feedback.reason_codes.join("\n"));
+            params.insert("comment".into(), feedback.comment.clone());
+        }
+        if let Some(deadline) = row.review_deadline {
+            params.insert("review_deadline".into(), deadline.to_rfc3339());
+        }
+        Ok(Some(request(event, &row.account_id, event_type, params)))
+    }
+
+    /// Modification requests: the review task (create, cancel).
+    async fn deliver_modification(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
+        let row = self.modification(&event.subject).await?;
         let seller = self.seller(&row.seller_id).await?;
         match (event.destination.as_str(), event.event_type.as_str()) {
             (REVIEW, "MODIFICATION_REQUESTED") => {
@@ -273,39 +390,6 @@ impl Deliverer {
                     })
                     .await?;
                 Ok(())
-            }
-            (NOTIFICATION, kind) => {
-                let event_type = match kind {
-                    "MODIFICATION_REQUESTED" => NotificationEventType::ModificationReceived,
-                    "SELLER_INFO_CHANGED" | "SELLER_RENAMED" => {
-                        NotificationEventType::ModificationApproved
-                    }
-                    "MODIFICATION_REJECTED" => NotificationEventType::ModificationRejected,
-                    other => {
-                        tracing::error!(kind = other, "no notification for this event; dropping");
-                        return Ok(());
-                    }
-                };
-                let mut params = HashMap::from([
-                    ("company_name".to_string(), seller.company_name.clone()),
-                    (
-                        "seller".to_string(),
-                        format!("sellers/{}", seller.seller_id),
-                    ),
-                    ("modification_request".to_string(), event.subject.clone()),
-                ]);
-                if let Some(feedback) = row
-                    .feedback
-                    .as_deref()
-                    .and_then(|b| ReviewFeedback::decode(b).ok())
-                {
-                    params.insert("reason_titles".into(), feedback.reason_codes.join("\n"));
-                    params.insert("comment".into(), feedback.comment.clone());
-                }
-                if let Some(deadline) = row.review_deadline {
-                    params.insert("review_deadline".into(), deadline.to_rfc3339());
-                }
-                self.send(event, &row.account_id, event_type, params).await
             }
             (destination, kind) => {
                 tracing::error!(destination, kind, event = %event.event_id, "no delivery rule; dropping");
@@ -383,52 +467,29 @@ impl Deliverer {
     }
 
     /// Seller events: the exit notification.
-    async fn deliver_seller(&self, event: &OutboxEvent) -> Result<(), DeliveryError> {
-        let id = event.subject.trim_start_matches("sellers/");
-        let seller = self.seller(id).await?;
-        match (event.destination.as_str(), event.event_type.as_str()) {
-            (NOTIFICATION, "SELLER_EXITED") => {
-                let params = HashMap::from([
-                    ("company_name".to_string(), seller.company_name.clone()),
-                    ("seller".to_string(), event.subject.clone()),
-                    (
-                        "comment".to_string(),
-                        seller.exit_reason.clone().unwrap_or_default(),
-                    ),
-                ]);
-                self.send(
-                    event,
-                    &seller.account_id,
-                    NotificationEventType::SellerExited,
-                    params,
-                )
-                .await
-            }
-            (destination, kind) => {
-                tracing::error!(destination, kind, event = %event.event_id, "no delivery rule; dropping");
-                Ok(())
-            }
-        }
-    }
-
-    async fn send(
+    async fn seller_notification(
         &self,
         event: &OutboxEvent,
-        account_id: &str,
-        event_type: NotificationEventType,
-        params: HashMap<String, String>,
-    ) -> Result<(), DeliveryError> {
-        self.notification
-            .clone()
-            .send_notification(SendNotificationRequest {
-                event_id: event.event_id.clone(),
-                account_id: account_id.to_string(),
-                event_type: event_type as i32,
-                template_parameters: params,
-                locale: String::new(),
-                subject: event.subject.clone(),
-            })
-            .await?;
-        Ok(())
+        id: &str,
+    ) -> Result<Option<SendNotificationRequest>, DeliveryError> {
+        let seller = self.seller(id).await?;
+        if event.event_type != "SELLER_EXITED" {
+            tracing::error!(kind = %event.event_type, event = %event.event_id, "no notification for this event; dropping");
+            return Ok(None);
+        }
+        let params = HashMap::from([
+            ("company_name".to_string(), seller.company_name.clone()),
+            ("seller".to_string(), event.subject.clone()),
+            (
+                "comment".to_string(),
+                seller.exit_reason.clone().unwrap_or_default(),
+            ),
+        ]);
+        Ok(Some(request(
+            event,
+            &seller.account_id,
+            NotificationEventType::SellerExited,
+            params,
+        )))
     }
 }

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::registration::registration_service_server::RegistrationService;
@@ -17,6 +17,7 @@ use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use crate::error::RegistrationError;
+use crate::feed::Feed;
 
 /// The agreement version applicants must accept, and the SHA-256 of its text.
 #[derive(Debug, Clone)]
@@ -32,17 +33,14 @@ pub struct Registration {
     /// Wakes the outbox relay after a commit.
     pub(crate) relay: Arc<Notify>,
     pub(crate) agreement: Agreement,
-    /// Ticks after every commit that wrote events, to wake the WatchEvents streams of this
-    /// process (other replicas' commits are found by polling).
-    pub(crate) commits: watch::Sender<u64>,
+    /// The replica's event sequencer and tailer, woken after every commit that wrote events.
+    pub(crate) feed: Arc<Feed>,
     /// Ends the WatchEvents streams (UNAVAILABLE SERVER_SHUTTING_DOWN) so shutdown is not held
     /// up by them; `None`: they run until the client leaves.
     pub shutdown: Option<Shutdown>,
     /// A WatchEvents stream sends a heartbeat when it sent nothing for this long.
     pub watch_heartbeat: Duration,
-    /// How often a caught-up WatchEvents stream looks for events of other replicas.
-    pub watch_poll: Duration,
-    /// One permit per open WatchEvents stream (each is a task that polls the database), out of
+    /// One permit per open WatchEvents stream (each is a task fed by the tailer), out of
     /// `watch_max_streams`; set both with [`Registration::limit_watch_streams`].
     pub(crate) watch_streams: Arc<tokio::sync::Semaphore>,
     pub(crate) watch_max_streams: usize,
@@ -58,6 +56,7 @@ impl Registration {
         identity: IdentityCheckServiceClient<OutboundChannel>,
         agreement: Agreement,
         relay: Arc<Notify>,
+        feed: Arc<Feed>,
     ) -> Self {
         Self {
             db,
@@ -65,10 +64,9 @@ impl Registration {
             identity,
             relay,
             agreement,
-            commits: watch::Sender::new(0),
+            feed,
             shutdown: None,
             watch_heartbeat: Duration::from_secs(30),
-            watch_poll: Duration::from_millis(500),
             watch_streams: Arc::new(tokio::sync::Semaphore::new(1_000)),
             watch_max_streams: 1_000,
             lock_ttl: Duration::from_secs(30),
@@ -87,7 +85,7 @@ impl Registration {
     /// After a commit that announced: wake the outbox relay and the event streams.
     pub(crate) fn committed(&self) {
         self.relay.notify_one();
-        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        self.feed.committed();
     }
 }
 

@@ -148,12 +148,14 @@ pub mod request {
 pub mod event {
     use super::*;
 
-    /// One row of the watch-event log (events.rs); `seq` is the stream position.
+    /// One row of the watch-event log (events.rs). `seq` numbers inserts; `pos`, the stream
+    /// position, is given by the sequencer once the row has committed (NULL until then).
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "registration_events")]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub seq: i64,
+        pub pos: Option<i64>,
         pub event_id: String,
         pub event_type: String,
         pub account_id: String,

@@ -1,15 +1,18 @@
 //! WatchEvents: the event log (events.rs) as a server stream. First the stored history from the
-//! requested position, then live events: a caught-up stream waits for a commit of this process
-//! (`Registration::committed`) or the poll interval (commits of other replicas), whichever comes
-//! first. Each stream is one task feeding a bounded channel, so a slow client holds back its own
-//! reader and nothing else; it ends when the client leaves, on a database error, or at shutdown
-//! (UNAVAILABLE SERVER_SHUTTING_DOWN, so the client resumes elsewhere with its last token).
+//! requested position, read from the database with the stream's filters; then live events,
+//! taken from the replica's one tailer (feed.rs) and filtered in memory, so an idle stream costs
+//! the database nothing. Each stream is one task feeding a bounded channel, so a slow client
+//! holds back its own reader and nothing else; a stream that falls behind the tailer's backlog
+//! reads the database again. It ends when the client leaves, on a database error, or at
+//! shutdown (UNAVAILABLE SERVER_SHUTTING_DOWN, so the client resumes elsewhere with its last
+//! token).
 //!
-//! Positions: a scan first reads the largest seq (`hi`), then the matching rows up to it. Every
-//! row up to `hi` is final (events.rs serializes event inserts on PostgreSQL; SQLite has one
-//! writer), so once the rows up to `hi` are sent the position moves to `hi` even when the rows
-//! in between did not match the filters, and heartbeats carry that position.
+//! Positions: a scan first reads the largest position (`hi`), then the matching rows up to it.
+//! Every position up to `hi` is final (events.rs), so once the rows up to `hi` are sent the
+//! stream moves to `hi` even when the rows in between did not match the filters, and heartbeats
+//! carry that position.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -19,11 +22,13 @@ use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::FieldViolation;
 use kg_runtime::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::RegistrationError;
 use crate::events::{self, EventKind, Position};
+use crate::feed::{Batch, Live};
 use crate::service::{EventStream, Registration};
 use crate::store::event;
 use crate::view;
@@ -104,9 +109,21 @@ fn filter(caller: &Caller, req: &WatchEventsRequest) -> Result<Filter, Registrat
     })
 }
 
-/// Where a stream stands: every event up to `seq` was scanned; `token` resumes after it.
+impl Filter {
+    /// The in-memory twin of the query in [`Tail::drain`].
+    fn matches(&self, row: &crate::store::event::Model) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&row.event_type.as_str()))
+            && self
+                .account_id
+                .as_ref()
+                .is_none_or(|account| *account == row.account_id)
+            && self.since.is_none_or(|since| row.event_time >= since)
+    }
+}
+
+/// Where a stream stands: every event up to `pos` was scanned; `token` resumes after it.
 struct Cursor {
-    seq: i64,
+    pos: i64,
     token: String,
 }
 
@@ -122,6 +139,8 @@ impl Registration {
             .clone()
             .try_acquire_owned()
             .map_err(|_| RegistrationError::TooManyStreams(self.watch_max_streams))?;
+        // Subscribed before the history is read: nothing tailed in between is missed.
+        let live = self.feed.subscribe();
         let cursor = self.start(&req.resume_token, filter.since).await?;
         let (tx, rx) = mpsc::channel(CHANNEL);
         let tail = Tail {
@@ -129,10 +148,9 @@ impl Registration {
             filter,
             cursor,
             tx,
-            commits: self.commits.subscribe(),
+            live,
             shutdown: self.shutdown.clone(),
             heartbeat: self.watch_heartbeat,
-            poll: self.watch_poll,
             last_sent: Instant::now(),
             _permit: permit,
         };
@@ -152,12 +170,12 @@ impl Registration {
                 self.check_position(position).await?;
             }
             return Ok(Cursor {
-                seq: position.seq,
+                pos: position.pos,
                 token: resume_token.to_string(),
             });
         }
         let start = Cursor {
-            seq: 0,
+            pos: 0,
             token: events::encode(Position::START),
         };
         let Some(since) = since else {
@@ -165,46 +183,57 @@ impl Registration {
         };
         let first = event::Entity::find()
             .filter(event::Column::EventTime.gte(since))
-            .order_by_asc(event::Column::Seq)
+            .filter(event::Column::Pos.is_not_null())
+            .order_by_asc(event::Column::Pos)
             .one(&self.db)
             .await?;
-        if let Some(first) = first {
+        if let Some(pos) = first.and_then(|first| first.pos) {
             // Just before it; the first scan moves the cursor onto a stored row before any
             // token is sent.
             return Ok(Cursor {
-                seq: first.seq - 1,
+                pos: pos - 1,
                 ..start
             });
         }
         // Nothing that recent yet: everything stored is older, start at the end.
         let last = event::Entity::find()
-            .order_by_desc(event::Column::Seq)
+            .filter(event::Column::Pos.is_not_null())
+            .order_by_desc(event::Column::Pos)
             .one(&self.db)
             .await?;
-        Ok(last.map_or(start, |last| Cursor {
-            seq: last.seq,
-            token: events::token(last.seq, &last.event_id),
-        }))
+        Ok(match last {
+            Some(event::Model {
+                pos: Some(pos),
+                event_id,
+                ..
+            }) => Cursor {
+                pos,
+                token: events::token(pos, &event_id),
+            },
+            _ => start,
+        })
     }
 
     /// A token must name a stored event (garbled or made-up positions are refused); one older
     /// than the retained log has expired.
     async fn check_position(&self, position: Position) -> Result<(), RegistrationError> {
-        if let Some(row) = event::Entity::find_by_id(position.seq)
+        let stored = event::Entity::find()
+            .filter(event::Column::Pos.eq(position.pos))
             .one(&self.db)
-            .await?
-        {
-            return match Position::of(row.seq, &row.event_id) == position {
+            .await?;
+        if let Some(row) = stored {
+            return match Position::of(position.pos, &row.event_id) == position {
                 true => Ok(()),
                 false => Err(RegistrationError::InvalidResumeToken),
             };
         }
         let oldest = event::Entity::find()
-            .order_by_asc(event::Column::Seq)
+            .filter(event::Column::Pos.is_not_null())
+            .order_by_asc(event::Column::Pos)
             .one(&self.db)
             .await?;
         match oldest {
-            Some(oldest) if oldest.seq > position.seq => {
+            Some(oldest) if oldest.pos > Some(position.pos) => {
                 Err(RegistrationError::ResumeTokenExpired {
                     oldest: oldest.event_time,
                 })
@@ -220,10 +249,10 @@ struct Tail {
     filter: Filter,
     cursor: Cursor,
     tx: mpsc::Sender<Result<WatchEventsResponse, tonic::Status>>,
-    commits: watch::Receiver<u64>,
+    /// The replica's tailer.
+    live: broadcast::Receiver<Arc<Batch>>,
     shutdown: Option<Shutdown>,
     heartbeat: Duration,
-    poll: Duration,
     last_sent: Instant,
     /// Released when the stream ends.
     _permit: OwnedSemaphorePermit,
@@ -252,56 +281,95 @@ impl Tail {
     }
 
     async fn follow(&mut self) -> Stop {
+        if let Err(stop) = self.drain().await {
+            return stop;
+        }
         loop {
-            // Seen before the scan: a commit during the scan wakes the next wait at once.
-            self.commits.borrow_and_update();
-            if let Err(stop) = self.drain().await {
-                return stop;
-            }
-            if self.last_sent.elapsed() >= self.heartbeat {
-                let beat = Item::Heartbeat(Heartbeat {
-                    resume_token: self.cursor.token.clone(),
-                    heartbeat_time: Some(view::timestamp(Utc::now())),
-                });
-                if let Err(stop) = self.send(beat).await {
-                    return stop;
-                }
-            }
-            let nap = self
-                .poll
-                .min(self.heartbeat.saturating_sub(self.last_sent.elapsed()));
+            let beat_at = tokio::time::Instant::from_std(self.last_sent + self.heartbeat);
             let shutdown = self.shutdown.clone();
-            tokio::select! {
-                changed = self.commits.changed() => {
-                    if changed.is_err() {
-                        return Stop::ShuttingDown;
-                    }
-                }
-                _ = tokio::time::sleep(nap) => {}
+            let step = tokio::select! {
+                batch = self.live.recv() => match batch {
+                    Ok(batch) => self.forward(&batch).await,
+                    // Fell behind the tailer's backlog: catch up from the database.
+                    Err(RecvError::Lagged(_)) => self.drain().await,
+                    Err(RecvError::Closed) => return Stop::ShuttingDown,
+                },
+                _ = tokio::time::sleep_until(beat_at) => self.heartbeat().await,
                 _ = self.tx.closed() => return Stop::ClientGone,
                 _ = stopped(shutdown) => return Stop::ShuttingDown,
+            };
+            if let Err(stop) = step {
+                return stop;
             }
         }
     }
 
-    /// Sends every matching event committed so far.
+    async fn heartbeat(&mut self) -> Result<(), Stop> {
+        let beat = Item::Heartbeat(Heartbeat {
+            resume_token: self.cursor.token.clone(),
+            heartbeat_time: Some(view::timestamp(Utc::now())),
+        });
+        self.send(beat).await
+    }
+
+    /// Sends the matching events of a tailed batch that this stream has not scanned yet.
+    async fn forward(&mut self, batch: &Batch) -> Result<(), Stop> {
+        if batch.hi <= self.cursor.pos {
+            return Ok(()); // read from the database already
+        }
+        if batch.first > self.cursor.pos + 1 {
+            // Positions before this batch were never seen here: read them first.
+            return self.drain().await;
+        }
+        for live in &batch.events {
+            if live.pos() <= self.cursor.pos || !self.filter.matches(&live.row) {
+                continue;
+            }
+            self.send_event(live).await?;
+        }
+        self.cursor = Cursor {
+            pos: batch.hi,
+            token: batch.hi_token.clone(),
+        };
+        Ok(())
+    }
+
+    async fn send_event(&mut self, live: &Live) -> Result<(), Stop> {
+        let mut message = live.message.clone();
+        if let Some(viewer) = &self.filter.viewer
+            && message.actor != *viewer
+        {
+            message.actor.clear();
+        }
+        let token = message.resume_token.clone();
+        self.send(Item::Event(message)).await?;
+        self.cursor = Cursor {
+            pos: live.pos(),
+            token,
+        };
+        Ok(())
+    }
+
+    /// Sends every matching event positioned so far, read from the database.
     async fn drain(&mut self) -> Result<(), Stop> {
         loop {
-            // the newest position only, not its snapshot: this runs on every poll
-            let hi: Option<(i64, String)> = event::Entity::find()
+            // the newest position only, not its snapshot
+            let hi: Option<(Option<i64>, String)> = event::Entity::find()
                 .select_only()
-                .columns([event::Column::Seq, event::Column::EventId])
-                .order_by_desc(event::Column::Seq)
+                .columns([event::Column::Pos, event::Column::EventId])
+                .filter(event::Column::Pos.is_not_null())
+                .order_by_desc(event::Column::Pos)
                 .into_tuple()
                 .one(&self.db)
                 .await
                 .map_err(|e| Stop::Failed(e.into()))?;
-            let Some((hi, hi_event_id)) = hi.filter(|(seq, _)| *seq > self.cursor.seq) else {
+            let Some((Some(hi), hi_event_id)) = hi.filter(|(pos, _)| *pos > Some(self.cursor.pos))
+            else {
                 return Ok(());
             };
             let mut query = event::Entity::find()
-                .filter(event::Column::Seq.gt(self.cursor.seq))
-                .filter(event::Column::Seq.lte(hi));
+                .filter(event::Column::Pos.gt(self.cursor.pos))
+                .filter(event::Column::Pos.lte(hi));
             if !self.filter.kinds.is_empty() {
                 query = query.filter(event::Column::EventType.is_in(self.filter.kinds.clone()));
             }
@@ -312,29 +380,22 @@ impl Tail {
                 query = query.filter(event::Column::EventTime.gte(since));
             }
             let rows = query
-                .order_by_asc(event::Column::Seq)
+                .order_by_asc(event::Column::Pos)
                 .limit(BATCH)
                 .all(&self.db)
                 .await
                 .map_err(|e| Stop::Failed(e.into()))?;
             let full = rows.len() as u64 == BATCH;
             for row in rows {
-                let mut message = events::to_message(&row);
-                if let Some(viewer) = &self.filter.viewer
-                    && message.actor != *viewer
-                {
-                    message.actor.clear();
-                }
-                let token = message.resume_token.clone();
-                self.send(Item::Event(message)).await?;
-                self.cursor = Cursor {
-                    seq: row.seq,
-                    token,
+                let live = Live {
+                    message: events::to_message(&row),
+                    row,
                 };
+                self.send_event(&live).await?;
             }
             if !full {
                 self.cursor = Cursor {
-                    seq: hi,
+                    pos: hi,
                     token: events::token(hi, &hi_event_id),
                 };
                 return Ok(());

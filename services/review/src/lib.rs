@@ -95,6 +95,12 @@ pub struct Config {
     #[arg(long, env = "KG_OUTBOX_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub outbox_max_backoff_ms: u64,
 
+    /// How long a relay owns the outbox events it took for delivery, in milliseconds. A relay
+    /// that dies (kill -9, a lost node) holds its events back this long before another replica
+    /// delivers them; keep it above the call timeout.
+    #[arg(long, env = "KG_OUTBOX_LEASE_MS", default_value_t = 30_000)]
+    pub outbox_lease_ms: u64,
+
     /// How often the gauges (overdue tasks, outbox backlog) are refreshed, in milliseconds.
     #[arg(long, env = "KG_METRICS_REFRESH_MS", default_value_t = 15_000)]
     pub metrics_refresh_ms: u64,
@@ -185,6 +191,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         }),
     );
     relay.backoff.max = Duration::from_millis(config.outbox_max_backoff_ms.max(1));
+    relay.lease = Duration::from_millis(config.outbox_lease_ms.max(1));
     let wake = relay.notifier();
     let (stop_relay, relay_shutdown) = Shutdown::new();
     let mut relay_task = tokio::spawn(relay.run(relay_shutdown));

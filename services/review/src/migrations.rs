@@ -104,6 +104,8 @@ impl MigratorTrait for Migrator {
         let sql = SQL.get_or_init(|| format!("{TABLES}{}", kg_runtime::outbox::table_sql(OUTBOX)));
         static DEAD_LETTERS: OnceLock<String> = OnceLock::new();
         let dead_letters = DEAD_LETTERS.get_or_init(|| kg_runtime::outbox::dead_letter_sql(OUTBOX));
+        static LEASES: OnceLock<String> = OnceLock::new();
+        let leases = LEASES.get_or_init(|| kg_runtime::outbox::lease_sql(OUTBOX));
         vec![
             Box::new(SqlMigration {
                 name: "m0001_review",
@@ -115,6 +117,11 @@ impl MigratorTrait for Migrator {
             Box::new(SqlMigration {
                 name: "m0004_outbox_dead_letters",
                 sql: dead_letters,
+            }),
+            // Relays lease the decisions they deliver: one replica delivers an event at a time.
+            Box::new(SqlMigration {
+                name: "m0005_outbox_leases",
+                sql: leases,
             }),
         ]
     }

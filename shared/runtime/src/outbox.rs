@@ -8,6 +8,12 @@
 //! were written: a row waits while an earlier row of the same (destination, subject) is
 //! undelivered.
 //!
+//! Several replicas run the relay of one table: a pass first leases the due events it takes
+//! (`lease_until`, claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL), so one relay at a time
+//! delivers an event, and each acknowledgement is recorded as it comes. A relay that dies keeps
+//! its events only until their lease runs out; another then delivers them again, which the
+//! receivers' deduplication absorbs.
+//!
 //! A receiver that keeps refusing an event as invalid (INVALID_ARGUMENT, NOT_FOUND,
 //! FAILED_PRECONDITION, …) will not change its mind by being asked again: after
 //! [`Relay::max_refusals`] such answers the event is set aside as a dead letter (`dead_time`),
@@ -19,7 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LockBehavior, LockType, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
 use tokio::sync::Notify;
 
@@ -52,6 +58,11 @@ CREATE INDEX {table}_subject ON {table} (destination, subject, seq)"
 /// attempts = 0, next_attempt_time = NULL WHERE event_id = '…'`.
 pub fn dead_letter_sql(table: &str) -> String {
     format!("ALTER TABLE {table} ADD COLUMN dead_time {{ts}}")
+}
+
+/// Adds the lease column to an outbox made by [`table_sql`] (a later migration of each service).
+pub fn lease_sql(table: &str) -> String {
+    format!("ALTER TABLE {table} ADD COLUMN lease_until {{ts}}")
 }
 
 /// One event to deliver.
@@ -272,6 +283,9 @@ pub struct Relay {
     /// Refusals (see [`DeliveryError::refused`]) after which an event becomes a dead letter.
     pub max_refusals: i32,
     pub idle_poll: Duration,
+    /// How long a pass owns the events it claimed; longer than a delivery takes. A relay that
+    /// dies holds its events back this long.
+    pub lease: Duration,
     notify: Arc<Notify>,
 }
 
@@ -286,6 +300,7 @@ impl Relay {
             concurrency: 16,
             max_refusals: 10,
             idle_poll: Duration::from_millis(250),
+            lease: Duration::from_secs(30),
             notify: Arc::new(Notify::new()),
         }
     }
@@ -324,39 +339,9 @@ impl Relay {
     /// event after the other, and the groups run side by side (at most `concurrency` at once), so
     /// one slow subject does not hold back the others and order within a subject is kept.
     pub async fn pass(&self) -> Result<usize, DbErr> {
-        let now = Utc::now();
-        let col = |c: &str| Expr::col(Alias::new(c));
-        let select = Query::select()
-            .columns(
-                [
-                    "seq",
-                    "event_id",
-                    "destination",
-                    "event_type",
-                    "account_id",
-                    "subject",
-                    "payload",
-                    "attempts",
-                    "create_time",
-                ]
-                .map(Alias::new),
-            )
-            .from(Alias::new(&self.table))
-            .and_where(col("delivered_time").is_null())
-            .and_where(col("dead_time").is_null())
-            .and_where(
-                col("next_attempt_time")
-                    .is_null()
-                    .or(col("next_attempt_time").lte(now)),
-            )
-            .order_by(Alias::new("seq"), Order::Asc)
-            .limit(self.batch)
-            .to_owned();
-        let rows = self.db.query_all(&select).await?;
         let mut groups: Vec<Vec<OutboxEvent>> = Vec::new();
         let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
-        for row in rows {
-            let event = decode(&row)?;
+        for event in self.claim().await? {
             let key = (event.destination.clone(), event.subject.clone());
             match index.get(&key) {
                 Some(&i) => groups[i].push(event),
@@ -366,46 +351,79 @@ impl Relay {
                 }
             }
         }
-        let results: Vec<Result<(usize, Vec<i64>), DbErr>> = futures::stream::iter(groups)
+        let results: Vec<Result<usize, DbErr>> = futures::stream::iter(groups)
             .map(|group| self.deliver_group(group))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        let mut delivered = Vec::new();
-        let mut marked = 0;
+        let mut delivered = 0;
         let mut first_error = None;
         for r in results {
             match r {
-                Ok((n, seqs)) => {
-                    marked += n;
-                    delivered.extend(seqs);
-                }
+                Ok(n) => delivered += n,
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        let count = marked + delivered.len();
-        self.mark_delivered(&delivered).await?;
         match first_error {
             Some(e) => Err(e),
-            None => Ok(count),
+            None => Ok(delivered),
         }
     }
 
-    /// Delivers the events of one (destination, subject) in order; stops at the first that cannot
-    /// go (an earlier undelivered event outside this batch, or a failed delivery) and postpones
-    /// the rest. Returns how many it marked delivered itself, and the seqs delivered but not yet
-    /// marked (the caller marks those of every group in one statement).
-    async fn deliver_group(&self, group: Vec<OutboxEvent>) -> Result<(usize, Vec<i64>), DbErr> {
-        let mut delivered = Vec::with_capacity(group.len());
-        let mut marked = 0;
+    /// Leases up to `batch` due events that no other relay holds, in `seq` order.
+    async fn claim(&self) -> Result<Vec<OutboxEvent>, DbErr> {
+        let now = Utc::now();
+        let col = |c: &str| Expr::col(Alias::new(c));
+        let due = Query::select()
+            .column(Alias::new("seq"))
+            .from(Alias::new(&self.table))
+            .and_where(col("delivered_time").is_null())
+            .and_where(col("dead_time").is_null())
+            .and_where(
+                col("next_attempt_time")
+                    .is_null()
+                    .or(col("next_attempt_time").lte(now)),
+            )
+            .and_where(col("lease_until").is_null().or(col("lease_until").lte(now)))
+            .order_by(Alias::new("seq"), Order::Asc)
+            .limit(self.batch)
+            // PostgreSQL: replicas claiming at once take disjoint events (SQLite has one writer
+            // and ignores the clause).
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .to_owned();
+        let lease_until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
+        let claim = Query::update()
+            .table(Alias::new(&self.table))
+            .value(Alias::new("lease_until"), lease_until)
+            .and_where(col("seq").in_subquery(due))
+            .returning(Query::returning().columns(EVENT_COLUMNS.map(Alias::new)))
+            .to_owned();
+        let mut events = self
+            .db
+            .query_all(&claim)
+            .await?
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    /// Delivers the events of one (destination, subject) in order, recording each
+    /// acknowledgement as it comes; stops at the first that cannot go (an earlier undelivered
+    /// event outside this batch, or a failed delivery) and postpones the rest. Returns how many
+    /// were delivered.
+    async fn deliver_group(&self, group: Vec<OutboxEvent>) -> Result<usize, DbErr> {
+        let mut delivered = 0;
         let mut events = group.into_iter();
         let Some(first) = events.next() else {
-            return Ok((0, delivered));
+            return Ok(0);
         };
         // Later events of the group follow `first` in seq order; only `first` can have an
-        // earlier pending event that this batch does not hold (one backing off, say).
+        // earlier pending event that this batch does not hold (one backing off, or leased by
+        // another relay).
         let mut stopped = self.has_earlier_pending(&first).await?;
         for event in std::iter::once(first).chain(events) {
             if stopped {
@@ -413,15 +431,12 @@ impl Relay {
                 continue;
             }
             match self.deliver.deliver(&event).await {
-                Ok(()) => delivered.push(event.seq),
+                Ok(()) => {
+                    self.mark_delivered(event.seq).await?;
+                    delivered += 1;
+                }
                 Err(e) => {
                     stopped = true;
-                    // What was delivered before the failure must be marked before the failed
-                    // event is retried, or a crash could replay it out of order: harmless (the
-                    // receivers deduplicate) but marked here to keep the window small.
-                    self.mark_delivered(&delivered).await?;
-                    marked += delivered.len();
-                    delivered.clear();
                     if e.refused && event.attempts + 1 >= self.max_refusals {
                         tracing::error!(event = %event.event_id, destination = %event.destination, subject = %event.subject, kind = %event.event_type, attempts = event.attempts + 1, error = %e, "delivery refused for good; set aside as a dead letter");
                         self.bury(&event, &e.message).await?;
@@ -432,7 +447,7 @@ impl Relay {
                 }
             }
         }
-        Ok((marked, delivered))
+        Ok(delivered)
     }
 
     async fn has_earlier_pending(&self, event: &OutboxEvent) -> Result<bool, DbErr> {
@@ -450,11 +465,8 @@ impl Relay {
         Ok(self.db.query_one(&select).await?.is_some())
     }
 
-    /// Marks delivered events in one statement. `attempts` counts the successful attempt too.
-    async fn mark_delivered(&self, seqs: &[i64]) -> Result<(), DbErr> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
+    /// Records one acknowledgement. `attempts` counts the successful attempt too.
+    async fn mark_delivered(&self, seq: i64) -> Result<(), DbErr> {
         let update = Query::update()
             .table(Alias::new(&self.table))
             .value(Alias::new("delivered_time"), Utc::now())
@@ -463,7 +475,8 @@ impl Relay {
                 Expr::col(Alias::new("attempts")).add(1),
             )
             .value(Alias::new("last_error"), Option::<String>::None)
-            .and_where(Expr::col(Alias::new("seq")).is_in(seqs.iter().copied()))
+            .value(Alias::new("lease_until"), Option::<DateTime<Utc>>::None)
+            .and_where(Expr::col(Alias::new("seq")).eq(seq))
             .to_owned();
         self.db.execute(&update).await.map(|_| ())
     }
@@ -476,6 +489,7 @@ impl Relay {
             .value(Alias::new("attempts"), event.attempts + 1)
             .value(Alias::new("dead_time"), Utc::now())
             .value(Alias::new("last_error"), error)
+            .value(Alias::new("lease_until"), Option::<DateTime<Utc>>::None)
             .and_where(Expr::col(Alias::new("seq")).eq(event.seq))
             .to_owned();
         self.db.execute(&update).await.map(|_| ())
@@ -494,6 +508,7 @@ impl Relay {
             .table(Alias::new(&self.table))
             .value(Alias::new("attempts"), attempts)
             .value(Alias::new("next_attempt_time"), next)
+            .value(Alias::new("lease_until"), Option::<DateTime<Utc>>::None)
             .and_where(Expr::col(Alias::new("seq")).eq(event.seq))
             .to_owned();
         if let Some(error) = error {
@@ -503,6 +518,19 @@ impl Relay {
         self.db.execute(&update).await.map(|_| ())
     }
 }
+
+/// The columns a relay reads of an event.
+const EVENT_COLUMNS: [&str; 9] = [
+    "seq",
+    "event_id",
+    "destination",
+    "event_type",
+    "account_id",
+    "subject",
+    "payload",
+    "attempts",
+    "create_time",
+];
 
 fn decode(row: &QueryResult) -> Result<OutboxEvent, DbErr> {
     Ok(OutboxEvent {

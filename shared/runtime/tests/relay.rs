@@ -1,7 +1,9 @@
 //! The outbox relay against a real SQLite database: subjects are delivered side by side, each
 //! subject's events in the order they were written, each exactly once; a failing subject waits
 //! without holding back the others; an event refused for good becomes a dead letter and stops
-//! holding back its subject, while a transient failure is retried.
+//! holding back its subject, while a transient failure is retried; two relays on one table
+//! deliver each event once between them, and the events of a relay that died go out again once
+//! its lease is over, not before.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -49,13 +51,16 @@ impl Deliver for Recorder {
     }
 }
 
-async fn database() -> (tempfile::TempDir, DatabaseConnection) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
+fn url(dir: &tempfile::TempDir) -> String {
+    format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("relay.db").display()
-    );
-    let db = kg_runtime::db::connect(&url).await.unwrap();
+    )
+}
+
+async fn database() -> (tempfile::TempDir, DatabaseConnection) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = kg_runtime::db::connect(&url(&dir)).await.unwrap();
     let sql = kg_runtime::db::render(
         &kg_runtime::outbox::table_sql(TABLE),
         db.get_database_backend(),
@@ -68,6 +73,11 @@ async fn database() -> (tempfile::TempDir, DatabaseConnection) {
         db.get_database_backend(),
     );
     db.execute_unprepared(&dead_letters).await.unwrap();
+    let leases = kg_runtime::db::render(
+        &kg_runtime::outbox::lease_sql(TABLE),
+        db.get_database_backend(),
+    );
+    db.execute_unprepared(&leases).await.unwrap();
     (dir, db)
 }
 
@@ -218,4 +228,81 @@ async fn an_event_refused_for_good_becomes_a_dead_letter_and_its_subject_goes_on
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(relay.pass().await.unwrap(), 0);
     assert_eq!(*recorder.refusals.lock().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn two_relays_on_one_table_deliver_each_event_once_between_them() {
+    let (dir, db) = database().await;
+    fill(&db, 20, 5).await;
+    // Two replicas: their own connections to the same database, one delivery log.
+    let recorder = Arc::new(Recorder::default());
+    let other = kg_runtime::db::connect(&url(&dir)).await.unwrap();
+    let (a, b) = (
+        relay(&db, recorder.clone()),
+        relay(&other, recorder.clone()),
+    );
+    let drain = |relay: Relay| async move {
+        let mut delivered = 0;
+        for _ in 0..200 {
+            if kg_runtime::outbox::backlog(&relay.db, TABLE).await.unwrap() == 0 {
+                break;
+            }
+            delivered += relay.pass().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        delivered
+    };
+    let (from_a, from_b) = tokio::join!(drain(a), drain(b));
+    assert_eq!(from_a + from_b, 100, "a: {from_a}, b: {from_b}");
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 100, "no event was delivered by both relays");
+    for (subject, seqs) in by_subject(&seen) {
+        assert_eq!(seqs.len(), 5, "{subject}");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{subject}: {seqs:?}");
+    }
+}
+
+/// Takes events and never answers: a relay process that stopped mid-delivery.
+struct Hangs;
+
+#[async_trait::async_trait]
+impl Deliver for Hangs {
+    async fn deliver(&self, _event: &OutboxEvent) -> Result<(), DeliveryError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_dead_relays_events_go_out_again_once_its_lease_is_over() {
+    let (_dir, db) = database().await;
+    fill(&db, 3, 2).await;
+    let mut dead = Relay::new(db.clone(), TABLE, Arc::new(Hangs));
+    dead.lease = Duration::from_millis(800);
+    // It claims the due events, starts delivering and dies there.
+    let stuck = tokio::spawn(async move { dead.pass().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stuck.abort();
+
+    let recorder = Arc::new(Recorder::default());
+    let alive = relay(&db, recorder.clone());
+    assert_eq!(
+        alive.pass().await.unwrap(),
+        0,
+        "leased events are not taken by another relay"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let mut delivered = 0;
+    for _ in 0..20 {
+        delivered += alive.pass().await.unwrap();
+        if delivered == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(delivered, 6, "after the lease, every event goes out");
+    assert_eq!(kg_runtime::outbox::backlog(&db, TABLE).await.unwrap(), 0);
+    assert_eq!(
+        kg_runtime::outbox::dead_letters(&db, TABLE).await.unwrap(),
+        0
+    );
 }
