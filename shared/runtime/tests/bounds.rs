@@ -4,9 +4,8 @@
 //! - a connection that never sends the HTTP/2 preface is closed after the handshake timeout, one
 //!   with no RPC in flight after the idle timeout, while an open stream keeps its connection;
 //! - health turns NOT_SERVING within about a second of a dependency failing or hanging;
-//! - the database pools carry statement, lock and idle-in-transaction timeouts (PostgreSQL at
-//!   `KG_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`; skipped with a
-//!   message when none answers) and SQLite its busy timeout.
+//! - SQLite pools carry their busy timeout (PostgreSQL's session timeouts are shown against the
+//!   tests' own PostgreSQL server in tests/tests/db_sessions.rs).
 
 use std::convert::Infallible;
 use std::io;
@@ -24,7 +23,7 @@ use kg_runtime::health::Probe;
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use kg_runtime::transport::{ConnectionLimits, MESSAGE_TOO_LARGE};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::body::Body;
@@ -381,117 +380,6 @@ async fn health_follows_a_failing_or_hanging_dependency_within_a_second() {
 }
 
 // --- database timeouts -------------------------------------------------------------------------
-
-async fn show(db: &DatabaseConnection, setting: &str) -> String {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SHOW {setting}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<String>(0).unwrap()
-}
-
-/// The PostgreSQL of the tests, or `None` (and a message) when none answers.
-async fn postgres(timeouts: &DbTimeouts) -> Option<DatabaseConnection> {
-    let url = std::env::var("KG_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    match kg_runtime::db::connect_with(&url, timeouts).await {
-        Ok(db) => Some(db),
-        Err(err) => {
-            eprintln!("SKIPPED: no PostgreSQL at {url} ({err}); set KG_TEST_POSTGRES_URL");
-            None
-        }
-    }
-}
-
-#[tokio::test]
-async fn postgres_connections_carry_the_timeouts() {
-    let Some(db) = postgres(&DbTimeouts::default()).await else {
-        return;
-    };
-    // every connection of the pool, not only the first: hold several at once
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let txn = db.begin().await.unwrap();
-        assert_eq!(show_txn(&txn, "statement_timeout").await, "10s");
-        assert_eq!(show_txn(&txn, "lock_timeout").await, "5s");
-        assert_eq!(
-            show_txn(&txn, "idle_in_transaction_session_timeout").await,
-            "5s"
-        );
-        held.push(txn);
-    }
-    drop(held);
-
-    let custom = DbTimeouts {
-        statement: Duration::from_millis(300),
-        lock: Duration::from_millis(200),
-        idle_in_transaction: Duration::from_millis(400),
-    };
-    let Some(db) = postgres(&custom).await else {
-        return;
-    };
-    assert_eq!(show(&db, "statement_timeout").await, "300ms");
-
-    // a runaway statement is cancelled
-    let started = Instant::now();
-    let slow = db.execute_unprepared("SELECT pg_sleep(5)").await;
-    assert!(slow.is_err(), "pg_sleep(5) ran to the end");
-    assert!(started.elapsed() < Duration::from_secs(2));
-
-    // a lock held by another transaction is waited for at most lock_timeout
-    let table = format!("kg_bounds_{}", std::process::id());
-    db.execute_unprepared(&format!(
-        "CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY, n INT)"
-    ))
-    .await
-    .unwrap();
-    db.execute_unprepared(&format!(
-        "INSERT INTO {table} VALUES (1, 0) ON CONFLICT DO NOTHING"
-    ))
-    .await
-    .unwrap();
-    let holder = db.begin().await.unwrap();
-    holder
-        .execute_unprepared(&format!("UPDATE {table} SET n = n + 1 WHERE id = 1"))
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let waiter = db
-        .execute_unprepared(&format!("UPDATE {table} SET n = n + 1 WHERE id = 1"))
-        .await;
-    assert!(waiter.is_err(), "the second writer waited the lock out");
-    assert!(started.elapsed() < Duration::from_secs(2));
-
-    // the holder stalls (a paused replica): the server ends its session, the lock is free
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(
-        holder.execute_unprepared("SELECT 1").await.is_err(),
-        "an idle transaction survived idle_in_transaction_session_timeout"
-    );
-    drop(holder);
-    db.execute_unprepared(&format!("UPDATE {table} SET n = n + 1 WHERE id = 1"))
-        .await
-        .expect("the stalled transaction's lock was not released");
-    db.execute_unprepared(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
-}
-
-async fn show_txn(txn: &sea_orm::DatabaseTransaction, setting: &str) -> String {
-    let row = txn
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!("SHOW {setting}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<String>(0).unwrap()
-}
 
 #[tokio::test]
 async fn sqlite_waits_the_lock_timeout_for_a_busy_database() {
