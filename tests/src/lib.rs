@@ -17,6 +17,7 @@
 //! * Waits are bounded; a timeout or an early exit gives an error naming the process and the
 //!   tail of its log.
 
+pub mod cluster;
 pub mod faults;
 pub mod fixtures;
 pub mod full_mesh;
