@@ -11,30 +11,23 @@ use kg_proto::common::{
 };
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::identity::{
-    Account, CheckMaterialsRequest, ImportAccountsRequest, Material, VerificationType,
+    Account, CheckMaterialsRequest, CheckMaterialsResponse, ImportAccountsRequest, Material,
+    VerificationType,
 };
 use kg_proto::registration::registration_service_client::RegistrationServiceClient;
 use kg_proto::registration::{Application, ResubmitApplicationRequest, SubmitApplicationRequest};
 use kg_runtime::auth::Role;
-use kg_runtime::error::DecodedError;
 use serde::Deserialize;
 
-use crate::status::channel;
+use crate::mesh::{Global, Output, Service, json_time, print_json, resource, with_progress};
+use crate::table::Table;
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
     /// The application, as YAML (see examples/application.yaml).
     #[arg(long)]
     file: PathBuf,
-    #[arg(
-        long,
-        env = "KG_IDENTITY_CHECK_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
-    identity_addr: String,
-    #[arg(long, env = "KG_REGISTRATION_ADDR", default_value = "127.0.0.1:50052")]
-    registration_addr: String,
-    /// Only run the preflight checks.
+    /// Only run the preflight checks (eligibility is checked on submission).
     #[arg(long)]
     preflight_only: bool,
     /// Idempotency key; a retry with the same key returns the first result. Default: new UUID.
@@ -48,8 +41,6 @@ pub struct ApplyArgs {
     /// example introduction,website_url). Default: the whole profile.
     #[arg(long, value_delimiter = ',', requires = "resubmit")]
     fields: Vec<String>,
-    #[command(flatten)]
-    secret: crate::token::SecretArgs,
 }
 
 #[derive(clap::Args)]
@@ -57,14 +48,6 @@ pub struct ImportArgs {
     /// Accounts, as YAML (see examples/accounts.yaml).
     #[arg(long)]
     file: PathBuf,
-    #[arg(
-        long,
-        env = "KG_IDENTITY_CHECK_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
-    identity_addr: String,
-    #[command(flatten)]
-    secret: crate::token::SecretArgs,
 }
 
 /// Attaches `authorization` when a signing secret is at hand (local mesh).
@@ -188,18 +171,23 @@ fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
         .with_context(|| format!("{} is not a valid file of this kind", path.display()))
 }
 
-pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub async fn import(args: ImportArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let file: AccountsFile = read_yaml(&args.file)?;
-    let accounts = file
-        .accounts
-        .into_iter()
-        .map(|a| Account {
+    let mut accounts = Vec::new();
+    for a in file.accounts {
+        let verification_type = match a.verification.as_str() {
+            "enterprise" => VerificationType::Enterprise,
+            "individual" => VerificationType::Individual,
+            "none" => VerificationType::None,
+            other => anyhow::bail!(
+                "{}: account {}: verification {other:?} is not one of enterprise, individual, none",
+                args.file.display(),
+                a.account_id
+            ),
+        };
+        accounts.push(Account {
             account_id: a.account_id,
-            verification_type: match a.verification.as_str() {
-                "enterprise" => VerificationType::Enterprise,
-                "individual" => VerificationType::Individual,
-                _ => VerificationType::None,
-            } as i32,
+            verification_type: verification_type as i32,
             verified_enterprise_name: a.verified_enterprise_name,
             cloud_services_enabled: a.cloud_services_enabled,
             csp_program_member: a.csp_program_member,
@@ -211,27 +199,56 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             locale: a.locale,
             registered_address: a.registered_address.map(Into::into),
             ..Default::default()
-        })
-        .collect();
-    let reply = IdentityCheckServiceClient::new(channel(&args.identity_addr).await?)
+        });
+    }
+    let client = g.client(Service::IdentityCheck).await?;
+    let bearer = g.bearer("koogallery-cli", Role::Operator);
+    let reply = IdentityCheckServiceClient::new(client.channel.clone())
         .import_accounts(authed(
             ImportAccountsRequest {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 accounts,
             },
-            &args.secret.bearer("koogallery-cli", Role::Operator),
+            &bearer,
         ))
-        .await?
-        .into_inner();
-    println!(
-        "created {}  updated {}  failed {}",
-        reply.created_count, reply.updated_count, reply.failed_count
-    );
-    for e in &reply.errors {
-        println!(
-            "  #{:<4} {:<20} {:<28} {}",
-            e.index, e.account_id, e.reason, e.message
-        );
+        .await;
+    let reply = match reply {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => {
+            g.refused(&client, &status, bearer.is_some());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match g.output {
+        Output::Json => print_json(&serde_json::json!({
+            "created_count": reply.created_count,
+            "updated_count": reply.updated_count,
+            "failed_count": reply.failed_count,
+            "errors": reply.errors.iter().map(|e| serde_json::json!({
+                "index": e.index,
+                "account_id": e.account_id,
+                "reason": e.reason,
+                "message": e.message,
+            })).collect::<Vec<_>>(),
+        })),
+        Output::Name | Output::Table => {
+            println!(
+                "created {}  updated {}  failed {}",
+                reply.created_count, reply.updated_count, reply.failed_count
+            );
+            if !reply.errors.is_empty() {
+                let mut table = Table::new(&["#", "ACCOUNT", "REASON", "MESSAGE"]);
+                for e in &reply.errors {
+                    table.row(vec![
+                        e.index.to_string(),
+                        e.account_id.clone(),
+                        e.reason.clone(),
+                        e.message.clone(),
+                    ]);
+                }
+                table.print();
+            }
+        }
     }
     Ok(if reply.failed_count == 0 {
         ExitCode::SUCCESS
@@ -240,9 +257,44 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+/// A check's material or outcome name without its prefix.
+fn material_name(value: i32) -> String {
+    Material::try_from(value)
+        .map(|m| {
+            m.as_str_name()
+                .trim_start_matches("MATERIAL_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn outcome_name(value: i32) -> String {
+    CheckOutcome::try_from(value)
+        .map(|o| {
+            o.as_str_name()
+                .trim_start_matches("CHECK_OUTCOME_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn preflight_json(reply: &CheckMaterialsResponse) -> serde_json::Value {
+    serde_json::json!({
+        "outcome": outcome_name(reply.outcome),
+        "results": reply.results.iter().map(|r| serde_json::json!({
+            "material": material_name(r.material),
+            "outcome": outcome_name(r.outcome),
+            "findings": r.findings.iter().map(|f| serde_json::json!({
+                "code": f.code,
+                "message": f.message,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn apply(args: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let file: ApplicationFile = read_yaml(&args.file)?;
-    let bearer = args.secret.bearer(&file.account_id, Role::Applicant);
+    let bearer = g.bearer(&file.account_id, Role::Applicant);
     let base = args.file.parent().unwrap_or(Path::new("."));
     let logo_path = base.join(&file.profile.logo_file);
     let logo = std::fs::read(&logo_path)
@@ -273,10 +325,25 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         country: file.entity.country,
         registration_number: file.entity.registration_number,
     };
+    let agreement = kg_registration::agreement();
+    if args.resubmit.is_none() && file.agreement_version != agreement.version {
+        anyhow::bail!(
+            "{}: agreement_version is {:?}, but the current seller agreement is version {}; \
+             accept that one",
+            args.file.display(),
+            file.agreement_version,
+            agreement.version
+        );
+    }
 
-    println!("Preflight ({}):", args.identity_addr);
-    let preflight = IdentityCheckServiceClient::new(channel(&args.identity_addr).await?)
-        .check_materials(authed(
+    // The preflight fetches the website, which can take seconds: say so while it runs.
+    let identity = g.client(Service::IdentityCheck).await?;
+    let preflight = with_progress(
+        &format!(
+            "Preflight: checking the materials and the website at {}",
+            identity.target.addr
+        ),
+        IdentityCheckServiceClient::new(identity.channel.clone()).check_materials(authed(
             CheckMaterialsRequest {
                 entity: Some(entity.clone()),
                 profile: Some(profile.clone()),
@@ -285,46 +352,59 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 account_id: file.account_id.clone(),
             },
             &bearer,
-        ))
-        .await?
-        .into_inner();
-    for result in &preflight.results {
-        let material = Material::try_from(result.material)
-            .map(|m| {
-                m.as_str_name()
-                    .trim_start_matches("MATERIAL_")
-                    .to_lowercase()
-            })
-            .unwrap_or_default();
-        let outcome = CheckOutcome::try_from(result.outcome)
-            .map(|o| {
-                o.as_str_name()
-                    .trim_start_matches("CHECK_OUTCOME_")
-                    .to_string()
-            })
-            .unwrap_or_default();
-        println!("  {material:<26} {outcome}");
-        for f in &result.findings {
-            println!("  {:<26}   {:<34} {}", "", f.code, f.message);
+        )),
+    )
+    .await;
+    let preflight = match preflight {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => {
+            g.refused(&identity, &status, bearer.is_some());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let failed = preflight.outcome == CheckOutcome::Failed as i32;
+    // With --preflight-only the results are the record; otherwise they are progress (stderr
+    // unless printing a table).
+    if args.preflight_only && g.output == Output::Json {
+        print_json(&preflight_json(&preflight));
+    } else if !(args.preflight_only && g.output == Output::Name) {
+        let mut table = Table::new(&["MATERIAL", "OUTCOME", "FINDING", "MESSAGE"]);
+        for result in &preflight.results {
+            table.row(vec![
+                material_name(result.material),
+                outcome_name(result.outcome),
+            ]);
+            for f in &result.findings {
+                table.row(vec![
+                    String::new(),
+                    String::new(),
+                    f.code.clone(),
+                    f.message.clone(),
+                ]);
+            }
+        }
+        if g.output == Output::Table {
+            table.print();
+        } else {
+            eprint!("{}", table.render());
         }
     }
-    if preflight.outcome == CheckOutcome::Failed as i32 {
-        println!("Preflight failed: fix the findings above and run again.");
+    if failed {
+        eprintln!("Preflight failed: fix the findings above and run again.");
         return Ok(ExitCode::FAILURE);
     }
     if args.preflight_only {
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(target) = &args.resubmit {
-        let name = if target.starts_with("applications/") {
-            target.clone()
-        } else {
-            format!("applications/{target}")
-        };
-        let request_id = args
-            .request_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+
+    let request_id = args
+        .request_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let registration = g.client(Service::Registration).await?;
+    let mut client = RegistrationServiceClient::new(registration.channel.clone());
+    let reply = if let Some(target) = &args.resubmit {
+        let name = resource("applications", target);
         let request = ResubmitApplicationRequest {
             request_id: request_id.clone(),
             name: name.clone(),
@@ -335,91 +415,81 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             etag: String::new(),
             logo_file_name,
         };
-        println!(
-            "Resubmitting {name} (request_id {request_id}) to {}:",
-            args.registration_addr
-        );
-        return match RegistrationServiceClient::new(channel(&args.registration_addr).await?)
-            .resubmit_application(authed(request, &bearer))
-            .await
-        {
-            Ok(reply) => {
-                print_application(&reply.into_inner().application.unwrap_or_default());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(status) => {
-                print_error(&status);
-                Ok(ExitCode::FAILURE)
-            }
-        };
-    }
-
-    let agreement = kg_registration::agreement();
-    if file.agreement_version != agreement.version {
-        anyhow::bail!(
-            "the current seller agreement is version {}; accept that one",
-            agreement.version
-        );
-    }
-    let request_id = args
-        .request_id
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let request = SubmitApplicationRequest {
-        request_id: request_id.clone(),
-        account_id: file.account_id.clone(),
-        application: Some(Application {
-            entity: Some(entity),
-            profile: Some(profile),
-            agreement: Some(AgreementAcceptance {
-                agreement_version: agreement.version,
-                text_sha256: agreement.text_sha256,
+        with_progress(
+            &format!(
+                "Resubmitting {name} (request_id {request_id}) to registration at {}",
+                registration.target.addr
+            ),
+            client.resubmit_application(authed(request, &bearer)),
+        )
+        .await
+        .map(|r| r.into_inner().application)
+    } else {
+        let request = SubmitApplicationRequest {
+            request_id: request_id.clone(),
+            account_id: file.account_id.clone(),
+            application: Some(Application {
+                entity: Some(entity),
+                profile: Some(profile),
+                agreement: Some(AgreementAcceptance {
+                    agreement_version: agreement.version,
+                    text_sha256: agreement.text_sha256,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
-            ..Default::default()
-        }),
-        logo_file_name,
-    };
-    println!(
-        "Submitting (request_id {request_id}) to {}:",
-        args.registration_addr
-    );
-    match RegistrationServiceClient::new(channel(&args.registration_addr).await?)
-        .submit_application(authed(request, &bearer))
+            logo_file_name,
+        };
+        with_progress(
+            &format!(
+                "Submitting (request_id {request_id}) to registration at {}",
+                registration.target.addr
+            ),
+            client.submit_application(authed(request, &bearer)),
+        )
         .await
-    {
-        Ok(reply) => {
-            print_application(&reply.into_inner().application.unwrap_or_default());
+        .map(|r| r.into_inner().application)
+    };
+    match reply {
+        Ok(app) => {
+            print_application(&app.unwrap_or_default(), g.output);
             Ok(ExitCode::SUCCESS)
         }
         Err(status) => {
-            print_error(&status);
+            g.refused(&registration, &status, bearer.is_some());
             Ok(ExitCode::FAILURE)
         }
     }
 }
 
-fn print_application(app: &Application) {
-    println!("  {:<14} {}", "application", app.name);
-    println!(
-        "  {:<14} {}",
-        "state",
-        crate::status::application_state(app.state)
-    );
-    println!("  {:<14} {}", "company", app.company_name);
+pub fn application_json(app: &Application) -> serde_json::Value {
+    serde_json::json!({
+        "name": app.name,
+        "account_id": app.account_id,
+        "state": crate::status::application_state(app.state),
+        "company_name": app.company_name,
+        "entity": app.entity.as_ref().map(|e| serde_json::json!({
+            "country": e.country,
+            "registration_number": e.registration_number,
+        })),
+        "website_url": app.profile.as_ref().map(|p| p.website_url.clone()),
+        "create_time": json_time(&app.create_time),
+        "update_time": json_time(&app.update_time),
+    })
 }
 
-pub fn print_error(status: &tonic::Status) {
-    let d = DecodedError::from_status(status);
-    println!(
-        "  refused: {:?} {}",
-        status.code(),
-        d.reason.unwrap_or_default()
-    );
-    println!("  {}", status.message());
-    for (kind, _, description) in &d.preconditions {
-        println!("    {kind:<28} {description}");
-    }
-    for (field, description) in &d.field_violations {
-        println!("    {field:<36} {description}");
+fn print_application(app: &Application, output: Output) {
+    match output {
+        Output::Json => print_json(&application_json(app)),
+        Output::Name => println!("{}", app.name),
+        Output::Table => {
+            let mut table = Table::new(&["APPLICATION", "STATE", "COMPANY"]);
+            table.row(vec![
+                app.name.clone(),
+                crate::status::application_state(app.state),
+                app.company_name.clone(),
+            ]);
+            table.print();
+        }
     }
 }

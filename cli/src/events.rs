@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use kg_proto::registration::registration_event::Payload;
 use kg_proto::registration::registration_service_client::RegistrationServiceClient;
 use kg_proto::registration::watch_events_response::Item;
@@ -12,10 +11,9 @@ use kg_proto::registration::{
     Heartbeat, RegistrationEvent, RegistrationEventType, WatchEventsRequest,
 };
 use kg_runtime::auth::Role;
-use tonic::transport::Channel;
 
-use crate::apply::{authed, print_error};
-use crate::token::SecretArgs;
+use crate::apply::authed;
+use crate::mesh::{Global, Output, Service};
 
 const TYPE_PREFIX: &str = "REGISTRATION_EVENT_TYPE_";
 
@@ -23,21 +21,13 @@ const TYPE_PREFIX: &str = "REGISTRATION_EVENT_TYPE_";
 pub struct EventsArgs {
     #[command(subcommand)]
     command: EventsCommand,
-    #[arg(
-        long,
-        env = "KG_REGISTRATION_ADDR",
-        default_value = "127.0.0.1:50052",
-        global = true
-    )]
-    registration_addr: String,
-    #[command(flatten)]
-    secret: SecretArgs,
 }
 
 #[derive(clap::Subcommand)]
 enum EventsCommand {
     /// Follow the event stream: history from the chosen position, then live events. Prints
-    /// TIME TYPE SUBJECT ACTOR RESUME_TOKEN per event; heartbeats go to stderr.
+    /// TIME TYPE SUBJECT ACTOR RESUME_TOKEN per event (-o json: one JSON object per line;
+    /// -o name: the subject); heartbeats go to stderr.
     Watch(WatchArgs),
 }
 
@@ -134,17 +124,29 @@ fn heartbeat_line(h: &Heartbeat) -> String {
     )
 }
 
-/// A channel without a request deadline: the stream lasts as long as the caller wants.
-async fn stream_channel(addr: &str) -> anyhow::Result<Channel> {
-    crate::status::connect(addr, None)
-        .await
-        .with_context(|| format!("registration at {addr}"))
+/// One event as one JSON object (stable field names; the payload snapshot is left out).
+fn event_json(e: &RegistrationEvent) -> serde_json::Value {
+    serde_json::json!({
+        "event_time": time(&e.event_time),
+        "type": RegistrationEventType::try_from(e.event_type)
+            .map(type_name)
+            .unwrap_or_else(|_| e.event_type.to_string()),
+        "subject": subject(e),
+        "application": e.application,
+        "seller": e.seller,
+        "modification_request": e.modification_request,
+        "account_id": e.account_id,
+        "actor": e.actor,
+        "resume_token": e.resume_token,
+    })
 }
 
-pub async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+pub async fn events(args: EventsArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let EventsCommand::Watch(watch) = args.command;
-    let bearer = args.secret.bearer("koogallery-cli", Role::Operator);
-    let mut client = RegistrationServiceClient::new(stream_channel(&args.registration_addr).await?);
+    let bearer = g.bearer("koogallery-cli", Role::Operator);
+    // No request deadline: the stream lasts as long as the caller wants.
+    let registration = g.connect(Service::Registration, None).await?;
+    let mut client = RegistrationServiceClient::new(registration.channel.clone());
     let request = WatchEventsRequest {
         resume_token: watch.resume.clone().unwrap_or_default(),
         start_time: watch.from,
@@ -154,7 +156,7 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let mut stream = match client.watch_events(authed(request, &bearer)).await {
         Ok(reply) => reply.into_inner(),
         Err(status) => {
-            print_error(&status);
+            g.refused(&registration, &status, bearer.is_some());
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -167,7 +169,11 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
         match stream.message().await {
             Ok(Some(message)) => match message.item {
                 Some(Item::Event(event)) => {
-                    println!("{}", event_line(&event));
+                    match g.output {
+                        Output::Table => println!("{}", event_line(&event)),
+                        Output::Json => println!("{}", event_json(&event)),
+                        Output::Name => println!("{}", subject(&event)),
+                    }
                     last = event.resume_token;
                     printed += 1;
                     if watch.limit.is_some_and(|limit| printed >= limit) {
@@ -185,7 +191,7 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             Err(status) => {
-                print_error(&status);
+                g.refused(&registration, &status, bearer.is_some());
                 if !last.is_empty() {
                     eprintln!("resume with --resume {last}");
                 }

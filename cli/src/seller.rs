@@ -9,37 +9,34 @@ use kg_proto::registration::registration_service_client::RegistrationServiceClie
 use kg_proto::registration::*;
 use kg_runtime::auth::Role;
 
-use crate::apply::{authed, print_error};
-use crate::status::channel;
-use crate::token::SecretArgs;
+use crate::apply::authed;
+use crate::mesh::{
+    Global, Output, Service, confirm, enum_name, json_time, print_json, resource, table_time,
+};
+use crate::table::Table;
 
 #[derive(clap::Args)]
 pub struct SellerArgs {
     #[command(subcommand)]
     command: SellerCommand,
-    #[arg(
-        long,
-        env = "KG_REGISTRATION_ADDR",
-        default_value = "127.0.0.1:50052",
-        global = true
-    )]
-    registration_addr: String,
     /// The seller's account, acting as applicant (the token subject on the local mesh).
     /// Without it the command acts as an operator (show, list, exit only).
     #[arg(long, env = "KG_ACCOUNT", global = true)]
     account: Option<String>,
-    #[command(flatten)]
-    secret: SecretArgs,
 }
 
 #[derive(clap::Subcommand)]
 enum SellerCommand {
     /// A seller: profile, state, name history, pending modification request.
-    Show { seller: String },
+    Show {
+        /// The seller: its id or "sellers/{id}".
+        seller: String,
+    },
     /// Sellers (of --account when given).
     List,
     /// Request a reviewed change of the profile; only the fields given change.
     Update {
+        /// The seller: its id or "sellers/{id}".
         seller: String,
         #[command(flatten)]
         fields: Box<ProfileFields>,
@@ -49,20 +46,28 @@ enum SellerCommand {
     },
     /// Request a reviewed change of the company name (first verified on My Account).
     Rename {
+        /// The seller: its id or "sellers/{id}".
         seller: String,
         /// The new company name, exactly as verified.
         #[arg(long)]
         name: String,
+        /// Idempotency key; a retry with the same key returns the first result.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Exit KooGallery for good: the account and the company entity never register again.
     Exit {
+        /// The seller: its id or "sellers/{id}".
         seller: String,
+        /// Why the seller leaves (kept on the seller record).
         #[arg(long)]
         reason: String,
+        /// Idempotency key; a retry with the same key returns the first result.
         #[arg(long)]
         request_id: Option<String>,
+        /// Do not ask for confirmation (an exit cannot be undone).
+        #[arg(long)]
+        yes: bool,
     },
     /// Modification requests: list, withdraw.
     #[command(subcommand)]
@@ -72,11 +77,15 @@ enum SellerCommand {
 #[derive(clap::Subcommand)]
 enum ModificationsCommand {
     /// A seller's modification requests, newest first ("-" for all visible).
-    List { seller: String },
+    List {
+        /// The seller: its id or "sellers/{id}" ("-" for every seller visible to the caller).
+        seller: String,
+    },
     /// Withdraw a pending modification request.
     Withdraw {
-        /// sellers/{seller}/modificationRequests/{id}
+        /// The request: sellers/{seller}/modificationRequests/{id}.
         name: String,
+        /// Why it is withdrawn.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -84,20 +93,28 @@ enum ModificationsCommand {
 
 #[derive(clap::Args)]
 struct ProfileFields {
+    /// New website (checked again: reachable, in English).
     #[arg(long)]
     website_url: Option<String>,
+    /// New company introduction.
     #[arg(long)]
     introduction: Option<String>,
+    /// New contact person's name.
     #[arg(long)]
     contact_name: Option<String>,
+    /// New contact email address.
     #[arg(long)]
     contact_email: Option<String>,
+    /// New contact mobile number (international format, e.g. +8613800138000).
     #[arg(long)]
     contact_mobile: Option<String>,
+    /// New customer-service email address.
     #[arg(long)]
     customer_service_email: Option<String>,
+    /// New customer-service phone number.
     #[arg(long)]
     customer_service_phone: Option<String>,
+    /// New industry.
     #[arg(long)]
     industry: Option<String>,
     /// Replaces the product categories (repeat the flag).
@@ -169,97 +186,165 @@ impl ProfileFields {
 }
 
 fn seller_name(s: &str) -> String {
-    if s.starts_with("sellers/") {
-        s.to_string()
-    } else {
-        format!("sellers/{s}")
-    }
+    resource("sellers", s)
 }
 
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| "-".into())
+fn seller_state(s: &Seller) -> String {
+    enum_name(
+        SellerState::try_from(s.state).ok().map(|v| v.as_str_name()),
+        "SELLER_STATE_",
+        s.state,
+    )
 }
 
-fn enum_name(name: Option<&str>, prefix: &str) -> String {
-    name.map(|n| n.trim_start_matches(prefix).to_string())
-        .unwrap_or_default()
-}
-
-fn print_seller(s: &Seller) {
-    let state = SellerState::try_from(s.state).ok().map(|v| v.as_str_name());
+fn seller_json(s: &Seller) -> serde_json::Value {
     let p = s.profile.clone().unwrap_or_default();
-    println!("  {:<22} {}", "seller", s.name);
-    println!("  {:<22} {}", "account", s.account_id);
-    println!("  {:<22} {}", "company", s.company_name);
-    if let Some(e) = &s.entity {
-        println!("  {:<22} {}:{}", "entity", e.country, e.registration_number);
+    let contact = p.contact.clone().unwrap_or_default();
+    serde_json::json!({
+        "name": s.name,
+        "account_id": s.account_id,
+        "company_name": s.company_name,
+        "entity": s.entity.as_ref().map(|e| serde_json::json!({
+            "country": e.country,
+            "registration_number": e.registration_number,
+        })),
+        "state": seller_state(s),
+        "profile": {
+            "website_url": p.website_url,
+            "introduction": p.introduction,
+            "contact": {"name": contact.name, "email": contact.email, "mobile": contact.mobile},
+            "customer_service_email": p.customer_service_email,
+            "customer_service_phone": p.customer_service_phone,
+            "industry": p.industry,
+            "product_categories": p.product_categories,
+            "logo_sha256": p.logo_sha256,
+        },
+        "name_history": s.name_history.iter().map(|h| serde_json::json!({
+            "company_name": h.company_name,
+            "change_time": json_time(&h.change_time),
+        })).collect::<Vec<_>>(),
+        "open_modification_request": s.open_modification_request,
+        "exit_time": json_time(&s.exit_time),
+        "exit_reason": s.exit_reason,
+    })
+}
+
+fn print_seller(s: &Seller, output: Output) {
+    match output {
+        Output::Json => return print_json(&seller_json(s)),
+        Output::Name => return println!("{}", s.name),
+        Output::Table => {}
     }
-    println!("  {:<22} {}", "state", enum_name(state, "SELLER_STATE_"));
-    println!("  {:<22} {}", "website", p.website_url);
-    println!("  {:<22} {}", "introduction", p.introduction);
+    let p = s.profile.clone().unwrap_or_default();
     let contact = p.contact.unwrap_or_default();
-    println!(
-        "  {:<22} {} <{}> {}",
-        "contact", contact.name, contact.email, contact.mobile
+    let mut t = Table::new(&["FIELD", "VALUE"]);
+    let mut row = |k: &str, v: String| t.row(vec![k.to_string(), v]);
+    row("seller", s.name.clone());
+    row("account", s.account_id.clone());
+    row("company", s.company_name.clone());
+    if let Some(e) = &s.entity {
+        row("entity", format!("{}:{}", e.country, e.registration_number));
+    }
+    row("state", seller_state(s));
+    row("website", p.website_url);
+    row("introduction", p.introduction);
+    row(
+        "contact",
+        format!("{} <{}> {}", contact.name, contact.email, contact.mobile),
     );
-    println!("  {:<22} {}", "customer service", p.customer_service_email);
-    println!("  {:<22} {}", "industry", p.industry);
-    println!("  {:<22} {}", "logo sha256", p.logo_sha256);
+    row(
+        "customer service",
+        format!("{} {}", p.customer_service_email, p.customer_service_phone),
+    );
+    row("industry", p.industry);
+    row("logo sha256", p.logo_sha256);
     for h in &s.name_history {
-        println!(
-            "  {:<22} {}  {}",
+        row(
             "name since",
-            ts(&h.change_time),
-            h.company_name
+            format!("{}  {}", table_time(&h.change_time), h.company_name),
         );
     }
     if !s.open_modification_request.is_empty() {
-        println!("  {:<22} {}", "pending change", s.open_modification_request);
+        row("pending change", s.open_modification_request.clone());
     }
     if s.exit_time.is_some() {
-        println!("  {:<22} {}  {}", "exited", ts(&s.exit_time), s.exit_reason);
+        row(
+            "exited",
+            format!("{}  {}", table_time(&s.exit_time), s.exit_reason),
+        );
+    }
+    t.print();
+}
+
+fn modification_json(m: &ModificationRequest) -> serde_json::Value {
+    serde_json::json!({
+        "name": m.name,
+        "kind": enum_name(ModificationKind::try_from(m.kind).ok().map(|v| v.as_str_name()), "MODIFICATION_KIND_", m.kind),
+        "state": enum_name(ModificationState::try_from(m.state).ok().map(|v| v.as_str_name()), "MODIFICATION_STATE_", m.state),
+        "changes": m.changes.iter().map(|c| serde_json::json!({
+            "field_path": c.field_path,
+            "old_value": c.old_value,
+            "new_value": c.new_value,
+        })).collect::<Vec<_>>(),
+        "rejection": m.rejection.as_ref().map(|r| serde_json::json!({
+            "reason_codes": r.reason_codes,
+            "comment": r.comment,
+        })),
+    })
+}
+
+fn print_modifications(list: &[ModificationRequest], output: Output) {
+    match output {
+        Output::Json => print_json(&list.iter().map(modification_json).collect()),
+        Output::Name => list.iter().for_each(|m| println!("{}", m.name)),
+        Output::Table => {
+            let mut t = Table::new(&["REQUEST", "KIND", "STATE", "FIELD", "OLD", "NEW"]);
+            for m in list {
+                let j = modification_json(m);
+                let text = |k: &str| j[k].as_str().unwrap_or_default().to_string();
+                t.row(vec![m.name.clone(), text("kind"), text("state")]);
+                for c in &m.changes {
+                    t.row(vec![
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        c.field_path.clone(),
+                        c.old_value.clone(),
+                        c.new_value.clone(),
+                    ]);
+                }
+                if let Some(r) = &m.rejection {
+                    t.row(vec![
+                        String::new(),
+                        "rejected".into(),
+                        r.reason_codes.join(","),
+                        r.comment.clone(),
+                    ]);
+                }
+            }
+            t.print();
+        }
     }
 }
 
-fn print_modification(m: &ModificationRequest) {
-    let state = ModificationState::try_from(m.state)
-        .ok()
-        .map(|v| v.as_str_name());
-    let kind = ModificationKind::try_from(m.kind)
-        .ok()
-        .map(|v| v.as_str_name());
-    println!("  {:<10} {}", "request", m.name);
-    println!("  {:<10} {}", "kind", enum_name(kind, "MODIFICATION_KIND_"));
-    println!(
-        "  {:<10} {}",
-        "state",
-        enum_name(state, "MODIFICATION_STATE_")
-    );
-    for c in &m.changes {
-        println!(
-            "  {:<10} {}: {:?} -> {:?}",
-            "change", c.field_path, c.old_value, c.new_value
-        );
-    }
-    if let Some(r) = &m.rejection {
-        println!(
-            "  {:<10} {} {}",
-            "rejected",
-            r.reason_codes.join(","),
-            r.comment
-        );
-    }
-}
-
-pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
+pub async fn seller(args: SellerArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let bearer = match &args.account {
-        Some(account) => args.secret.bearer(account, Role::Applicant),
-        None => args.secret.bearer("koogallery-cli", Role::Operator),
+        Some(account) => g.bearer(account, Role::Applicant),
+        None => g.bearer("koogallery-cli", Role::Operator),
     };
-    let mut client = RegistrationServiceClient::new(channel(&args.registration_addr).await?);
+    let output = g.output;
+    // Ask before connecting: a refusal must change nothing.
+    if let SellerCommand::Exit { seller, yes, .. } = &args.command {
+        confirm(
+            &format!(
+                "Exit {} for good? The account and its company entity can never register again.",
+                seller_name(seller)
+            ),
+            *yes,
+        )?;
+    }
+    let registration = g.client(Service::Registration).await?;
+    let mut client = RegistrationServiceClient::new(registration.channel.clone());
     let new_id = |given: Option<String>| given.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let result = match args.command {
         SellerCommand::Show { seller } => client
@@ -270,7 +355,7 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
                 &bearer,
             ))
             .await
-            .map(|r| print_seller(&r.into_inner().seller.unwrap_or_default())),
+            .map(|r| print_seller(&r.into_inner().seller.unwrap_or_default(), output)),
         SellerCommand::List => client
             .list_sellers(authed(
                 ListSellersRequest {
@@ -283,18 +368,23 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
             .await
             .map(|r| {
                 let sellers = r.into_inner().sellers;
-                println!("{:<46} {:<8} {:<24} COMPANY", "SELLER", "STATE", "ACCOUNT");
-                for s in &sellers {
-                    let state = SellerState::try_from(s.state).ok().map(|v| v.as_str_name());
-                    println!(
-                        "{:<46} {:<8} {:<24} {}",
-                        s.name,
-                        enum_name(state, "SELLER_STATE_"),
-                        s.account_id,
-                        s.company_name
-                    );
+                match output {
+                    Output::Json => print_json(&sellers.iter().map(seller_json).collect()),
+                    Output::Name => sellers.iter().for_each(|s| println!("{}", s.name)),
+                    Output::Table => {
+                        let mut t = Table::new(&["SELLER", "STATE", "ACCOUNT", "COMPANY"]);
+                        for s in &sellers {
+                            t.row(vec![
+                                s.name.clone(),
+                                seller_state(s),
+                                s.account_id.clone(),
+                                s.company_name.clone(),
+                            ]);
+                        }
+                        t.print();
+                        println!("{} seller(s)", sellers.len());
+                    }
                 }
-                println!("{} seller(s)", sellers.len());
             }),
         SellerCommand::Update {
             seller,
@@ -316,8 +406,13 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
                 ))
                 .await
                 .map(|r| {
-                    println!("change requested; it applies once approved:");
-                    print_modification(&r.into_inner().modification_request.unwrap_or_default())
+                    if output == Output::Table {
+                        println!("change requested; it applies once a reviewer approves it:");
+                    }
+                    print_modifications(
+                        &[r.into_inner().modification_request.unwrap_or_default()],
+                        output,
+                    )
                 })
         }
         SellerCommand::Rename {
@@ -337,13 +432,21 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
             ))
             .await
             .map(|r| {
-                println!("company name change requested; it applies once approved:");
-                print_modification(&r.into_inner().modification_request.unwrap_or_default())
+                if output == Output::Table {
+                    println!(
+                        "company name change requested; it applies once a reviewer approves it:"
+                    );
+                }
+                print_modifications(
+                    &[r.into_inner().modification_request.unwrap_or_default()],
+                    output,
+                )
             }),
         SellerCommand::Exit {
             seller,
             reason,
             request_id,
+            yes: _,
         } => client
             .exit_seller(authed(
                 ExitSellerRequest {
@@ -355,7 +458,7 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
                 &bearer,
             ))
             .await
-            .map(|r| print_seller(&r.into_inner().seller.unwrap_or_default())),
+            .map(|r| print_seller(&r.into_inner().seller.unwrap_or_default(), output)),
         SellerCommand::Modifications(ModificationsCommand::List { seller }) => client
             .list_modification_requests(authed(
                 ListModificationRequestsRequest {
@@ -366,14 +469,7 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
                 &bearer,
             ))
             .await
-            .map(|r| {
-                let list = r.into_inner().modification_requests;
-                for m in &list {
-                    print_modification(m);
-                    println!();
-                }
-                println!("{} modification request(s)", list.len());
-            }),
+            .map(|r| print_modifications(&r.into_inner().modification_requests, output)),
         SellerCommand::Modifications(ModificationsCommand::Withdraw { name, reason }) => client
             .withdraw_modification_request(authed(
                 WithdrawModificationRequestRequest {
@@ -385,12 +481,17 @@ pub async fn seller(args: SellerArgs) -> anyhow::Result<ExitCode> {
                 &bearer,
             ))
             .await
-            .map(|r| print_modification(&r.into_inner().modification_request.unwrap_or_default())),
+            .map(|r| {
+                print_modifications(
+                    &[r.into_inner().modification_request.unwrap_or_default()],
+                    output,
+                )
+            }),
     };
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(status) => {
-            print_error(&status);
+            g.refused(&registration, &status, bearer.is_some());
             Ok(ExitCode::FAILURE)
         }
     }

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kg_runtime::config::ports;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -13,19 +12,16 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
+use crate::mesh::{Global, Output, Service, print_json, root_cause};
+use crate::table::Table;
+
+/// Takes the mesh from the global options (--data-dir, --base-port, the per-service addresses).
 #[derive(clap::Args)]
-pub struct StatusArgs {
-    /// Host of the mesh.
-    #[arg(long, env = "KG_HOST", default_value = "127.0.0.1")]
-    host: String,
-    /// First port (identity-check); the others follow.
-    #[arg(long, env = "KG_BASE_PORT", default_value_t = ports::IDENTITY_CHECK)]
-    base_port: u16,
-}
+pub struct StatusArgs {}
 
 #[derive(clap::Args)]
 pub struct HealthArgs {
-    /// `host:port` or a full `http://host:port` URL.
+    /// The service's address: `host:port` or a full `http://host:port` URL.
     #[arg(long)]
     addr: String,
     /// The health service name to check; empty for the whole server.
@@ -33,31 +29,67 @@ pub struct HealthArgs {
     service: String,
 }
 
-const SERVICES: [&str; 4] = ["identity-check", "registration", "review", "notification"];
-
-pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    println!(
-        "{:<15} {:<22} {:<12} SERVICES (reflection)",
-        "SERVICE", "ADDRESS", "HEALTH"
-    );
+pub async fn status(_args: StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut all_serving = true;
-    for (offset, name) in SERVICES.iter().enumerate() {
-        let addr = format!("{}:{}", args.host, args.base_port + offset as u16);
-        let (health, services) = match channel(&addr).await {
+    let mut rows = Vec::new();
+    for service in Service::ALL {
+        let target = g.target(service)?;
+        let (health, services) = match channel(&target.addr).await {
             Ok(ch) => (check(ch.clone(), "").await, list_services(ch).await),
             Err(e) => (Err(e), Err(anyhow::anyhow!("unreachable"))),
         };
-        let health = health.unwrap_or_else(|e| format!("DOWN ({e})"));
+        let health = health.unwrap_or_else(|e| format!("DOWN ({})", root_cause(e.as_ref())));
         all_serving &= health == "SERVING";
-        let services = services
+        let services: Vec<String> = services
             .map(|s| {
                 s.into_iter()
                     .filter(|s| s.starts_with("koogallery."))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                    .collect()
             })
-            .unwrap_or_else(|e| format!("- ({e})"));
-        println!("{name:<15} {addr:<22} {health:<12} {services}");
+            .unwrap_or_default();
+        rows.push((service, target, health, services));
+    }
+    match g.output {
+        Output::Json => print_json(&serde_json::Value::Array(
+            rows.iter()
+                .map(|(service, target, health, services)| {
+                    serde_json::json!({
+                        "service": service.name(),
+                        "address": target.addr,
+                        "health": health,
+                        "services": services,
+                    })
+                })
+                .collect(),
+        )),
+        Output::Name => {
+            for (service, ..) in &rows {
+                println!("{service}");
+            }
+        }
+        Output::Table => {
+            let mut table = Table::new(&["SERVICE", "ADDRESS", "HEALTH", "SERVICES (reflection)"]);
+            for (service, target, health, services) in &rows {
+                let services = if services.is_empty() {
+                    "-".to_string()
+                } else {
+                    services.join(", ")
+                };
+                table.row(vec![
+                    service.name().into(),
+                    target.addr.clone(),
+                    health.clone(),
+                    services,
+                ]);
+            }
+            table.print();
+            if rows
+                .iter()
+                .any(|(_, t, ..)| t.source.starts_with("the default"))
+            {
+                eprintln!("addresses: {}", rows[0].1.source);
+            }
+        }
     }
     Ok(if all_serving {
         ExitCode::SUCCESS
@@ -67,7 +99,14 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
-    let status = check(channel(&args.addr).await?, &args.service).await?;
+    let ch = channel(&args.addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach {}: UNAVAILABLE: {}",
+            args.addr,
+            root_cause(e.as_ref())
+        )
+    })?;
+    let status = check(ch, &args.service).await?;
     println!("{status}");
     Ok(if status == "SERVING" {
         ExitCode::SUCCESS

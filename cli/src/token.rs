@@ -1,58 +1,26 @@
 //! `koogallery token`: mint bearer tokens for the LOCAL mesh. Development only: anyone holding
 //! the secret can mint any role; production tokens come from the platform's identity provider.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
+use kg_runtime::auth::Role;
 
-const SECRET_FILE: &str = "dev-jwt-secret";
+use crate::mesh::{Global, SECRET_FILE};
 
 #[derive(clap::Args)]
 pub struct TokenArgs {
-    /// applicant, reviewer, operator or service.
+    /// The token's role: applicant, reviewer, operator or service.
     #[arg(long, value_parser = parse_role)]
     role: Role,
     /// The subject: the account id for an applicant, the staff member's id otherwise.
     #[arg(long)]
     subject: String,
-    /// Lifetime in seconds.
+    /// The token's lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl_secs: u64,
-    #[command(flatten)]
-    secret: SecretArgs,
-}
-
-/// Where the signing secret comes from: `KG_JWT_SECRET`, else the local mesh's data folder.
-#[derive(clap::Args, Clone)]
-pub struct SecretArgs {
-    #[arg(long, env = "KG_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
-    #[arg(long, env = "KG_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-}
-
-impl SecretArgs {
-    /// A signer for client commands, when a secret is at hand.
-    pub fn authenticator(&self) -> Option<Authenticator> {
-        let secret = match &self.jwt_secret {
-            Some(s) => s.clone(),
-            None => dev_secret(&self.data_dir, false).ok()?,
-        };
-        Some(Authenticator::hs256(
-            secret.as_bytes(),
-            DEFAULT_ISSUER,
-            DEFAULT_AUDIENCE,
-        ))
-    }
-
-    /// `Bearer …` for `subject` in `role`, or `None` without a secret.
-    pub fn bearer(&self, subject: &str, role: Role) -> Option<String> {
-        self.authenticator()
-            .map(|a| format!("Bearer {}", a.mint(subject, role, Duration::from_secs(600))))
-    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -101,10 +69,12 @@ fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let Some(auth) = args.secret.authenticator() else {
+pub fn token(args: TokenArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let Some(auth) = global.authenticator() else {
         anyhow::bail!(
-            "no signing secret: set KG_JWT_SECRET or point --data-dir at the mesh's data folder"
+            "no signing secret: no --jwt-secret/KG_JWT_SECRET and no {} (point --data-dir at \
+             the data folder of `koogallery up`)",
+            global.data_dir.join(SECRET_FILE).display()
         );
     };
     println!(

@@ -2,34 +2,30 @@
 //! data folder, Redis when a URL is given (else an in-process lock, said in the log).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kg_runtime::config::{CommonConfig, LogFormat, ports};
 use kg_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
+use crate::demo;
+use crate::mesh::{Global, MeshFile};
+
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Folder for the services' SQLite files.
-    #[arg(long, env = "KG_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
     /// Address the services bind to.
     #[arg(long, env = "KG_BIND", default_value = "127.0.0.1")]
     bind: IpAddr,
-    /// First port; the services take four consecutive ports (identity-check, registration,
-    /// review, notification). Metrics follow at port + 1000.
-    #[arg(long, env = "KG_BASE_PORT", default_value_t = ports::IDENTITY_CHECK)]
-    base_port: u16,
     /// Redis for the registration lock. Unset: an in-process lock.
     #[arg(long, env = "KG_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Log lines as text or JSON.
     #[arg(long, env = "KG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Secret that signs tokens. Default: a development secret generated once and kept in
-    /// `<data dir>/dev-jwt-secret`, which `koogallery token` and the client commands read.
-    #[arg(long, env = "KG_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
+    /// Do not serve the example companies' website on 127.0.80.1:8080, and give the website
+    /// check no exception to its SSRF guard (examples/application*.yaml then fail the check).
+    #[arg(long, env = "KG_NO_DEMO_SITE")]
+    no_demo_site: bool,
     /// TEST ONLY: `ip/prefix` list the website check may reach despite the SSRF guard.
     #[arg(
         long,
@@ -40,19 +36,24 @@ pub struct UpArgs {
     website_test_allowlist: Vec<String>,
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let _telemetry = kg_runtime::telemetry::init("koogallery", args.log_format);
     let shutdown = Shutdown::from_signals();
-    let jwt_secret = match &args.jwt_secret {
+    let data_dir = &global.data_dir;
+    let base_port = global.base_port.unwrap_or(ports::IDENTITY_CHECK);
+    if base_port > u16::MAX - 1003 {
+        anyhow::bail!("--base-port {base_port} is too high: the metrics ports are at +1000..+1003");
+    }
+    let jwt_secret = match &global.jwt_secret {
         Some(secret) => secret.clone(),
-        None => crate::token::dev_secret(&args.data_dir, true)?,
+        None => crate::token::dev_secret(data_dir, true)?,
     };
-    let addr = |offset: u16| SocketAddr::new(args.bind, args.base_port + offset);
+    let addr = |offset: u16| SocketAddr::new(args.bind, base_port + offset);
     let common = |offset: u16| CommonConfig {
         listen_addr: Some(addr(offset)),
-        metrics_addr: Some(SocketAddr::new(args.bind, args.base_port + 1000 + offset)),
+        metrics_addr: Some(SocketAddr::new(args.bind, base_port + 1000 + offset)),
         database_url: None,
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.clone(),
         log_format: args.log_format,
         shutdown_grace_secs: 25,
         jwt_secret: Some(jwt_secret.clone()),
@@ -85,11 +86,54 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut listeners = listeners.into_iter();
+
+    // The offline demo: the example companies' site, and the one exception to the SSRF guard
+    // that lets the website check reach it. Only `up` sets it, in process: the service binaries
+    // and the chart have no way to.
+    let mut allowlist = args.website_test_allowlist.clone();
+    let demo_site = if args.no_demo_site {
+        None
+    } else if args.bind.is_unspecified() {
+        tracing::warn!(
+            "--bind {} listens on every interface, so the demo site's address would reach the \
+             mesh too: no demo site and no exception to the website check's SSRF guard",
+            args.bind
+        );
+        None
+    } else {
+        let site: SocketAddr = demo::DEMO_SITE.parse().expect("a socket address");
+        allowlist.push(format!("{}/32", site.ip()));
+        match demo::bind(site).await {
+            Ok(listener) => Some(tokio::spawn(demo::serve(listener))),
+            Err(e) => {
+                tracing::warn!(
+                    "demo site: cannot listen on {site} ({e}); another `koogallery up` may serve it"
+                );
+                None
+            }
+        }
+    };
+    // Clients find this mesh through its data folder (see mesh.rs).
+    let client_addr = |offset: u16| {
+        let host = if args.bind.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind
+        };
+        SocketAddr::new(host, base_port + offset).to_string()
+    };
+    MeshFile {
+        identity_check: client_addr(0),
+        registration: client_addr(1),
+        review: client_addr(2),
+        notification: client_addr(3),
+    }
+    .write(data_dir)?;
     let mut next = || listeners.next().expect("four listeners");
 
     let identity = kg_identity_check::Config {
         common: common(0),
-        website_test_allowlist: args.website_test_allowlist.clone(),
+        website_test_allowlist: allowlist,
     };
     let registration = kg_registration::Config {
         common: common(1),
@@ -116,10 +160,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             "no --redis-url: registration uses an IN-PROCESS lock (fine for this single process)"
         );
     }
-    println!("KooGallery mesh (data in {})", args.data_dir.display());
+    println!("KooGallery mesh (data in {})", data_dir.display());
     println!(
-        "  tokens: koogallery token --role applicant --subject <account id>   (development only)"
+        "  clients: koogallery --data-dir {} …   (addresses and token secret from there)",
+        data_dir.display()
     );
+    if demo_site.is_some() {
+        println!(
+            "  demo site http://{}/ (the example applications' website)",
+            demo::DEMO_SITE
+        );
+    }
     for (name, offset) in [
         ("identity-check", 0),
         ("registration", 1),
@@ -129,7 +180,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  {name:<15} grpc://{:<22} metrics http://{}/metrics",
             addr(offset),
-            SocketAddr::new(args.bind, args.base_port + 1000 + offset)
+            SocketAddr::new(args.bind, base_port + 1000 + offset)
         );
     }
 
@@ -139,6 +190,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         kg_review::run(review, next(), shutdown.clone()),
         kg_notification::run(notification, next(), shutdown.clone()),
     );
+    if let Some(site) = demo_site {
+        site.abort();
+    }
     let mut failed = false;
     for (name, result) in [
         ("identity-check", results.0),

@@ -19,7 +19,7 @@ fn the_example_files_import_preflight_and_submit() {
         examples.join("accounts.yaml").to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
-    assert!(out.contains("created 2"), "{out}");
+    assert!(out.contains("created 3"), "{out}");
 
     // The example application, pointed at the local site.
     let file = mesh.example_application();

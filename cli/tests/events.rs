@@ -102,6 +102,10 @@ fn events_watch_prints_one_line_per_event_and_resumes_with_its_token() {
     // Refused: an unknown type (before any call), a forged token (by the server).
     let (ok, _, err) = watch(&mesh, &["--types", "SELLER_GONE"]);
     assert!(!ok && err.contains("MODIFICATION_WITHDRAWN"), "{err}");
-    let (ok, out, _) = watch(&mesh, &["--resume", "not-a-token", "--limit", "1"]);
-    assert!(!ok && out.contains("INVALID_RESUME_TOKEN"), "{out}");
+    let (ok, out, err) = watch(&mesh, &["--resume", "not-a-token", "--limit", "1"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains("INVALID_ARGUMENT INVALID_RESUME_TOKEN"),
+        "{err}"
+    );
 }

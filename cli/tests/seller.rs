@@ -75,6 +75,7 @@ fn a_seller_changes_its_information_under_review_and_exits_for_good() {
                 &seller,
                 "--reason",
                 "closing the business",
+                "--yes",
             ][..],
             &acct,
         ]

@@ -79,6 +79,9 @@ impl Mesh {
                 .arg(&data)
                 .env_remove("KG_JWT_SECRET")
                 .args(["--base-port", &base.to_string()])
+                // Tests run side by side: each serves its own site (below) rather than
+                // sharing the demo site's one address.
+                .arg("--no-demo-site")
                 .env("KG_WEBSITE_TEST_ALLOWLIST", "127.0.0.1/32")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -97,29 +100,21 @@ impl Mesh {
         mesh
     }
 
-    /// A client command against this mesh; its tokens are minted from the mesh's development
-    /// secret.
+    /// A client command against this mesh, pointed at it by its data folder alone: the
+    /// addresses come from the folder's mesh.json, the tokens from its development secret.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("KG_DATA_DIR", &self.data)
-            .env_remove("KG_JWT_SECRET")
-            .env("KG_IDENTITY_CHECK_ADDR", format!("127.0.0.1:{}", self.base))
-            .env(
-                "KG_REGISTRATION_ADDR",
-                format!("127.0.0.1:{}", self.base + 1),
-            )
-            .env("KG_REVIEW_ADDR", format!("127.0.0.1:{}", self.base + 2));
+        let mut command = client(args);
+        command.env("KG_DATA_DIR", &self.data);
         command
     }
 
-    /// Runs a client command: (success, stdout).
+    /// Runs a client command: (success, stdout followed by stderr).
     pub fn run(&self, args: &[&str]) -> (bool, String) {
         let out = self.command(args).output().unwrap();
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
         )
     }
 
@@ -151,7 +146,7 @@ impl Mesh {
     pub fn example_application(&self) -> String {
         let text = std::fs::read_to_string(examples().join("application.yaml"))
             .unwrap()
-            .replace("https://www.example.com/", &website());
+            .replace("http://127.0.80.1:8080/", &website());
         let file = self.dir.path().join("application.yaml");
         std::fs::write(&file, text).unwrap();
         std::fs::copy(
@@ -161,6 +156,28 @@ impl Mesh {
         .unwrap();
         file.to_str().unwrap().to_string()
     }
+}
+
+/// The CLI with none of the settings that point it at a mesh inherited from the environment.
+pub fn client(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for var in [
+        "KG_DATA_DIR",
+        "KG_BASE_PORT",
+        "KG_HOST",
+        "KG_IDENTITY_CHECK_ADDR",
+        "KG_REGISTRATION_ADDR",
+        "KG_REVIEW_ADDR",
+        "KG_NOTIFICATION_ADDR",
+        "KG_JWT_SECRET",
+        "KG_TOKEN",
+        "KG_ACCOUNT",
+        "KG_REVIEWER",
+    ] {
+        command.env_remove(var);
+    }
+    command
 }
 
 pub fn examples() -> PathBuf {
