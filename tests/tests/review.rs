@@ -1585,6 +1585,50 @@ async fn staff_mutations_are_idempotent_on_the_request_id() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_copies_of_one_approval_all_get_the_first_result() {
+    let env = Env::start().await;
+    let db = env.database().await;
+    let mut reviewer = env.reviewer("reviewer-copies");
+    let task = env
+        .create(creation(&application(), "acct-copies", Utc::now()))
+        .await;
+    claim(&mut reviewer, &task).await.unwrap();
+    let request = ApproveReviewTaskRequest {
+        request_id: rid(),
+        name: task.name.clone(),
+        comment: "Approved.".into(),
+        etag: String::new(),
+    };
+    let racers: Vec<_> = (0..20)
+        .map(|_| {
+            let mut client = reviewer.clone();
+            let request = request.clone();
+            tokio::spawn(async move { client.approve_review_task(request).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        let reply = racer
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("every copy succeeds: {e:?}"))
+            .into_inner();
+        answers.push(reply.review_task.unwrap());
+    }
+    for answer in &answers {
+        assert_eq!(answer.state, ReviewTaskState::Approved as i32);
+        assert_eq!(answer.decision, answers[0].decision, "one decision");
+    }
+    assert_eq!(outbox(&db, &task.subject).await.len(), 1);
+    let approvals = actions(&audit(&mut reviewer, &task.name).await)
+        .into_iter()
+        .filter(|a| *a == AuditAction::Approved)
+        .count();
+    assert_eq!(approvals, 1, "one audit entry");
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn the_audit_trail_records_every_action_in_order() {
     let env = Env::start().await;

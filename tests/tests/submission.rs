@@ -23,16 +23,20 @@ struct Env {
 
 impl Env {
     async fn start(redis_url: Option<String>) -> Env {
+        Env::start_with(redis_url, |_| {}).await
+    }
+
+    async fn start_with(
+        redis_url: Option<String>,
+        adjust: impl FnOnce(&mut kg_registration::Config),
+    ) -> Env {
         let identity_db = mesh::fresh_db().await.unwrap();
         let registration_db = mesh::fresh_db().await.unwrap();
         let identity = mesh::start_identity(&identity_db.url, true).await.unwrap();
-        let registration = mesh::start_registration(mesh::registration_config(
-            &registration_db.url,
-            &identity.url(),
-            redis_url,
-        ))
-        .await
-        .unwrap();
+        let mut config =
+            mesh::registration_config(&registration_db.url, &identity.url(), redis_url);
+        adjust(&mut config);
+        let registration = mesh::start_registration(config).await.unwrap();
         let website = Website::start().await.unwrap();
         Env {
             reg: RegistrationServiceClient::new(registration.channel().await.unwrap()),
@@ -678,5 +682,167 @@ async fn without_redis_submission_fails_closed_and_writes_nothing() {
         .await
         .unwrap();
     env.submit(env.submission("acct-r2", 601)).await.unwrap();
+    env.stop().await;
+}
+
+/// Sends `copies` copies of `request` at once, spread over `replicas`.
+async fn submit_concurrently(
+    replicas: &[RegistrationServiceClient<Channel>],
+    request: &SubmitApplicationRequest,
+    copies: usize,
+) -> Vec<Result<Application, tonic::Status>> {
+    let racers: Vec<_> = (0..copies)
+        .map(|i| {
+            let mut client = replicas[i % replicas.len()].clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                client
+                    .submit_application(request)
+                    .await
+                    .map(|r| r.into_inner().application.unwrap())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for racer in racers {
+        results.push(racer.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_submissions_all_get_the_first_result() {
+    // The copies queue for the entity lock while the first one writes; on a loaded test machine
+    // (50 materials checks in this process) that can outlast the default 2 s wait, and a copy
+    // that gives up before the first commits is rightly ENTITY_BUSY. Wait long enough here.
+    let patient = |c: &mut kg_registration::Config| c.lock_wait_ms = 30_000;
+    let mut env = Env::start_with(None, patient).await;
+    env.add_accounts(vec![
+        fixtures::eligible_account("acct-race-one"),
+        fixtures::eligible_account("acct-race-three"),
+    ])
+    .await;
+    // On PostgreSQL also across three replicas of one database, each with its own in-process
+    // entity lock: only the unique indexes and the key stand between them. SQLite serves one
+    // process.
+    let mut others = Vec::new();
+    if mesh::backend() == mesh::Backend::Postgres {
+        for _ in 0..2 {
+            let mut config =
+                mesh::registration_config(&env.registration_db.url, &env.identity.url(), None);
+            patient(&mut config);
+            others.push(mesh::start_registration(config).await.unwrap());
+        }
+    }
+    let mut all = vec![env.reg.clone()];
+    for replica in &others {
+        all.push(RegistrationServiceClient::new(
+            replica.channel().await.unwrap(),
+        ));
+    }
+    let one = [env.reg.clone()];
+    for (account, seed, replicas) in [
+        ("acct-race-one", 700, &one[..]),
+        ("acct-race-three", 701, &all[..]),
+    ] {
+        let request = env.submission(account, seed);
+        let results = submit_concurrently(replicas, &request, 50).await;
+        let names: Vec<String> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("{account}: every copy succeeds: {e:?}")))
+            .map(|app| app.name)
+            .collect();
+        assert!(
+            names.iter().all(|n| *n == names[0]),
+            "{account}: one application named by all: {names:?}"
+        );
+        let stored = env
+            .reg
+            .list_applications(ListApplicationsRequest {
+                account_id: account.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .applications;
+        assert_eq!(stored.len(), 1, "{account}: exactly one stored");
+        assert_eq!(stored[0].name, names[0]);
+
+        let mut changed = request.clone();
+        changed
+            .application
+            .as_mut()
+            .unwrap()
+            .profile
+            .as_mut()
+            .unwrap()
+            .introduction = "A different introduction of our cloud software company.".into();
+        let err = env.submit(changed).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(
+            reasons(&err).reason.as_deref(),
+            Some("IDEMPOTENCY_KEY_REUSED")
+        );
+    }
+    for replica in others {
+        replica.stop().await.unwrap();
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_withdrawals_all_get_the_withdrawn_application() {
+    let mut env = Env::start(None).await;
+    env.add_accounts(vec![fixtures::eligible_account("acct-race-withdraw")])
+        .await;
+    let app = env
+        .submit(env.submission("acct-race-withdraw", 710))
+        .await
+        .unwrap();
+    let withdraw = WithdrawApplicationRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        name: app.name.clone(),
+        reason: "filed by mistake".into(),
+        etag: app.etag.clone(),
+    };
+    let racers: Vec<_> = (0..50)
+        .map(|_| {
+            let mut client = env.reg.clone();
+            let withdraw = withdraw.clone();
+            tokio::spawn(async move {
+                client
+                    .withdraw_application(withdraw)
+                    .await
+                    .map(|r| r.into_inner().application.unwrap())
+            })
+        })
+        .collect();
+    for racer in racers {
+        let withdrawn = racer
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("every copy succeeds: {e:?}"));
+        assert_eq!(withdrawn.name, app.name);
+        assert_eq!(withdrawn.state, ApplicationState::Withdrawn as i32);
+        assert_eq!(withdrawn.withdraw_reason, "filed by mistake");
+    }
+    let stored = env.list_all().await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].state, ApplicationState::Withdrawn as i32);
+
+    let err = env
+        .reg
+        .withdraw_application(WithdrawApplicationRequest {
+            reason: "another reason".into(),
+            ..withdraw
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        reasons(&err).reason.as_deref(),
+        Some("IDEMPOTENCY_KEY_REUSED")
+    );
     env.stop().await;
 }

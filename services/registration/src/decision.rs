@@ -13,10 +13,11 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTr
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::queries::parse_application_name;
 use crate::service::Registration;
-use crate::store::{application, name_history, request, seller, state};
-use crate::{idempotency, outbox, view};
+use crate::store::{application, name_history, seller, state};
+use crate::{outbox, view};
 
 const RPC: &str = "ApplyReviewDecision";
 
@@ -25,7 +26,7 @@ impl Registration {
         &self,
         req: ApplyReviewDecisionRequest,
     ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
-        idempotency::validate_request_id(&req.event_id).map_err(|_| {
+        let key = Key::new(&req.event_id, RPC, &req).map_err(|_| {
             RegistrationError::field(
                 "event_id",
                 "EVENT_ID_INVALID",
@@ -49,7 +50,7 @@ impl Registration {
             ));
         }
         if req.subject.starts_with("sellers/") {
-            return self.apply_modification_decision(req, decision).await;
+            return self.apply_modification_decision(&key, &req, decision).await;
         }
         let id = parse_application_name(&req.subject).map_err(|_| {
             RegistrationError::field(
@@ -58,28 +59,32 @@ impl Registration {
                 "expected applications/{application_id} or sellers/{seller_id}/modificationRequests/{modification_request_id}",
             )
         })?;
-        let hash = idempotency::body_hash(&req);
-        if idempotency::replay(&self.db, &req.event_id, RPC, &hash)
-            .await?
-            .is_some()
-        {
-            let app = self.application_by_name(&req.subject).await?;
-            return Ok(reply(ApplyDecisionOutcome::AlreadyApplied, app));
-        }
+        let subject = &req.subject;
+        key.run(
+            &self.db,
+            self.apply_application_decision(&key, id, &req, decision),
+            |_| async move {
+                let app = self.application_by_name(subject).await?;
+                Ok(reply(ApplyDecisionOutcome::AlreadyApplied, app))
+            },
+        )
+        .await
+    }
 
+    async fn apply_application_decision(
+        &self,
+        key: &Key,
+        id: String,
+        req: &ApplyReviewDecisionRequest,
+        decision: ReviewDecision,
+    ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
         let txn = self.db.begin().await?;
         let row = application::Entity::find_by_id(id)
             .one(&txn)
             .await?
             .ok_or_else(|| RegistrationError::ApplicationNotFound(req.subject.clone()))?;
         let now = kg_runtime::db::now();
-        let record = request::ActiveModel {
-            request_id: Set(req.event_id.clone()),
-            rpc: Set(RPC.to_string()),
-            body_sha256: Set(hash),
-            resource: Set(req.subject.clone()),
-            create_time: Set(now),
-        };
+        let record = key.record(&req.subject, now);
         if !state::PENDING.contains(&row.state.as_str()) {
             record.insert(&txn).await?;
             txn.commit().await?;

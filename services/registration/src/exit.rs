@@ -10,11 +10,12 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTr
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::modification::{modification_name, pending_of};
 use crate::sellers::parse_seller_name;
 use crate::service::Registration;
-use crate::store::{request, seller, state};
-use crate::{idempotency, outbox, view};
+use crate::store::{seller, state};
+use crate::{outbox, view};
 
 pub const RPC: &str = "ExitSeller";
 const MAX_REASON: usize = 1000;
@@ -25,15 +26,27 @@ impl Registration {
         caller: &Caller,
         req: ExitSellerRequest,
     ) -> Result<Seller, RegistrationError> {
-        idempotency::validate_request_id(&req.request_id)?;
-        let hash = idempotency::body_hash(&req);
-        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            let seller = self.seller_by_name(&resource).await?;
-            if caller.role == Role::Applicant && caller.subject != seller.account_id {
-                return Err(RegistrationError::SellerNotFound(resource));
-            }
-            return Ok(seller);
-        }
+        let key = Key::new(&req.request_id, RPC, &req)?;
+        key.run(
+            &self.db,
+            self.exit_once(caller, &key, req),
+            |name| async move {
+                let seller = self.seller_by_name(&name).await?;
+                if caller.role == Role::Applicant && caller.subject != seller.account_id {
+                    return Err(RegistrationError::SellerNotFound(name));
+                }
+                Ok(seller)
+            },
+        )
+        .await
+    }
+
+    async fn exit_once(
+        &self,
+        caller: &Caller,
+        key: &Key,
+        req: ExitSellerRequest,
+    ) -> Result<Seller, RegistrationError> {
         let id = parse_seller_name(&req.name)?;
         let reason = req.reason.trim();
         if reason.is_empty() {
@@ -83,15 +96,7 @@ impl Registration {
         active.exited_by = Set(Some(format!("{:?}:{}", caller.role, caller.subject)));
         active.update_time = Set(now);
         active.update(&txn).await?;
-        request::ActiveModel {
-            request_id: Set(req.request_id.clone()),
-            rpc: Set(RPC.to_string()),
-            body_sha256: Set(hash),
-            resource: Set(seller_name.clone()),
-            create_time: Set(now),
-        }
-        .insert(&txn)
-        .await?;
+        key.record(&seller_name, now).insert(&txn).await?;
         // The announcements come last: on PostgreSQL the event log is locked from the first one
         // to commit, and no row lock may be taken while it is held.
         if let Some(name) = withdrawn {

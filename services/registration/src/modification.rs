@@ -11,17 +11,18 @@ use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::FieldViolation;
 use prost::Message;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
+use crate::outbox;
 use crate::sellers::parse_seller_name;
 use crate::service::Registration;
-use crate::store::{modification, request, seller, state};
+use crate::store::{modification, seller, state};
 use crate::view::{etag, timestamp};
-use crate::{idempotency, outbox};
 
 /// Longest value of a free-text profile field other than the introduction.
 pub const MAX_TEXT: usize = 256;
@@ -486,16 +487,6 @@ pub async fn pending_of<C: ConnectionTrait>(
         .await
 }
 
-/// A request about to be opened.
-pub struct NewRequest {
-    pub row: modification::Model,
-    pub rpc: &'static str,
-    pub request_id: String,
-    pub body_hash: String,
-    /// The seller's etag as read by the caller (empty: not checked).
-    pub etag: String,
-}
-
 /// The materials of `proposed` that `wanted` names by path prefix, for CheckMaterials (a logo
 /// travels with its content type); everything else is left empty.
 pub fn materials_of(proposed: &SellerProfile, wanted: impl Fn(&str) -> bool) -> SellerProfile {
@@ -608,15 +599,17 @@ impl Registration {
         Ok(view(&row, true))
     }
 
-    /// Opens a request in one transaction: the seller is read again (still ACTIVE, etag), no
-    /// other request may be pending (the partial unique index is the fence), then the request,
-    /// its idempotency key and its MODIFICATION_REQUESTED events are written together.
+    /// Opens the request `row` in one transaction: the seller is read again (still ACTIVE, and
+    /// `seller_etag` as read by the caller unless empty), no other request may be pending (the
+    /// partial unique index is the fence), then the request, its idempotency key and its
+    /// MODIFICATION_REQUESTED events are written together.
     pub(crate) async fn open_request(
         &self,
         caller: &Caller,
-        new: NewRequest,
+        key: &Key,
+        row: modification::Model,
+        seller_etag: &str,
     ) -> Result<ModificationRequest, RegistrationError> {
-        let row = new.row;
         let seller_name = format!("sellers/{}", row.seller_id);
         let name = modification_name(&row.seller_id, &row.modification_id);
         let txn = self.db.begin().await?;
@@ -627,7 +620,7 @@ impl Registration {
         if current.state == state::SELLER_EXITED {
             return Err(RegistrationError::SellerExited(seller_name));
         }
-        if !new.etag.is_empty() && new.etag != etag(current.update_time) {
+        if !seller_etag.is_empty() && seller_etag != etag(current.update_time) {
             return Err(RegistrationError::EtagMismatch);
         }
         if let Some(open) = pending_of(&txn, &row.seller_id).await? {
@@ -639,15 +632,7 @@ impl Registration {
             modification::ActiveModel::from(row.clone())
                 .insert(&txn)
                 .await?;
-            request::ActiveModel {
-                request_id: Set(new.request_id.clone()),
-                rpc: Set(new.rpc.to_string()),
-                body_sha256: Set(new.body_hash.clone()),
-                resource: Set(name.clone()),
-                create_time: Set(row.create_time),
-            }
-            .insert(&txn)
-            .await?;
+            key.record(&name, row.create_time).insert(&txn).await?;
             outbox::announce(
                 &txn,
                 EventKind::ModificationRequested,
@@ -667,12 +652,7 @@ impl Registration {
             }
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {
                 drop(txn);
-                // A concurrent retry of this request_id, or another request, won the race.
-                if let Some(resource) =
-                    idempotency::replay(&self.db, &new.request_id, new.rpc, &new.body_hash).await?
-                {
-                    return self.modification_by_resource(caller, &resource).await;
-                }
+                // Another request won the race (a copy of this one is answered by `Key::run`).
                 let open = pending_of(&self.db, &row.seller_id).await?;
                 Err(RegistrationError::ModificationAlreadyPending(
                     open.map(|o| modification_name(&o.seller_id, &o.modification_id))

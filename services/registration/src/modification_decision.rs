@@ -18,18 +18,19 @@ use sea_orm::{
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::modification::{changes_of, copy_leaf, parse_modification_name, view};
+use crate::outbox;
 use crate::sellers::{name_history_of, seller_details};
 use crate::service::Registration;
-use crate::store::{modification, name_history, request, seller, state};
-use crate::{idempotency, outbox};
-
-const RPC: &str = "ApplyReviewDecision";
+use crate::store::{modification, name_history, seller, state};
 
 impl Registration {
+    /// `key`: the event id, as checked by `apply_decision`.
     pub(crate) async fn apply_modification_decision(
         &self,
-        req: ApplyReviewDecisionRequest,
+        key: &Key,
+        req: &ApplyReviewDecisionRequest,
         decision: ReviewDecision,
     ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
         let (seller_id, id) = parse_modification_name(&req.subject).map_err(|_| {
@@ -46,35 +47,37 @@ impl Registration {
                 "a modification request is approved or rejected; REQUEST_CHANGES applies to applications only",
             ));
         }
-        let hash = idempotency::body_hash(&req);
-        let not_found = || RegistrationError::ModificationNotFound(req.subject.clone());
-        if idempotency::replay(&self.db, &req.event_id, RPC, &hash)
-            .await?
-            .is_some()
-        {
-            let row = modification::Entity::find_by_id(id)
-                .one(&self.db)
-                .await?
-                .ok_or_else(not_found)?;
-            return Ok(reply(ApplyDecisionOutcome::AlreadyApplied, &row, None));
-        }
+        let applied = id.clone();
+        key.run(
+            &self.db,
+            self.apply_modification_decision_once(key, seller_id, id, req, decision),
+            |_| async move {
+                let row = modification::Entity::find_by_id(applied)
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| RegistrationError::ModificationNotFound(req.subject.clone()))?;
+                Ok(reply(ApplyDecisionOutcome::AlreadyApplied, &row, None))
+            },
+        )
+        .await
+    }
 
+    async fn apply_modification_decision_once(
+        &self,
+        key: &Key,
+        seller_id: String,
+        id: String,
+        req: &ApplyReviewDecisionRequest,
+        decision: ReviewDecision,
+    ) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
         let txn = self.db.begin().await?;
         let row = modification::Entity::find_by_id(id)
             .one(&txn)
             .await?
             .filter(|r| r.seller_id == seller_id)
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| RegistrationError::ModificationNotFound(req.subject.clone()))?;
         let now = kg_runtime::db::now();
-        request::ActiveModel {
-            request_id: Set(req.event_id.clone()),
-            rpc: Set(RPC.to_string()),
-            body_sha256: Set(hash),
-            resource: Set(req.subject.clone()),
-            create_time: Set(now),
-        }
-        .insert(&txn)
-        .await?;
+        key.record(&req.subject, now).insert(&txn).await?;
         if row.state != state::MOD_PENDING {
             txn.commit().await?;
             return Ok(reply(ApplyDecisionOutcome::Superseded, &row, None));

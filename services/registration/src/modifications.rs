@@ -14,14 +14,15 @@ use sea_orm::{
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::modification::{
     kind_name, modification_name, parse_modification_name, state_name, view,
 };
+use crate::outbox;
 use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::sellers::parse_seller_name;
 use crate::service::Registration;
-use crate::store::{modification, request, seller, state};
-use crate::{idempotency, outbox};
+use crate::store::{modification, seller, state};
 
 const WITHDRAW_RPC: &str = "WithdrawModificationRequest";
 const MAX_REASON: usize = 1000;
@@ -149,13 +150,21 @@ impl Registration {
         caller: &Caller,
         req: WithdrawModificationRequestRequest,
     ) -> Result<ModificationRequest, RegistrationError> {
-        idempotency::validate_request_id(&req.request_id)?;
-        let hash = idempotency::body_hash(&req);
-        if let Some(resource) =
-            idempotency::replay(&self.db, &req.request_id, WITHDRAW_RPC, &hash).await?
-        {
-            return self.modification_by_resource(caller, &resource).await;
-        }
+        let key = Key::new(&req.request_id, WITHDRAW_RPC, &req)?;
+        key.run(
+            &self.db,
+            self.withdraw_modification_once(caller, &key, req),
+            |name| async move { self.modification_by_resource(caller, &name).await },
+        )
+        .await
+    }
+
+    async fn withdraw_modification_once(
+        &self,
+        caller: &Caller,
+        key: &Key,
+        req: WithdrawModificationRequestRequest,
+    ) -> Result<ModificationRequest, RegistrationError> {
         if req.reason.chars().count() > MAX_REASON {
             return Err(RegistrationError::field(
                 "reason",
@@ -183,15 +192,7 @@ impl Registration {
         active.decide_time = Set(Some(now));
         active.update_time = Set(now);
         let updated = active.update(&txn).await?;
-        request::ActiveModel {
-            request_id: Set(req.request_id.clone()),
-            rpc: Set(WITHDRAW_RPC.to_string()),
-            body_sha256: Set(hash),
-            resource: Set(name.clone()),
-            create_time: Set(now),
-        }
-        .insert(&txn)
-        .await?;
+        key.record(&name, now).insert(&txn).await?;
         outbox::announce(
             &txn,
             EventKind::ModificationWithdrawn,

@@ -13,9 +13,10 @@ use sea_orm::{
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::service::Registration;
-use crate::store::{application, request, state};
-use crate::{idempotency, outbox, view};
+use crate::store::{application, state};
+use crate::{outbox, view};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
@@ -133,11 +134,21 @@ impl Registration {
         actor: &str,
     ) -> Result<Application, RegistrationError> {
         const RPC: &str = "WithdrawApplication";
-        idempotency::validate_request_id(&req.request_id)?;
-        let hash = idempotency::body_hash(&req);
-        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            return self.application_by_name(&resource).await;
-        }
+        let key = Key::new(&req.request_id, RPC, &req)?;
+        key.run(
+            &self.db,
+            self.withdraw_once(&key, req, actor),
+            |name| async move { self.application_by_name(&name).await },
+        )
+        .await
+    }
+
+    async fn withdraw_once(
+        &self,
+        key: &Key,
+        req: WithdrawApplicationRequest,
+        actor: &str,
+    ) -> Result<Application, RegistrationError> {
         let id = parse_application_name(&req.name)?;
         if req.reason.chars().count() > 1000 {
             return Err(RegistrationError::field(
@@ -165,15 +176,7 @@ impl Registration {
         active.withdraw_reason = Set(Some(req.reason.clone()));
         active.update_time = Set(now);
         let updated = active.update(&txn).await?;
-        request::ActiveModel {
-            request_id: Set(req.request_id.clone()),
-            rpc: Set(RPC.to_string()),
-            body_sha256: Set(hash),
-            resource: Set(req.name.clone()),
-            create_time: Set(now),
-        }
-        .insert(&txn)
-        .await?;
+        key.record(&req.name, now).insert(&txn).await?;
         outbox::announce(
             &txn,
             EventKind::ApplicationWithdrawn,

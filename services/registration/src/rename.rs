@@ -8,10 +8,11 @@ use kg_proto::registration::{ChangeCompanyNameRequest, ModificationRequest};
 use kg_runtime::auth::Caller;
 
 use crate::error::RegistrationError;
-use crate::modification::{Change, NewRequest, check_company_name, modification_name, pending_of};
+use crate::idempotency::Key;
+use crate::modification::{Change, check_company_name, modification_name, pending_of};
 use crate::service::Registration;
 use crate::store::{modification as row, state};
-use crate::{idempotency, view};
+use crate::view;
 
 pub const RPC: &str = "ChangeCompanyName";
 
@@ -21,11 +22,21 @@ impl Registration {
         caller: &Caller,
         req: ChangeCompanyNameRequest,
     ) -> Result<ModificationRequest, RegistrationError> {
-        idempotency::validate_request_id(&req.request_id)?;
-        let hash = idempotency::body_hash(&req);
-        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            return self.modification_by_resource(caller, &resource).await;
-        }
+        let key = Key::new(&req.request_id, RPC, &req)?;
+        key.run(
+            &self.db,
+            self.rename_once(caller, &key, req),
+            |name| async move { self.modification_by_resource(caller, &name).await },
+        )
+        .await
+    }
+
+    async fn rename_once(
+        &self,
+        caller: &Caller,
+        key: &Key,
+        req: ChangeCompanyNameRequest,
+    ) -> Result<ModificationRequest, RegistrationError> {
         let seller = self.changeable_seller(caller, &req.name).await?;
         // A different entity is a different company: it needs its own account and registration.
         if let Some(entity) = &req.entity {
@@ -101,16 +112,6 @@ impl Registration {
             review_deadline: None,
             review_task: None,
         };
-        self.open_request(
-            caller,
-            NewRequest {
-                row,
-                rpc: RPC,
-                request_id: req.request_id,
-                body_hash: hash,
-                etag: req.etag,
-            },
-        )
-        .await
+        self.open_request(caller, key, row, &req.etag).await
     }
 }

@@ -10,16 +10,17 @@ use kg_proto::registration::{Application, ResubmitApplicationRequest};
 use kg_runtime::auth::{Caller, Role};
 use prost::Message;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sha2::{Digest, Sha256};
 
 use crate::error::RegistrationError;
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::modification::{check_proposed, copy_leaf, masked_leaves};
 use crate::queries::parse_application_name;
 use crate::service::Registration;
-use crate::store::{application, request, state};
-use crate::{idempotency, outbox, view};
+use crate::store::{application, state};
+use crate::{outbox, view};
 
 pub const RPC: &str = "ResubmitApplication";
 
@@ -40,11 +41,21 @@ impl Registration {
         caller: &Caller,
         req: ResubmitApplicationRequest,
     ) -> Result<Application, RegistrationError> {
-        idempotency::validate_request_id(&req.request_id)?;
-        let hash = idempotency::body_hash(&req);
-        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            return self.visible_application(caller, &resource).await;
-        }
+        let key = Key::new(&req.request_id, RPC, &req)?;
+        key.run(
+            &self.db,
+            self.resubmit_once(caller, &key, req),
+            |name| async move { self.visible_application(caller, &name).await },
+        )
+        .await
+    }
+
+    async fn resubmit_once(
+        &self,
+        caller: &Caller,
+        key: &Key,
+        req: ResubmitApplicationRequest,
+    ) -> Result<Application, RegistrationError> {
         let id = parse_application_name(&req.name)?;
         let row = application::Entity::find_by_id(id.clone())
             .one(&self.db)
@@ -109,7 +120,8 @@ impl Registration {
         let txn = self.db.begin().await?;
         // Conditional on the state as read: every other change of an application in
         // CHANGES_REQUESTED (a withdrawal, another resubmission) leaves it, so the one that lost
-        // the race fails with the state the winner left behind.
+        // the race fails with the state the winner left behind (or, when the winner was a copy
+        // of this request, `Key::run` answers with its result).
         let updated = application::Entity::update_many()
             .col_expr(application::Column::State, Expr::value(state::SUBMITTED))
             .col_expr(
@@ -132,55 +144,24 @@ impl Registration {
             .await?;
         if updated.rows_affected != 1 {
             drop(txn);
-            if let Some(resource) =
-                idempotency::replay(&self.db, &req.request_id, RPC, &hash).await?
-            {
-                return self.visible_application(caller, &resource).await;
-            }
             let now_row = application::Entity::find_by_id(id)
                 .one(&self.db)
                 .await?
                 .ok_or_else(|| RegistrationError::ApplicationNotFound(req.name.clone()))?;
             return Err(RegistrationError::InvalidState(now_row.state));
         }
-        let written = async {
-            request::ActiveModel {
-                request_id: Set(req.request_id.clone()),
-                rpc: Set(RPC.to_string()),
-                body_sha256: Set(hash.clone()),
-                resource: Set(req.name.clone()),
-                create_time: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-            outbox::announce(
-                &txn,
-                EventKind::ApplicationResubmitted,
-                &row.account_id,
-                &req.name,
-                &caller.subject,
-                &[outbox::REVIEW, outbox::NOTIFICATION],
-            )
-            .await
-        }
-        .await;
-        match written {
-            Ok(()) => {
-                txn.commit().await?;
-                self.committed();
-            }
-            Err(e) if kg_runtime::db::is_unique_violation(&e) => {
-                drop(txn);
-                // A concurrent retry of this request_id won the race.
-                if let Some(resource) =
-                    idempotency::replay(&self.db, &req.request_id, RPC, &hash).await?
-                {
-                    return self.visible_application(caller, &resource).await;
-                }
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        }
+        key.record(&req.name, now).insert(&txn).await?;
+        outbox::announce(
+            &txn,
+            EventKind::ApplicationResubmitted,
+            &row.account_id,
+            &req.name,
+            &caller.subject,
+            &[outbox::REVIEW, outbox::NOTIFICATION],
+        )
+        .await?;
+        txn.commit().await?;
+        self.committed();
         self.visible_application(caller, &req.name).await
     }
 

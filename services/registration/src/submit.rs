@@ -7,13 +7,14 @@ use kg_proto::identity::{CheckEligibilityRequest, CheckMaterialsRequest, Ineligi
 use kg_proto::registration::{Application, SubmitApplicationRequest};
 use kg_runtime::error::{FieldViolation, PreconditionViolation};
 use prost::Message;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use crate::error::{EntityRule, RegistrationError};
 use crate::events::EventKind;
+use crate::idempotency::Key;
 use crate::service::Registration;
-use crate::store::{application, request, seller, state};
-use crate::{idempotency, outbox, view};
+use crate::store::{application, seller, state};
+use crate::{outbox, view};
 
 pub const RPC: &str = "SubmitApplication";
 
@@ -31,15 +32,19 @@ impl Registration {
         &self,
         req: SubmitApplicationRequest,
     ) -> Result<Application, RegistrationError> {
-        idempotency::validate_request_id(&req.request_id)?;
-        let body_hash = idempotency::body_hash(&req);
-        if let Some(resource) =
-            idempotency::replay(&self.db, &req.request_id, RPC, &body_hash).await?
-        {
-            return self.application_by_name(&resource).await;
-        }
+        let key = Key::new(&req.request_id, RPC, &req)?;
+        key.run(&self.db, self.submit_once(&key, req), |name| async move {
+            self.application_by_name(&name).await
+        })
+        .await
+    }
 
-        let draft = self.parse(req.clone())?;
+    async fn submit_once(
+        &self,
+        key: &Key,
+        req: SubmitApplicationRequest,
+    ) -> Result<Application, RegistrationError> {
+        let draft = self.parse(req)?;
         let entity_key = draft.entity.entity_key();
 
         // identity-check: eligibility and materials, side by side.
@@ -129,7 +134,7 @@ impl Registration {
             Ok(None) => return Err(RegistrationError::EntityBusy),
             Err(e) => return Err(RegistrationError::LockUnavailable(e.to_string())),
         };
-        let result = self.insert(row, &req.request_id, &body_hash).await;
+        let result = self.insert(row, key).await;
         match self.lock.release(guard).await {
             Ok(true) => {}
             Ok(false) => {
@@ -307,8 +312,7 @@ impl Registration {
     async fn insert(
         &self,
         row: application::Model,
-        request_id: &str,
-        body_hash: &str,
+        key: &Key,
     ) -> Result<Application, RegistrationError> {
         let entity_key = row.entity_key.clone();
         let account_id = row.account_id.clone();
@@ -320,15 +324,7 @@ impl Registration {
         let active: application::ActiveModel = row.clone().into();
         let inserted = async {
             active.insert(&txn).await?;
-            request::ActiveModel {
-                request_id: Set(request_id.to_string()),
-                rpc: Set(RPC.to_string()),
-                body_sha256: Set(body_hash.to_string()),
-                resource: Set(name.clone()),
-                create_time: Set(row.create_time),
-            }
-            .insert(&txn)
-            .await?;
+            key.record(&name, row.create_time).insert(&txn).await?;
             outbox::announce(
                 &txn,
                 EventKind::ApplicationSubmitted,
@@ -348,21 +344,16 @@ impl Registration {
             }
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {
                 drop(txn);
-                return Err(self.classify_conflict(&entity_key, request_id).await);
+                return Err(self.classify_conflict(&entity_key).await);
             }
             Err(e) => return Err(e.into()),
         }
         Ok(view::application(&row))
     }
 
-    /// A unique index fired: say which rule, reading outside the failed transaction.
-    async fn classify_conflict(&self, entity_key: &str, request_id: &str) -> RegistrationError {
-        if let Ok(Some(_)) = request::Entity::find_by_id(request_id.to_string())
-            .one(&self.db)
-            .await
-        {
-            return RegistrationError::EntityBusy;
-        }
+    /// A unique index fired: say which rule, reading outside the failed transaction. (A
+    /// concurrent copy of this request is answered by `Key::run`, which looks the key up again.)
+    async fn classify_conflict(&self, entity_key: &str) -> RegistrationError {
         match Self::entity_rule(&self.db, entity_key).await {
             Ok(Some(rule)) => RegistrationError::EntityTaken(rule),
             Ok(None) => RegistrationError::ApplicationAlreadyOpen,

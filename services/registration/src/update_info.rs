@@ -10,12 +10,13 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::error::RegistrationError;
+use crate::idempotency::Key;
 use crate::modification::{
-    NewRequest, check_proposed, copy_leaf, diff, masked_leaves, modification_name, pending_of,
+    check_proposed, copy_leaf, diff, masked_leaves, modification_name, pending_of,
 };
 use crate::service::Registration;
 use crate::store::{modification as row, state};
-use crate::{idempotency, view};
+use crate::view;
 
 pub const RPC: &str = "UpdateSellerInfo";
 
@@ -25,11 +26,21 @@ impl Registration {
         caller: &Caller,
         req: UpdateSellerInfoRequest,
     ) -> Result<ModificationRequest, RegistrationError> {
-        idempotency::validate_request_id(&req.request_id)?;
-        let hash = idempotency::body_hash(&req);
-        if let Some(resource) = idempotency::replay(&self.db, &req.request_id, RPC, &hash).await? {
-            return self.modification_by_resource(caller, &resource).await;
-        }
+        let key = Key::new(&req.request_id, RPC, &req)?;
+        key.run(
+            &self.db,
+            self.update_info_once(caller, &key, req),
+            |name| async move { self.modification_by_resource(caller, &name).await },
+        )
+        .await
+    }
+
+    async fn update_info_once(
+        &self,
+        caller: &Caller,
+        key: &Key,
+        req: UpdateSellerInfoRequest,
+    ) -> Result<ModificationRequest, RegistrationError> {
         let seller = self.changeable_seller(caller, &req.name).await?;
         if !req.etag.is_empty() && req.etag != view::etag(seller.update_time) {
             return Err(RegistrationError::EtagMismatch);
@@ -99,16 +110,6 @@ impl Registration {
             review_deadline: None,
             review_task: None,
         };
-        self.open_request(
-            caller,
-            NewRequest {
-                row,
-                rpc: RPC,
-                request_id: req.request_id,
-                body_hash: hash,
-                etag: req.etag,
-            },
-        )
-        .await
+        self.open_request(caller, key, row, &req.etag).await
     }
 }
