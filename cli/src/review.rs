@@ -557,7 +557,8 @@ pub async fn notifications(command: NotificationsCommand, g: &Global) -> anyhow:
                 "RECIPIENT",
                 "STATUS",
                 "TRY",
-                "SUBJECT",
+                "TEMPLATE",
+                "ABOUT",
             ]);
             for n in &list {
                 let j = notification_json(n);
@@ -574,11 +575,8 @@ pub async fn notifications(command: NotificationsCommand, g: &Global) -> anyhow:
                     n.recipient.clone(),
                     status,
                     n.attempts.to_string(),
-                    if n.subject.is_empty() {
-                        n.template.clone()
-                    } else {
-                        n.subject.clone()
-                    },
+                    n.template.clone(),
+                    n.subject.clone(),
                 ]);
             }
             table.print();

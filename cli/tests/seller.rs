@@ -26,6 +26,22 @@ fn a_seller_changes_its_information_under_review_and_exits_for_good() {
         word(out, "sellers/")
     });
 
+    // Without the data folder no token goes out, and the refusal says what was missing.
+    let mut bare = common::client(&["seller", "show", &seller]);
+    let registration = format!("127.0.0.1:{}", mesh.base + 1);
+    let out = bare
+        .args(["--registration-addr", &registration])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("UNAUTHENTICATED")
+            && err.contains("no token was sent")
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+
     let (ok, out) = mesh.run(&[&["seller", "show", &seller][..], &acct].concat());
     assert!(
         ok && out.contains("Fuzhou Example Software Co., Ltd."),
