@@ -712,11 +712,9 @@ async fn submit_concurrently(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_identical_submissions_all_get_the_first_result() {
-    // The copies queue for the entity lock while the first one writes; on a loaded test machine
-    // (50 materials checks in this process) that can outlast the default 2 s wait, and a copy
-    // that gives up before the first commits is rightly ENTITY_BUSY. Wait long enough here.
-    let patient = |c: &mut kg_registration::Config| c.lock_wait_ms = 30_000;
-    let mut env = Env::start_with(None, patient).await;
+    // Default lock settings: copies on one replica queue on the request's own lock (not the
+    // entity lock's 2 s wait) and replay the first result once it is committed.
+    let mut env = Env::start_with(None, |_| {}).await;
     env.add_accounts(vec![
         fixtures::eligible_account("acct-race-one"),
         fixtures::eligible_account("acct-race-three"),
@@ -728,9 +726,8 @@ async fn concurrent_identical_submissions_all_get_the_first_result() {
     let mut others = Vec::new();
     if mesh::backend() == mesh::Backend::Postgres {
         for _ in 0..2 {
-            let mut config =
+            let config =
                 mesh::registration_config(&env.registration_db.url, &env.identity.url(), None);
-            patient(&mut config);
             others.push(mesh::start_registration(config).await.unwrap());
         }
     }

@@ -33,10 +33,33 @@ impl Registration {
         req: SubmitApplicationRequest,
     ) -> Result<Application, RegistrationError> {
         let key = Key::new(&req.request_id, RPC, &req)?;
-        key.run(&self.db, self.submit_once(&key, req), |name| async move {
-            self.application_by_name(&name).await
-        })
-        .await
+        // Copies of one request (a retry or a hedge racing its original, on any replica) go one
+        // at a time: a copy waits for the first to finish and replays its result, rather than
+        // racing it through identity-check to the entity lock and giving up there (ENTITY_BUSY)
+        // before the first has committed anything to replay.
+        let copies = match self
+            .lock
+            .acquire(
+                &format!("request:{}", key.request_id),
+                self.lock_ttl,
+                self.lock_ttl,
+            )
+            .await
+        {
+            Ok(guard) => guard,
+            Err(e) => return Err(RegistrationError::LockUnavailable(e.to_string())),
+        };
+        let result = key
+            .run(&self.db, self.submit_once(&key, req), |name| async move {
+                self.application_by_name(&name).await
+            })
+            .await;
+        if let Some(guard) = copies
+            && let Err(e) = self.lock.release(guard).await
+        {
+            tracing::warn!(error = %e, "request lock release failed; it expires by TTL");
+        }
+        result
     }
 
     async fn submit_once(
