@@ -37,7 +37,26 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let _telemetry = kg_runtime::telemetry::init("koogallery", args.log_format);
+    // one process, four services: each service's spans keep its own service.name
+    let _telemetry = kg_runtime::telemetry::init_services(
+        "koogallery",
+        &[
+            kg_identity_check::SERVICE,
+            kg_registration::SERVICE,
+            kg_review::SERVICE,
+            kg_notification::SERVICE,
+        ],
+        args.log_format,
+    );
+    // the banner is a log line like any other in JSON mode, so every line parses
+    let json = args.log_format == LogFormat::Json;
+    let banner = |line: String| {
+        if json {
+            tracing::info!(target: "koogallery::up", "{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let shutdown = Shutdown::from_signals();
     let data_dir = &global.data_dir;
     let base_port = global.base_port.unwrap_or(ports::IDENTITY_CHECK);
@@ -160,16 +179,16 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
             "no --redis-url: registration uses an IN-PROCESS lock (fine for this single process)"
         );
     }
-    println!("KooGallery mesh (data in {})", data_dir.display());
-    println!(
+    banner(format!("KooGallery mesh (data in {})", data_dir.display()));
+    banner(format!(
         "  clients: koogallery --data-dir {} …   (addresses and token secret from there)",
         data_dir.display()
-    );
+    ));
     if demo_site.is_some() {
-        println!(
+        banner(format!(
             "  demo site http://{}/ (the example applications' website)",
             demo::DEMO_SITE
-        );
+        ));
     }
     for (name, offset) in [
         ("identity-check", 0),
@@ -177,11 +196,11 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
         ("review", 2),
         ("notification", 3),
     ] {
-        println!(
+        banner(format!(
             "  {name:<15} grpc://{:<22} metrics http://{}/metrics",
             addr(offset),
             SocketAddr::new(args.bind, base_port + 1000 + offset)
-        );
+        ));
     }
 
     let results = tokio::join!(

@@ -22,6 +22,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::dispatcher::{Accepted, SendError, code};
 
 pub struct SmsSender {
@@ -79,7 +81,27 @@ impl SmsSender {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| {
+        let span = kg_runtime::telemetry::http_client_span(
+            crate::SERVICE,
+            "POST",
+            &kg_runtime::telemetry::url_lite::Url::new(
+                self.url.scheme(),
+                self.url.host_str().unwrap_or_default(),
+                self.url.port_or_known_default(),
+                self.url.path(),
+            ),
+        );
+        let sent = request.send().instrument(span.clone()).await;
+        kg_runtime::telemetry::record_http_status(
+            &span,
+            match &sent {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(e) if e.is_timeout() => Err("timeout"),
+                Err(e) if e.is_connect() => Err("connect"),
+                Err(_) => Err("request"),
+            },
+        );
+        let response = sent.map_err(|e| {
             let e = e.without_url(); // the URL may carry a key in its query
             if e.is_timeout() {
                 SendError::transient(code::TIMEOUT, "the SMS provider did not answer in time")

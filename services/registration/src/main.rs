@@ -15,7 +15,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let Cli { command, config } = Cli::parse();
+    let Cli { command, config } = kg_runtime::config::parse_with_secret_files::<Cli>();
     let _telemetry =
         kg_runtime::telemetry::init(kg_registration::SERVICE, config.common.log_format);
     let common = config.common.clone();

@@ -29,6 +29,7 @@ use encoding_rs::Encoding;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 use url::{Host, Url};
 
 use crate::finding::{self, Finding, codes, quote};
@@ -197,7 +198,12 @@ impl WebsiteChecker {
                     )];
                 }
             };
-            let response = match timeout_at(deadline, client.get(url.clone()).send()).await {
+            let span = http_span(&url);
+            let sent = timeout_at(deadline, client.get(url.clone()).send())
+                .instrument(span.clone())
+                .await;
+            record_http_outcome(&span, &sent);
+            let response = match sent {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) if e.is_connect() && e.is_timeout() => {
                     return vec![error(
@@ -842,6 +848,46 @@ pub(crate) mod html {
             assert!(!scan(r#"<link rel="stylesheet" hreflang="en">"#).hreflang_english);
             assert!(scan(r#"<link hreflang=EN-GB rel="Alternate">"#).hreflang_english);
         }
+    }
+}
+
+/// The OpenTelemetry HTTP client span of one request (one per redirect hop), without the
+/// query, which may carry keys. Only identity-check runs the website check.
+fn http_span(url: &Url) -> tracing::Span {
+    let port = url.port_or_known_default().unwrap_or(0);
+    let host = url.host_str().unwrap_or_default();
+    tracing::info_span!(
+        "http.client",
+        otel.name = "GET",
+        otel.kind = "client",
+        http.request.method = "GET",
+        url.full = %format!("{}://{host}:{port}{}", url.scheme(), url.path()),
+        server.address = host,
+        server.port = i64::from(port),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        kg.service = "identity-check",
+    )
+}
+
+type Sent = Result<Result<reqwest::Response, reqwest::Error>, tokio::time::error::Elapsed>;
+
+fn record_http_outcome(span: &tracing::Span, sent: &Sent) {
+    let failure = match sent {
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", i64::from(status));
+            (status >= 400).then(|| status.to_string())
+        }
+        Ok(Err(e)) if e.is_timeout() => Some("timeout".to_string()),
+        Ok(Err(e)) if e.is_connect() => Some("connect".to_string()),
+        Ok(Err(_)) => Some("request".to_string()),
+        Err(_) => Some("timeout".to_string()),
+    };
+    if let Some(kind) = failure {
+        span.record("error.type", kind);
+        span.record("otel.status_code", "error");
     }
 }
 

@@ -1,7 +1,10 @@
-//! Outgoing gRPC: channels with timeouts, TLS for `https://` peers, trace-context propagation and
-//! the service token.
+//! Outgoing gRPC: channels with timeouts, TLS for `https://` peers, a client span and call
+//! metrics on every call, trace-context propagation and the service token.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::auth::{Authenticator, Role};
@@ -11,8 +14,82 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-/// A channel wrapped with [`OutboundInterceptor`]; the generated clients take it.
-pub type OutboundChannel = InterceptedService<Channel, OutboundInterceptor>;
+/// A channel wrapped with [`OutboundInterceptor`] and [`Observed`]; the generated clients take
+/// it.
+pub type OutboundChannel = Observed<InterceptedService<Channel, OutboundInterceptor>>;
+
+/// Opens a client span around each call (current while the interceptor writes `traceparent`,
+/// so the callee's server span is its child) and records `rpc_client_call_duration_seconds`
+/// and `rpc_client_active_calls` until the response body ends.
+#[derive(Clone)]
+pub struct Observed<S> {
+    inner: S,
+    service: Arc<str>,
+    metrics: crate::metrics::CallMetrics,
+}
+
+impl<S> Observed<S> {
+    /// `service`: the calling service, whose metrics endpoint reports these calls.
+    pub fn new(inner: S, service: &str) -> Self {
+        Self {
+            inner,
+            service: service.into(),
+            metrics: crate::metrics::client_metrics(service),
+        }
+    }
+}
+
+impl<S, ResBody> tower::Service<http::Request<tonic::body::Body>> for Observed<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Error: Into<tonic::codegen::StdError>,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    ResBody::Error: Into<tonic::codegen::StdError>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::codegen::StdError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let span = crate::telemetry::client_span(&self.service, request.uri());
+        let mut call = self.metrics.start(request.uri().path(), span.clone());
+        // the interceptor runs inside this call: it injects the client span's context
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => Ok(crate::metrics::observe_response(
+                    call,
+                    response.map(tonic::body::Body::new),
+                )),
+                Err(err) => {
+                    let err: tonic::codegen::StdError = err.into();
+                    call.finish(error_code(err.as_ref()));
+                    Err(err)
+                }
+            }
+        })
+    }
+}
+
+/// The status a caller sees for a call that failed below gRPC, as tonic maps it.
+fn error_code(err: &(dyn std::error::Error + 'static)) -> tonic::Code {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(status) = err.downcast_ref::<tonic::Status>() {
+            return status.code();
+        }
+        if err.is::<tonic::TimeoutExpired>() {
+            return tonic::Code::Cancelled;
+        }
+        source = err.source();
+    }
+    tonic::Code::Unavailable
+}
 
 /// Lifetime of a service token; it is reused until [`SERVICE_TOKEN_RENEW_BEFORE`] before expiry.
 pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(300);
@@ -144,7 +221,7 @@ pub fn channel_with(
     Ok(endpoint.connect_lazy())
 }
 
-/// A channel plus the interceptor, ready for `XClient::new`.
+/// A channel plus the interceptor, ready for `XClient::new`; calls count for `service`.
 pub fn outbound(
     url: &str,
     call_timeout: Duration,
@@ -160,9 +237,13 @@ pub fn outbound_with(
     signer: Option<(Authenticator, &str)>,
     tls: Option<&ClientTlsConfig>,
 ) -> anyhow::Result<OutboundChannel> {
-    Ok(InterceptedService::new(
-        channel_with(url, call_timeout, tls)?,
-        OutboundInterceptor::new(signer),
+    let service = signer.as_ref().map(|(_, s)| *s).unwrap_or("koogallery");
+    Ok(Observed::new(
+        InterceptedService::new(
+            channel_with(url, call_timeout, tls)?,
+            OutboundInterceptor::new(signer.clone()),
+        ),
+        service,
     ))
 }
 

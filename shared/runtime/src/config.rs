@@ -217,7 +217,10 @@ impl CommonConfig {
         &self,
         service: &str,
     ) -> Result<sea_orm::DatabaseConnection, sea_orm::DbErr> {
-        crate::db::connect_with(&self.database_url_for(service), &self.db_timeouts()).await
+        let mut db =
+            crate::db::connect_with(&self.database_url_for(service), &self.db_timeouts()).await?;
+        crate::telemetry::trace_statements(&mut db, service);
+        Ok(db)
     }
 
     /// The token verifier, or `None` when no key is configured (authentication off). A secret
@@ -298,9 +301,12 @@ impl CommonConfig {
         let interceptor =
             crate::client::OutboundInterceptor::new(auth.cloned().map(|a| (a, service)))
                 .with_fixed_token(self.service_token.as_deref())?;
-        Ok(tonic::service::interceptor::InterceptedService::new(
-            crate::client::channel_with(url, call_timeout, tls.as_ref())?,
-            interceptor,
+        Ok(crate::client::Observed::new(
+            tonic::service::interceptor::InterceptedService::new(
+                crate::client::channel_with(url, call_timeout, tls.as_ref())?,
+                interceptor,
+            ),
+            service,
         ))
     }
 
@@ -329,6 +335,68 @@ pub mod ports {
 mod tests {
     use super::*;
     use clap::Parser;
+/// Settings that hold secrets. Each `KG_X` may instead be given as a file: `KG_X_FILE` names a
+/// file whose content (without a trailing newline) is the value, so that Kubernetes can mount
+/// the secret from a Secret volume instead of putting it in the environment.
+pub const SECRET_SETTINGS: &[&str] = &[
+    "KG_DATABASE_URL",
+    "KG_JWT_SECRET",
+    "KG_SERVICE_TOKEN",
+    "KG_REDIS_URL",
+    "KG_SMTP_URL",
+    "KG_SMS_URL",
+    "KG_SMS_TOKEN",
+];
+
+/// Parses the command line of `C` like `C::parse()`, taking every secret setting `C` has (see
+/// [`SECRET_SETTINGS`]) from its `KG_X_FILE` when that is set. Precedence: flag, then `KG_X`
+/// or `KG_X_FILE` (setting both is an error), then the default.
+pub fn parse_with_secret_files<C: clap::Parser>() -> C {
+    let command = match command_with_secret_files::<C>(|name| std::env::var(name).ok()) {
+        Ok(command) => command,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(2);
+        }
+    };
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// `C`'s command with each secret setting whose `KG_X_FILE` is set (as `env` says) defaulting
+/// to the file's content.
+pub fn command_with_secret_files<C: clap::CommandFactory>(
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<clap::Command> {
+    let mut command = C::command();
+    let mut found = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(name) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        if !SECRET_SETTINGS.contains(&name) {
+            continue;
+        }
+        let file_var = format!("{name}_FILE");
+        let Some(path) = env(&file_var).filter(|p| !p.trim().is_empty()) else {
+            continue;
+        };
+        if env(name).is_some() {
+            anyhow::bail!("set {name} or {file_var}, not both");
+        }
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {file_var} {path}: {e}"))?;
+        // editors and `kubectl create secret --from-file` often leave a final newline
+        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        found.push((arg.get_id().clone(), value));
+    }
+    for (id, value) in found {
+        // read once per process start; clap keeps &'static defaults
+        let value: &'static str = Box::leak(value.into_boxed_str());
+        command = command.mut_arg(id, |a| a.default_value(value).hide_default_value(true));
+    }
+    Ok(command)
+}
+
 
     #[derive(Parser)]
     struct Cli {
@@ -354,6 +422,44 @@ mod tests {
             "kg",
             "--db-lock-timeout-ms",
             "250",
+    #[test]
+    fn secrets_come_from_files() {
+        use clap::FromArgMatches;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("database-url");
+        std::fs::write(&file, "postgres://u:p@db/kg\n").unwrap();
+        let path = file.display().to_string();
+        let env = |name: &str| (name == "KG_DATABASE_URL_FILE").then(|| path.clone());
+        let matches = command_with_secret_files::<Cli>(env)
+            .unwrap()
+            .try_get_matches_from(["kg"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(
+            cli.common.database_url.as_deref(),
+            Some("postgres://u:p@db/kg")
+        );
+        // a flag still wins over the file
+        let matches = command_with_secret_files::<Cli>(env)
+            .unwrap()
+            .try_get_matches_from(["kg", "--database-url", "sqlite://x"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.common.database_url.as_deref(), Some("sqlite://x"));
+        // both the variable and the file: refused, not silently one of them
+        let both = |name: &str| match name {
+            "KG_DATABASE_URL_FILE" => Some(path.clone()),
+            "KG_DATABASE_URL" => Some("postgres://other".to_string()),
+            _ => None,
+        };
+        let err = command_with_secret_files::<Cli>(both).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        // a missing file is an error that names the setting
+        let missing = |name: &str| (name == "KG_JWT_SECRET_FILE").then(|| "/nonexistent".into());
+        let err = command_with_secret_files::<Cli>(missing).unwrap_err();
+        assert!(err.to_string().contains("KG_JWT_SECRET_FILE"), "{err}");
+    }
+
             "--handshake-timeout-secs",
             "0",
         ])

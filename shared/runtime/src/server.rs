@@ -72,7 +72,7 @@ impl ServeOptions {
         Self {
             name,
             listener,
-            metrics: Metrics::default(),
+            metrics: Metrics::for_service(name),
             metrics_addr: None,
             probes: Vec::new(),
             shutdown,
@@ -262,7 +262,7 @@ where
     }
     let registry = ConnectionRegistry::default();
     let server = builder
-        .trace_fn(crate::telemetry::server_span)
+        .trace_fn(move |request| crate::telemetry::server_span(name, request))
         // outermost: an RPC counts as in flight on its connection until its body is done
         .layer(ConnectionTrackerLayer::new(registry.clone()))
         .layer(layer)
