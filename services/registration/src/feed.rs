@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::ColumnTrait;
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::{Notify, broadcast};
-
 use kg_proto::registration::RegistrationEvent;
 use kg_runtime::shutdown::Shutdown;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use tokio::sync::{Notify, broadcast};
 
 use crate::events;
 use crate::store::event;
