@@ -91,6 +91,7 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
         rate_limit_per_sec: kg_runtime::config::DEFAULT_RATE_LIMIT_PER_SEC,
         rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
         request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
+        cors_allowed_origins: kg_runtime::config::cors_allowed_origins_from_env(),
         limits: Default::default(),
     };
     let url = |offset: u16| format!("http://{}", addr(offset));

@@ -18,6 +18,9 @@
                         an error of the last test). When the binary is missing, the fixture runs
                         `cargo build -p koogallery` first (scripts/test builds it before pytest,
                         so that is for ad-hoc runs).
+    web_page (session)  a local HTTP server of tests/python/web/ on a free port: the page the
+                        headless-Chromium grpc-web test opens; its origin is the one origin the
+                        mesh allows by CORS (KG_CORS_ALLOWED_ORIGINS).
     clients  (session)  one channel and stub per service of the mesh, and the token minter
                         (clients.as_applicant(id), as_reviewer(), as_operator()): mesh.Clients.
 
@@ -56,7 +59,13 @@ def smtp():
 
 
 @pytest.fixture(scope="session")
-def mesh(tmp_path_factory, smtp):
+def web_page():
+    with kg.StaticSite(Path(__file__).resolve().parent / "web") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory, smtp, web_page):
     binary = kg.ensure_binary()
     data_dir = tmp_path_factory.mktemp("mesh-data")
     running = kg.Mesh(
@@ -71,6 +80,8 @@ def mesh(tmp_path_factory, smtp):
             "KG_DELIVERY_RETRY_BASE_MS": "500",
             "KG_DELIVERY_RETRY_MAX_MS": "2000",
             "KG_DISPATCH_INTERVAL_MS": "200",
+            # the browser test's page calls the mesh with grpc-web from this origin
+            "KG_CORS_ALLOWED_ORIGINS": web_page.origin,
             # No OTLP export from the test mesh even if the environment configures one.
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
         },

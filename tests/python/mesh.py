@@ -53,7 +53,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO_ROOT / "proto"
 BINARY = REPO_ROOT / "target" / "debug" / "koogallery"
 AGREEMENT_VERSION = "2026-01"
-AGREEMENT_FILE = REPO_ROOT / "docs" / f"seller-agreement-{AGREEMENT_VERSION}.txt"
+AGREEMENT_FILE = (
+    REPO_ROOT / "services" / "registration" / "agreements" / f"seller-agreement-{AGREEMENT_VERSION}.txt"
+)
 
 # The four services in port order: `koogallery up --base-port B` puts them on B..B+3.
 SERVICES = (
@@ -593,6 +595,30 @@ class Website:
     def url(self, path: str = "/") -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}{path}"
+
+
+class StaticSite:
+    """Serves the files of `root` on a free port of 127.0.0.1 (http.server in a thread)."""
+
+    def __init__(self, root: Path):
+        handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+            *a, directory=str(root), **kw
+        )
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.RequestHandlerClass.log_message = lambda *a: None
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "StaticSite":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
 
 # ---------------------------------------------------------------------------------------------

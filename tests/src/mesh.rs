@@ -81,6 +81,7 @@ pub fn common(database_url: &str) -> CommonConfig {
         rate_limit_per_sec: 0.0,
         rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
         request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
+        cors_allowed_origins: Vec::new(),
         limits: Default::default(),
     }
 }

@@ -1,6 +1,7 @@
 //! identity-check's errors, mapped once to gRPC status.
 
 use kg_runtime::ApiError;
+use kg_runtime::error::ErrorReason;
 use tonic::Code;
 
 pub const DOMAIN: &str = "identity.koogallery.io";
@@ -36,7 +37,7 @@ impl From<IdentityError> for tonic::Status {
                 let mut api = ApiError::new(
                     Code::InvalidArgument,
                     DOMAIN,
-                    "INVALID_ARGUMENT",
+                    ErrorReason::InvalidArgument,
                     format!(
                         "{} invalid field(s); see the field violations",
                         violations.len()
@@ -50,19 +51,19 @@ impl From<IdentityError> for tonic::Status {
             IdentityError::AccountNotFound(id) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "ACCOUNT_NOT_FOUND",
+                ErrorReason::AccountNotFound,
                 format!("account {id:?} does not exist"),
             ),
             IdentityError::ImportTooLarge(n, max) => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "IMPORT_TOO_LARGE",
+                ErrorReason::ImportTooLarge,
                 format!("{n} accounts in one import; send at most {max} per call"),
             ),
             IdentityError::NotOwner => ApiError::new(
                 Code::PermissionDenied,
                 DOMAIN,
-                "NOT_ACCOUNT_OWNER",
+                ErrorReason::NotAccountOwner,
                 "applicants check only their own account",
             ),
             IdentityError::Database(e) => {
@@ -70,7 +71,7 @@ impl From<IdentityError> for tonic::Status {
                     ApiError::new(
                         Code::Aborted,
                         DOMAIN,
-                        "CONCURRENT_UPDATE",
+                        ErrorReason::ConcurrentUpdate,
                         "a concurrent update won; retry",
                     )
                 } else {

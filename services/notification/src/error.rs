@@ -2,6 +2,7 @@
 //! `proto/koogallery/notification/v1/notification.proto`.
 
 use kg_runtime::ApiError;
+use kg_runtime::error::ErrorReason;
 use kg_runtime::error::FieldViolation;
 use tonic::Code;
 
@@ -51,7 +52,7 @@ impl From<NotificationError> for tonic::Status {
                 let mut api = ApiError::new(
                     Code::InvalidArgument,
                     DOMAIN,
-                    "INVALID_ARGUMENT",
+                    ErrorReason::InvalidArgument,
                     format!(
                         "{} invalid field(s); see the field violations",
                         violations.len()
@@ -63,14 +64,14 @@ impl From<NotificationError> for tonic::Status {
             E::IdempotencyKeyReused => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorReason::IdempotencyKeyReused,
                 "event_id was already received with a different request body; \
                  a new event needs a new event_id",
             ),
             E::TemplateParameterMissing(name) => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "TEMPLATE_PARAMETER_MISSING",
+                ErrorReason::TemplateParameterMissing,
                 format!("the template of this event type needs template_parameters[{name:?}]"),
             )
             .with_metadata("parameter", name)
@@ -82,7 +83,7 @@ impl From<NotificationError> for tonic::Status {
             E::AccountNotFound(id) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "ACCOUNT_NOT_FOUND",
+                ErrorReason::AccountNotFound,
                 format!("account {id:?} is not in the account directory; nothing was stored"),
             )
             .with_metadata("account_id", id),
@@ -91,7 +92,7 @@ impl From<NotificationError> for tonic::Status {
                 ApiError::new(
                     Code::Unavailable,
                     DOMAIN,
-                    "DEPENDENCY_UNAVAILABLE",
+                    ErrorReason::DependencyUnavailable,
                     format!("{service} is unavailable; nothing was stored, retry later"),
                 )
                 .with_metadata("service", service)
@@ -99,25 +100,28 @@ impl From<NotificationError> for tonic::Status {
             E::NotificationNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "NOTIFICATION_NOT_FOUND",
+                ErrorReason::NotificationNotFound,
                 format!("{name} does not exist"),
             )
             .with_metadata("name", name),
             E::InvalidPageToken => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "INVALID_PAGE_TOKEN",
+                ErrorReason::InvalidPageToken,
                 "page_token is not one this service returned for these filters",
             ),
-            E::PermissionDenied(why) => {
-                ApiError::new(Code::PermissionDenied, DOMAIN, "PERMISSION_DENIED", why)
-            }
+            E::PermissionDenied(why) => ApiError::new(
+                Code::PermissionDenied,
+                DOMAIN,
+                ErrorReason::PermissionDenied,
+                why,
+            ),
             E::Database(e) => {
                 tracing::warn!(error = %e, "database error");
                 ApiError::new(
                     Code::Unavailable,
                     DOMAIN,
-                    "DATABASE_UNAVAILABLE",
+                    ErrorReason::DatabaseUnavailable,
                     "the notification database does not answer; retry later",
                 )
             }

@@ -2,6 +2,7 @@
 //! `proto/koogallery/registration/v1/registration.proto`.
 
 use kg_runtime::ApiError;
+use kg_runtime::error::ErrorReason;
 use kg_runtime::error::{FieldViolation, PreconditionViolation};
 use tonic::Code;
 
@@ -102,7 +103,7 @@ impl From<RegistrationError> for tonic::Status {
                 ApiError::new(
                     Code::InvalidArgument,
                     DOMAIN,
-                    "INVALID_ARGUMENT",
+                    ErrorReason::InvalidArgument,
                     format!(
                         "{} invalid field(s); see the field violations",
                         violations.len()
@@ -116,7 +117,7 @@ impl From<RegistrationError> for tonic::Status {
                     ApiError::new(
                         Code::InvalidArgument,
                         DOMAIN,
-                        "MATERIALS_CHECK_FAILED",
+                        ErrorReason::MaterialsCheckFailed,
                         format!(
                             "{} material check(s) failed; see the field violations",
                             violations.len()
@@ -131,7 +132,7 @@ impl From<RegistrationError> for tonic::Status {
                 let mut api = ApiError::new(
                     Code::FailedPrecondition,
                     DOMAIN,
-                    "ACCOUNT_NOT_ELIGIBLE",
+                    ErrorReason::AccountNotEligible,
                     format!(
                         "the account does not meet {} condition(s) to become a seller",
                         violations.len()
@@ -145,15 +146,15 @@ impl From<RegistrationError> for tonic::Status {
             E::EntityTaken(rule) => {
                 let (reason, message) = match rule {
                     EntityRule::Registered => (
-                        "ENTITY_ALREADY_REGISTERED",
+                        ErrorReason::EntityAlreadyRegistered,
                         "this company entity is already registered as a seller; a company entity registers once",
                     ),
                     EntityRule::InReview => (
-                        "ENTITY_IN_REVIEW",
+                        ErrorReason::EntityInReview,
                         "an application for this company entity is already under review",
                     ),
                     EntityRule::Barred => (
-                        "ENTITY_BARRED",
+                        ErrorReason::EntityBarred,
                         "this company entity exited the marketplace and cannot register again",
                     ),
                 };
@@ -162,25 +163,25 @@ impl From<RegistrationError> for tonic::Status {
             E::ApplicationAlreadyOpen => ApiError::new(
                 Code::AlreadyExists,
                 DOMAIN,
-                "APPLICATION_ALREADY_OPEN",
+                ErrorReason::ApplicationAlreadyOpen,
                 "this account already has an open or approved application",
             ),
             E::IdempotencyKeyReused => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorReason::IdempotencyKeyReused,
                 "request_id was already used with a different request body; use a new request_id",
             ),
             E::EntityBusy => ApiError::new(
                 Code::Aborted,
                 DOMAIN,
-                "ENTITY_BUSY",
+                ErrorReason::EntityBusy,
                 "another request is registering this company entity; retry with the same request_id",
             ),
             E::LockUnavailable(cause) => ApiError::new(
                 Code::Unavailable,
                 DOMAIN,
-                "LOCK_UNAVAILABLE",
+                ErrorReason::LockUnavailable,
                 "the registration lock is unavailable; nothing was written, retry later",
             )
             .with_metadata(
@@ -196,7 +197,7 @@ impl From<RegistrationError> for tonic::Status {
                 ApiError::new(
                     Code::Unavailable,
                     DOMAIN,
-                    "DEPENDENCY_UNAVAILABLE",
+                    ErrorReason::DependencyUnavailable,
                     format!("{service} is unavailable; nothing was written, retry later"),
                 )
                 .with_metadata("service", service)
@@ -204,39 +205,39 @@ impl From<RegistrationError> for tonic::Status {
             E::ApplicationNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "APPLICATION_NOT_FOUND",
+                ErrorReason::ApplicationNotFound,
                 format!("{name} does not exist"),
             ),
             E::SellerNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "SELLER_NOT_FOUND",
+                ErrorReason::SellerNotFound,
                 format!("{name} does not exist"),
             ),
             E::InvalidState(state) => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
-                "INVALID_APPLICATION_STATE",
+                ErrorReason::InvalidApplicationState,
                 format!("the application is {state}; this action is not allowed in that state"),
             )
             .with_metadata("state", state),
             E::InvalidPageToken => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "INVALID_PAGE_TOKEN",
+                ErrorReason::InvalidPageToken,
                 "page_token is not one this service returned",
             ),
             E::NotOwner => ApiError::new(
                 Code::PermissionDenied,
                 DOMAIN,
-                "NOT_ACCOUNT_OWNER",
+                ErrorReason::NotAccountOwner,
                 "applicants act only for their own account",
             ),
             E::InvalidUpdateMask(violations) => with_violations(
                 ApiError::new(
                     Code::InvalidArgument,
                     DOMAIN,
-                    "INVALID_UPDATE_MASK",
+                    ErrorReason::InvalidUpdateMask,
                     "update_mask must name at least one editable path of SellerProfile; see the field violations",
                 ),
                 violations,
@@ -244,20 +245,21 @@ impl From<RegistrationError> for tonic::Status {
             E::NoChanges => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "NO_CHANGES",
+                ErrorReason::NoChanges,
                 "the requested values equal the current ones; nothing to review",
             ),
             E::SellerExited(name) => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
-                "SELLER_EXITED",
+                ErrorReason::SellerExited,
                 format!("{name} exited the marketplace; it can no longer change"),
             )
-            .with_precondition("SELLER_EXITED", name, "an exited seller is final"),
+            .with_precondition(
+                "SELLER_EXITED", name, "an exited seller is final"),
             E::ModificationAlreadyPending(pending) => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
-                "MODIFICATION_ALREADY_PENDING",
+                ErrorReason::ModificationAlreadyPending,
                 format!(
                     "{pending} is still under review; wait for its decision or withdraw it first"
                 ),
@@ -271,25 +273,25 @@ impl From<RegistrationError> for tonic::Status {
             E::EntityImmutable => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
-                "ENTITY_IMMUTABLE",
+                ErrorReason::EntityImmutable,
                 "the company entity of a seller never changes: a different company entity needs a new account and a new registration",
             ),
             E::CompanyNameNotVerified => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
-                "COMPANY_NAME_NOT_VERIFIED",
+                ErrorReason::CompanyNameNotVerified,
                 "the new company name is not the account's verified enterprise name: change and verify it on the My Account page first",
             ),
             E::ModificationNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "MODIFICATION_REQUEST_NOT_FOUND",
+                ErrorReason::ModificationRequestNotFound,
                 format!("{name} does not exist"),
             ),
             E::InvalidModificationState(state) => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
-                "INVALID_MODIFICATION_STATE",
+                ErrorReason::InvalidModificationState,
                 format!(
                     "the modification request is {state}; only a PENDING_REVIEW request can be withdrawn"
                 ),
@@ -298,19 +300,19 @@ impl From<RegistrationError> for tonic::Status {
             E::EtagMismatch => ApiError::new(
                 Code::Aborted,
                 DOMAIN,
-                "ETAG_MISMATCH",
+                ErrorReason::EtagMismatch,
                 "the resource changed since it was read; read it again and retry",
             ),
             E::InvalidResumeToken => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "INVALID_RESUME_TOKEN",
+                ErrorReason::InvalidResumeToken,
                 "resume_token is not one this service returned",
             ),
             E::ResumeTokenExpired { oldest } => ApiError::new(
                 Code::OutOfRange,
                 DOMAIN,
-                "RESUME_TOKEN_EXPIRED",
+                ErrorReason::ResumeTokenExpired,
                 "the position is older than the retained events; start again from start_time",
             )
             .with_metadata(
@@ -320,13 +322,13 @@ impl From<RegistrationError> for tonic::Status {
             E::ShuttingDown => ApiError::new(
                 Code::Unavailable,
                 DOMAIN,
-                "SERVER_SHUTTING_DOWN",
+                ErrorReason::ServerShuttingDown,
                 "the server is shutting down; resume from the last resume_token",
             ),
             E::TooManyStreams(max) => ApiError::new(
                 Code::ResourceExhausted,
                 DOMAIN,
-                "TOO_MANY_STREAMS",
+                ErrorReason::TooManyStreams,
                 "this replica has as many event streams open as it serves; retry later or on another replica",
             )
             .with_metadata("max_streams", max.to_string()),

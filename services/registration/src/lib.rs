@@ -1,5 +1,6 @@
 //! registration: applications, sellers and the guarantee that one company entity registers once.
 
+pub mod agreement;
 pub mod decision;
 pub mod error;
 pub mod events;
@@ -38,7 +39,6 @@ use kg_runtime::outbox::{OutboxGauges, Relay};
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm_migration::MigratorTrait;
-use sha2::Digest;
 use tokio::net::TcpListener;
 
 pub use service::{Agreement, Registration};
@@ -46,8 +46,8 @@ pub use service::{Agreement, Registration};
 pub const SERVICE: &str = "registration";
 
 /// The seller agreement applicants accept (its version and text ship with the service).
-pub const AGREEMENT_VERSION: &str = "2026-01";
-pub const AGREEMENT_TEXT: &str = include_str!("../../../docs/seller-agreement-2026-01.txt");
+pub const AGREEMENT_VERSION: &str = agreement::VERSION;
+pub const AGREEMENT_TEXT: &str = agreement::TEXT;
 
 const MAX_MESSAGE_BYTES: usize = 6 * 1024 * 1024;
 
@@ -113,10 +113,7 @@ pub struct Config {
 }
 
 pub fn agreement() -> Agreement {
-    Agreement {
-        version: AGREEMENT_VERSION.to_string(),
-        text_sha256: hex::encode(sha2::Sha256::digest(AGREEMENT_TEXT.as_bytes())),
-    }
+    agreement::current()
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {

@@ -24,6 +24,9 @@ use crate::feed::Feed;
 pub struct Agreement {
     pub version: String,
     pub text_sha256: String,
+    /// What GetSellerAgreement serves besides the two above.
+    pub text: String,
+    pub effective_date: String,
 }
 
 pub struct Registration {
@@ -304,6 +307,13 @@ impl RegistrationService for Registration {
         Ok(Response::new(
             self.apply_decision(request.into_inner()).await?,
         ))
+    }
+
+    async fn get_seller_agreement(
+        &self,
+        _request: Request<GetSellerAgreementRequest>,
+    ) -> Result<Response<GetSellerAgreementResponse>, Status> {
+        Ok(Response::new(crate::agreement::to_wire(&self.agreement)))
     }
 
     type WatchEventsStream = EventStream;

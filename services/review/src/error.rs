@@ -2,6 +2,7 @@
 //! `proto/koogallery/review/v1/review.proto`.
 
 use kg_runtime::ApiError;
+use kg_runtime::error::ErrorReason;
 use kg_runtime::error::FieldViolation;
 use tonic::Code;
 
@@ -100,7 +101,7 @@ impl From<ReviewError> for tonic::Status {
                 let mut api = ApiError::new(
                     Code::InvalidArgument,
                     DOMAIN,
-                    "INVALID_ARGUMENT",
+                    ErrorReason::InvalidArgument,
                     format!(
                         "{} invalid field(s); see the field violations",
                         violations.len()
@@ -113,7 +114,7 @@ impl From<ReviewError> for tonic::Status {
                 let mut api = ApiError::new(
                     Code::InvalidArgument,
                     DOMAIN,
-                    "REJECTION_REASON_UNKNOWN",
+                    ErrorReason::RejectionReasonUnknown,
                     format!(
                         "reason code(s) {} are not in the rejection-reason catalogue \
                          (ListRejectionReasons)",
@@ -127,84 +128,84 @@ impl From<ReviewError> for tonic::Status {
             E::IdempotencyKeyReused => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorReason::IdempotencyKeyReused,
                 "the request_id (or event_id) was already used with a different request body; \
                  use a new one",
             ),
             E::InvalidPageToken => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
-                "INVALID_PAGE_TOKEN",
+                ErrorReason::InvalidPageToken,
                 "page_token is not one this service returned for the same filters",
             ),
             E::TaskNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "REVIEW_TASK_NOT_FOUND",
+                ErrorReason::ReviewTaskNotFound,
                 format!("{name} does not exist"),
             ),
             E::NoTaskForSubject(subject) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
-                "REVIEW_TASK_NOT_FOUND",
+                ErrorReason::ReviewTaskNotFound,
                 format!("there is no review task for {subject}"),
             )
             .with_metadata("subject", subject),
             E::TaskExists { task } => ApiError::new(
                 Code::AlreadyExists,
                 DOMAIN,
-                "REVIEW_TASK_EXISTS",
+                ErrorReason::ReviewTaskExists,
                 format!("the subject already has a review task ({task}), created by another event"),
             )
             .with_metadata("review_task", task),
             E::ClaimedByOther { assignee } => precondition(
-                "TASK_CLAIMED_BY_OTHER",
+                ErrorReason::TaskClaimedByOther,
                 "another reviewer claimed this task; only the assignee may work on it",
             )
             .with_metadata("assignee", assignee),
             E::ReleaseDenied { assignee } => ApiError::new(
                 Code::PermissionDenied,
                 DOMAIN,
-                "TASK_CLAIMED_BY_OTHER",
+                ErrorReason::TaskClaimedByOther,
                 "another reviewer claimed this task; only the assignee or an operator may \
                  release it",
             )
             .with_metadata("assignee", assignee),
             E::NotClaimed => precondition(
-                "TASK_NOT_CLAIMED",
+                ErrorReason::TaskNotClaimed,
                 "the task is not claimed; claim it first (ClaimReviewTask)",
             ),
             E::AlreadyDecided { state } => precondition(
-                "TASK_ALREADY_DECIDED",
+                ErrorReason::TaskAlreadyDecided,
                 format!("the task was already decided (it is {state}); the first decision stands"),
             )
             .with_metadata("state", state),
             E::InvalidState { state } => precondition(
-                "INVALID_TASK_STATE",
+                ErrorReason::InvalidTaskState,
                 format!("the task is {state}; this action is not allowed in that state"),
             )
             .with_metadata("state", state),
             E::ChangesNotAllowed => precondition(
-                "CHANGES_NOT_ALLOWED",
+                ErrorReason::ChangesNotAllowed,
                 "changes can be requested on applications only; approve or reject a \
                  modification request",
             ),
             E::SelfReview => ApiError::new(
                 Code::PermissionDenied,
                 DOMAIN,
-                "SELF_REVIEW",
+                ErrorReason::SelfReview,
                 "reviewers may not review their own account's subjects",
             ),
             E::EtagMismatch => ApiError::new(
                 Code::Aborted,
                 DOMAIN,
-                "ETAG_MISMATCH",
+                ErrorReason::EtagMismatch,
                 "the task changed since it was read; read it again",
             ),
             E::Contended => ApiError::new(
                 Code::Aborted,
                 DOMAIN,
-                "CONCURRENT_MODIFICATION",
+                ErrorReason::ConcurrentModification,
                 "the task kept changing while this request ran; retry with the same request_id",
             ),
             E::DependencyUnavailable(service, status) => {
@@ -212,7 +213,7 @@ impl From<ReviewError> for tonic::Status {
                 ApiError::new(
                     Code::Unavailable,
                     DOMAIN,
-                    "DEPENDENCY_UNAVAILABLE",
+                    ErrorReason::DependencyUnavailable,
                     format!("{service} is unavailable; nothing was changed, retry later"),
                 )
                 .with_metadata("service", service)
@@ -222,7 +223,7 @@ impl From<ReviewError> for tonic::Status {
                 ApiError::new(
                     Code::Unavailable,
                     DOMAIN,
-                    "DATABASE_UNAVAILABLE",
+                    ErrorReason::DatabaseUnavailable,
                     "the review database did not answer; retry later",
                 )
             }
@@ -231,6 +232,6 @@ impl From<ReviewError> for tonic::Status {
     }
 }
 
-fn precondition(reason: &'static str, message: impl Into<String>) -> ApiError {
+fn precondition(reason: ErrorReason, message: impl Into<String>) -> ApiError {
     ApiError::new(Code::FailedPrecondition, DOMAIN, reason, message)
 }

@@ -37,6 +37,7 @@ pub use koogallery::notification::v1 as notification;
 pub use koogallery::registration::v1 as registration;
 pub use koogallery::review::v1 as review;
 
-/// Every KooGallery proto file, for server reflection.
+/// Every KooGallery proto file, plus google.rpc status/error_details and the google.protobuf
+/// well-known types (what error details and fields refer to), for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/koogallery_descriptor.bin"));

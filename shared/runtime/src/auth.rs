@@ -467,6 +467,8 @@ pub fn allowed_roles(path: &str) -> &'static [Role] {
             | "ListModificationRequests" => APPLICANT_AND_STAFF,
             // Applicants follow their own account only; the handler enforces it.
             "WatchEvents" => &[Applicant, Reviewer, Operator, Service],
+            // The agreement text is public to every signed-in caller.
+            "GetSellerAgreement" => &[Applicant, Reviewer, Operator, Service],
             _ => &[],
         },
         ("koogallery.review.v1.ReviewService", m) => match m {
@@ -574,21 +576,21 @@ where
                 tracing::debug!(rpc = %path, "refused: no bearer token");
                 Err(deny(
                     tonic::Status::unauthenticated("a bearer token is required"),
-                    "UNAUTHENTICATED",
+                    crate::error::ErrorReason::Unauthenticated,
                 ))
             }
             Some((t, Err(AuthError::Expired))) => {
                 tracing::debug!(rpc = %path, token = %redact::token(t), "refused: expired token");
                 Err(deny(
                     tonic::Status::unauthenticated("the token has expired"),
-                    "TOKEN_EXPIRED",
+                    crate::error::ErrorReason::TokenExpired,
                 ))
             }
             Some((t, Err(AuthError::Invalid))) => {
                 tracing::debug!(rpc = %path, token = %redact::token(t), "refused: invalid token");
                 Err(deny(
                     tonic::Status::unauthenticated("the token is not valid"),
-                    "TOKEN_INVALID",
+                    crate::error::ErrorReason::TokenInvalid,
                 ))
             }
             Some((t, Ok(caller))) if !allowed_roles(&path).contains(&caller.role) => {
@@ -604,7 +606,7 @@ where
                         "the {} role may not call this method",
                         caller.role.as_str()
                     )),
-                    "ROLE_NOT_ALLOWED",
+                    crate::error::ErrorReason::RoleNotAllowed,
                 ))
             }
             Some((_, Ok(caller))) => Ok(caller),
@@ -619,7 +621,10 @@ where
     }
 }
 
-fn deny(status: tonic::Status, reason: &'static str) -> http::Response<tonic::body::Body> {
+fn deny(
+    status: tonic::Status,
+    reason: crate::error::ErrorReason,
+) -> http::Response<tonic::body::Body> {
     let api = crate::ApiError::new(
         status.code(),
         "auth.koogallery.io",

@@ -102,9 +102,27 @@ pub struct CommonConfig {
     #[arg(long, env = "KG_REQUEST_TIMEOUT_SECS", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
     pub request_timeout_secs: u64,
 
+    /// Web origins (`https://console.example.com`, comma-separated, or `*` for any) whose
+    /// browser pages may call this service with grpc-web (CORS). Empty (the default): no CORS
+    /// headers, so browsers refuse cross-origin calls; grpc-web from other clients still works.
+    #[arg(long, env = "KG_CORS_ALLOWED_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Database and connection timeouts (KG_DB_*_TIMEOUT_MS, keepalive, handshake, idle).
     #[command(flatten)]
     pub limits: LimitsConfig,
+}
+
+/// KG_CORS_ALLOWED_ORIGINS as [`CommonConfig::cors_allowed_origins`] reads it, for code that
+/// builds a `CommonConfig` without clap (`koogallery up`).
+pub fn cors_allowed_origins_from_env() -> Vec<String> {
+    std::env::var("KG_CORS_ALLOWED_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// The stall bounds every service takes: database session timeouts and the limits of the gRPC
@@ -317,24 +335,6 @@ impl CommonConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Default ports of the local mesh (`koogallery up`).
-pub mod ports {
-    pub const IDENTITY_CHECK: u16 = 50051;
-    pub const REGISTRATION: u16 = 50052;
-    pub const REVIEW: u16 = 50053;
-    pub const NOTIFICATION: u16 = 50054;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
 /// Settings that hold secrets. Each `KG_X` may instead be given as a file: `KG_X_FILE` names a
 /// file whose content (without a trailing newline) is the value, so that Kubernetes can mount
 /// the secret from a Secret volume instead of putting it in the environment.
@@ -397,6 +397,24 @@ pub fn command_with_secret_files<C: clap::CommandFactory>(
     Ok(command)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Default ports of the local mesh (`koogallery up`).
+pub mod ports {
+    pub const IDENTITY_CHECK: u16 = 50051;
+    pub const REGISTRATION: u16 = 50052;
+    pub const REVIEW: u16 = 50053;
+    pub const NOTIFICATION: u16 = 50054;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
 
     #[derive(Parser)]
     struct Cli {
@@ -404,24 +422,6 @@ pub fn command_with_secret_files<C: clap::CommandFactory>(
         common: CommonConfig,
     }
 
-    #[test]
-    fn limits_default_and_take_flags() {
-        let cli = Cli::try_parse_from(["kg"]).unwrap();
-        let defaults = LimitsConfig::default();
-        assert_eq!(
-            cli.common.limits.db_statement_timeout_ms,
-            defaults.db_statement_timeout_ms
-        );
-        assert_eq!(cli.common.limits.idle_connection_timeout_secs, 300);
-        assert_eq!(
-            cli.common.db_timeouts(),
-            crate::db::DbTimeouts::default(),
-            "the flags' defaults are the library's"
-        );
-        let cli = Cli::try_parse_from([
-            "kg",
-            "--db-lock-timeout-ms",
-            "250",
     #[test]
     fn secrets_come_from_files() {
         use clap::FromArgMatches;
@@ -460,6 +460,24 @@ pub fn command_with_secret_files<C: clap::CommandFactory>(
         assert!(err.to_string().contains("KG_JWT_SECRET_FILE"), "{err}");
     }
 
+    #[test]
+    fn limits_default_and_take_flags() {
+        let cli = Cli::try_parse_from(["kg"]).unwrap();
+        let defaults = LimitsConfig::default();
+        assert_eq!(
+            cli.common.limits.db_statement_timeout_ms,
+            defaults.db_statement_timeout_ms
+        );
+        assert_eq!(cli.common.limits.idle_connection_timeout_secs, 300);
+        assert_eq!(
+            cli.common.db_timeouts(),
+            crate::db::DbTimeouts::default(),
+            "the flags' defaults are the library's"
+        );
+        let cli = Cli::try_parse_from([
+            "kg",
+            "--db-lock-timeout-ms",
+            "250",
             "--handshake-timeout-secs",
             "0",
         ])

@@ -1,13 +1,14 @@
 //! The error model: every service turns its own error enum into an [`ApiError`], and this is the
 //! one place an `ApiError` becomes a `tonic::Status` with `google.rpc` details.
 //!
-//! Each error carries a machine-readable reason (`google.rpc.ErrorInfo.reason`, SCREAMING_SNAKE)
-//! and the domain of the service that raised it (`registration.koogallery.io`). Field problems
+//! Each error carries a machine-readable reason (`google.rpc.ErrorInfo.reason`: the name of a
+//! `koogallery.common.v1.ErrorReason` value; the type admits no other string) and the domain of the service that raised it (`registration.koogallery.io`). Field problems
 //! travel as `BadRequest` violations; failed preconditions (eligibility) as
 //! `PreconditionFailure` violations.
 
 use std::collections::HashMap;
 
+pub use kg_proto::common::ErrorReason;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -32,6 +33,7 @@ pub struct PreconditionViolation {
 pub struct ApiError {
     pub code: Code,
     pub domain: &'static str,
+    /// The name of an [`ErrorReason`] (set by [`ApiError::new`]).
     pub reason: &'static str,
     pub message: String,
     pub metadata: HashMap<String, String>,
@@ -43,13 +45,13 @@ impl ApiError {
     pub fn new(
         code: Code,
         domain: &'static str,
-        reason: &'static str,
+        reason: ErrorReason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             code,
             domain,
-            reason,
+            reason: reason.as_str_name(),
             message: message.into(),
             metadata: HashMap::new(),
             field_violations: Vec::new(),
@@ -64,7 +66,7 @@ impl ApiError {
         Self::new(
             Code::Internal,
             domain,
-            "INTERNAL",
+            ErrorReason::Internal,
             "internal error; it has been logged",
         )
     }
@@ -79,7 +81,7 @@ impl ApiError {
         Self::new(
             Code::Unavailable,
             domain,
-            "DEPENDENCY_UNAVAILABLE",
+            ErrorReason::DependencyUnavailable,
             format!("{what} is unavailable; retry later"),
         )
         .with_metadata("dependency", what)
@@ -171,7 +173,7 @@ pub fn message_too_large(domain: &str, size: Option<u64>, limit: Option<u64>) ->
         None => "the request message is larger than this service accepts".to_string(),
     };
     let mut details = ErrorDetails::new();
-    details.set_error_info(crate::transport::MESSAGE_TOO_LARGE, domain, metadata);
+    details.set_error_info(ErrorReason::MessageTooLarge.as_str_name(), domain, metadata);
     Status::with_error_details(Code::ResourceExhausted, message, details)
 }
 
@@ -237,7 +239,7 @@ mod tests {
         let err = ApiError::new(
             Code::InvalidArgument,
             "registration.koogallery.io",
-            "INVALID_APPLICATION",
+            ErrorReason::InvalidArgument,
             "the application has 1 invalid field",
         )
         .with_field_violation(
@@ -249,7 +251,7 @@ mod tests {
         let status: Status = err.into();
         assert_eq!(status.code(), Code::InvalidArgument);
         let decoded = DecodedError::from_status(&status);
-        assert_eq!(decoded.reason.as_deref(), Some("INVALID_APPLICATION"));
+        assert_eq!(decoded.reason.as_deref(), Some("INVALID_ARGUMENT"));
         assert_eq!(
             decoded.domain.as_deref(),
             Some("registration.koogallery.io")

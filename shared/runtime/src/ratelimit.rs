@@ -154,7 +154,7 @@ where
 pub fn limited(wait: Duration) -> tonic::Status {
     let mut details = ErrorDetails::new();
     details.set_error_info(
-        "RATE_LIMITED",
+        crate::error::ErrorReason::RateLimited.as_str_name(),
         "auth.koogallery.io",
         HashMap::from([("retry_after_ms".to_string(), wait.as_millis().to_string())]),
     );

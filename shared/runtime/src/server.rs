@@ -1,5 +1,6 @@
 //! The scaffolding every service runs in: one gRPC server with health, reflection (v1 and
-//! v1alpha), per-RPC metrics and tracing, authentication, per-caller rate limits, a server-side
+//! v1alpha, including the google.rpc error-detail types), grpc-web over HTTP/1.1 on the same
+//! port (with CORS for the configured origins), per-RPC metrics and tracing, authentication, per-caller rate limits, a server-side
 //! deadline and optional (mutual) TLS, serving until shutdown, then draining in-flight RPCs.
 //! With TLS on, an optional plaintext listener serves health only (kubelet probes cannot do TLS).
 //!
@@ -60,6 +61,8 @@ pub struct ServeOptions {
     pub http2_keepalive_timeout: Duration,
     /// Handshake and idle-connection timeouts of every accepted connection.
     pub connection_limits: ConnectionLimits,
+    /// Origins whose browser pages may call with grpc-web (`*`: any); empty: no CORS.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// `Some(secs)` unless `secs` is 0 (off).
@@ -95,6 +98,7 @@ impl ServeOptions {
                 handshake_timeout: secs(crate::config::DEFAULT_HANDSHAKE_TIMEOUT_SECS),
                 idle_timeout: secs(crate::config::DEFAULT_IDLE_CONNECTION_TIMEOUT_SECS),
             },
+            cors_allowed_origins: Vec::new(),
         }
     }
 
@@ -126,6 +130,7 @@ impl ServeOptions {
             handshake_timeout: secs(limits.handshake_timeout_secs),
             idle_timeout: secs(limits.idle_connection_timeout_secs),
         };
+        options.cors_allowed_origins = common.cors_allowed_origins.clone();
         Ok(options)
     }
 }
@@ -160,7 +165,9 @@ where
         http2_keepalive_interval,
         http2_keepalive_timeout,
         connection_limits,
+        cors_allowed_origins,
     } = options;
+    let cors = cors_layer(&cors_allowed_origins)?;
     if auth.is_none() {
         tracing::warn!(
             service = name,
@@ -247,6 +254,8 @@ where
         "serving"
     );
     let mut builder = Server::builder()
+        // grpc-web arrives over HTTP/1.1 (browsers' fetch); gRPC clients keep HTTP/2
+        .accept_http1(true)
         .http2_keepalive_interval(http2_keepalive_interval)
         .http2_keepalive_timeout(Some(http2_keepalive_timeout));
     if let Some(mut tls) = tls {
@@ -265,6 +274,10 @@ where
         .trace_fn(move |request| crate::telemetry::server_span(name, request))
         // outermost: an RPC counts as in flight on its connection until its body is done
         .layer(ConnectionTrackerLayer::new(registry.clone()))
+        // CORS answers preflights before authentication (they carry no token); then grpc-web
+        // becomes plain gRPC, so that every layer below sees one protocol
+        .layer(tower::util::option_layer(cors))
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(layer)
         .layer(crate::auth::AuthLayer::new(auth))
         .layer(crate::ratelimit::RateLimitLayer::new(rate_limit))
@@ -297,6 +310,50 @@ where
     }
     tracing::info!(service = name, "stopped");
     Ok(())
+}
+
+/// The CORS policy for `origins` (`None` when empty: CORS off). Browsers may send what grpc-web
+/// sends (POST with the grpc-web headers and a bearer token) and read the gRPC status trailers
+/// that grpc-web puts in headers for trailers-only replies. No credentials (cookies): callers
+/// authenticate with the `authorization` header.
+pub fn cors_layer(origins: &[String]) -> anyhow::Result<Option<tower_http::cors::CorsLayer>> {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let parsed = origins
+            .iter()
+            .map(|o| {
+                http::HeaderValue::from_str(o.trim_end_matches('/')).map_err(|_| {
+                    anyhow::anyhow!("KG_CORS_ALLOWED_ORIGINS: {o:?} is not a valid origin")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(parsed)
+    };
+    let header = HeaderName::from_static;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([http::Method::POST])
+            .allow_headers([
+                CONTENT_TYPE,
+                AUTHORIZATION,
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_secs(24 * 60 * 60)),
+    ))
 }
 
 /// The accepted connections of `listener`: TCP_NODELAY (small unary replies must not wait out
