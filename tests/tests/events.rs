@@ -812,8 +812,8 @@ async fn concurrent_submissions_reach_every_watcher_exactly_once() {
 /// PostgreSQL only: SQLite has one writer, so the second transaction could not even start.
 #[tokio::test]
 async fn a_late_commit_streams_when_it_commits_and_is_never_skipped() {
-    use sea_orm::TransactionTrait;
     use kg_registration::events::EventKind;
+    use sea_orm::TransactionTrait;
     if mesh::backend() == mesh::Backend::Sqlite {
         return;
     }
