@@ -232,21 +232,57 @@ pub async fn transactions(db: &DatabaseConnection) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("no transaction count"))
 }
 
-/// Sessions of the connection's database, other than the caller's, inside a transaction: the
-/// state, age and last statement of each.
-pub async fn open_transactions(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
+/// A session inside a transaction, as PostgreSQL sees it.
+#[derive(Debug, Clone)]
+pub struct OpenTransaction {
+    /// State, age and last statement.
+    pub summary: String,
+    /// It has written (a transaction id is assigned).
+    pub wrote: bool,
+    /// Granted locks that can hold back other writers: advisory locks and table locks stronger
+    /// than ROW EXCLUSIVE (empty when none).
+    pub exclusive_locks: String,
+}
+
+/// Sessions of the connection's database, other than the caller's, inside a transaction.
+pub async fn open_transactions(db: &DatabaseConnection) -> anyhow::Result<Vec<OpenTransaction>> {
     let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT state || ' for ' || (now() - xact_start)::text || ': ' || left(query, 160) \
-             FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-             AND xact_start IS NOT NULL",
+            "SELECT a.state || ' for ' || (now() - a.xact_start)::text || ': ' \
+                    || left(a.query, 160), \
+                    a.backend_xid IS NOT NULL, \
+                    coalesce(string_agg(l.locktype || ' ' || l.mode \
+                        || coalesce(' ' || l.relation::regclass::text, ''), ', '), '') \
+             FROM pg_stat_activity a \
+             LEFT JOIN pg_locks l ON l.pid = a.pid AND l.granted \
+                  AND (l.locktype = 'advisory' OR (l.locktype = 'relation' AND l.mode NOT IN \
+                       ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock'))) \
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() \
+               AND a.xact_start IS NOT NULL \
+             GROUP BY a.pid, a.state, a.xact_start, a.query, a.backend_xid",
         ))
         .await?;
     rows.iter()
-        .map(|r| Ok(r.try_get_by_index::<String>(0)?))
+        .map(|r| {
+            Ok(OpenTransaction {
+                summary: r.try_get_by_index(0)?,
+                wrote: r.try_get_by_index(1)?,
+                exclusive_locks: r.try_get_by_index(2)?,
+            })
+        })
         .collect()
+}
+
+/// Sessions of the connection's database waiting for a lock.
+pub async fn lock_waiters(db: &DatabaseConnection) -> anyhow::Result<i64> {
+    let v = one_i64(
+        db,
+        "SELECT count(*)::bigint FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .await?;
+    Ok(v.first().copied().unwrap_or(0))
 }
 
 /// The rows of an outbox table (see kg_runtime::outbox) by fate.
