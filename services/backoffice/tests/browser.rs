@@ -1,0 +1,292 @@
+//! The back office in a real browser: headless Chromium driven through chromedriver (WebDriver)
+//! against the back office and the whole mesh, as `koogallery up` runs them. Two reviewers in
+//! two browser sessions; the decision is checked over gRPC afterwards.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/test installs them). The screenshots
+//! are written under the test target folder (`backoffice-screenshots/`), and over
+//! docs/backoffice/ when KG_UPDATE_DOCS_SCREENSHOTS=1.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use kg_proto::registration::{ApplicationState, GetSellerRequest, ListSellersRequest};
+use kg_proto::review::ReviewTaskState;
+use kg_tests::{free_port, poll};
+use tokio::process::{Child, Command};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    url: String,
+    _child: Child,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        assert!(
+            Path::new(CHROMEDRIVER).exists(),
+            "{CHROMEDRIVER} is missing: apt-get install chromium chromium-driver (scripts/test does)"
+        );
+        let port = free_port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        poll("chromedriver", Duration::from_secs(20), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+        Driver { url, _child: child }
+    }
+
+    /// A new browser session with a profile of its own.
+    async fn browser(&self, profile: &Path) -> Client {
+        let binary = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("chromium is missing: apt-get install chromium chromium-driver");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": binary,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,1400",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session through chromedriver")
+    }
+}
+
+async fn sign_in(browser: &Client, office: &Office, subject: &str) {
+    browser.goto(&format!("{}/", office.url)).await.unwrap();
+    // No session yet: the development sign-in.
+    let url = browser.current_url().await.unwrap();
+    assert_eq!(
+        url.path(),
+        "/signin",
+        "unsigned visitors are sent to sign in"
+    );
+    let field = browser.find(Locator::Id("subject")).await.unwrap();
+    field.send_keys(subject).await.unwrap();
+    browser
+        .find(Locator::Id("signin"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let me = browser.wait().for_element(Locator::Id("me")).await.unwrap();
+    assert_eq!(me.text().await.unwrap(), subject);
+}
+
+async fn click(browser: &Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Saves a screenshot as a test artifact (and over the README's copy when asked to).
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{name}: a real PNG screenshot"
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("backoffice-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), &png).unwrap();
+    if std::env::var_os("KG_UPDATE_DOCS_SCREENSHOTS").is_some_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/backoffice");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(name), &png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_claim_and_approve_in_a_real_browser() {
+    let mesh = mesh().await;
+    let office = Office::start(&mesh).await;
+    let app = mesh.submitted("acct-browser", 8101).await;
+    let task = mesh.task_of(&app.name).await;
+    let id = task_id(&task);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let one = driver.browser(&profiles.path().join("reviewer-1")).await;
+    let two = driver.browser(&profiles.path().join("reviewer-2")).await;
+
+    // Reviewer 1 signs in and finds the fresh application in the queue, unclaimed.
+    sign_in(&one, &office, "reviewer-1").await;
+    let row = format!("tr[data-task=\"{id}\"]");
+    assert_eq!(
+        text_of(&one, &format!("{row} a.company")).await,
+        app.company_name
+    );
+    assert_eq!(
+        text_of(&one, &format!("{row} td.assignee")).await,
+        "unclaimed"
+    );
+    assert!(
+        text_of(&one, &format!("{row} td:nth-child(2)"))
+            .await
+            .ends_with("left"),
+        "time left on the review clock"
+    );
+    screenshot(&one, "queue.png").await;
+
+    // The task page, with the logo rendered by the browser from the back office's own URL.
+    one.find(Locator::Css(&format!("{row} a.company")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text_of(&one, "#company").await, app.company_name);
+    let width = poll("the logo to load", Duration::from_secs(20), || async {
+        let w = one
+            .execute(
+                "const i = document.getElementById('logo-preview'); \
+                 return i && i.complete ? i.naturalWidth : -1;",
+                vec![],
+            )
+            .await
+            .ok()?
+            .as_i64()?;
+        (w >= 0).then_some(w)
+    })
+    .await;
+    assert_eq!(width, 168, "the 168 x 80 PNG decoded in the browser");
+    assert!(text_of(&one, "#materials").await.contains("Website"));
+    assert!(text_of(&one, "#audit").await.contains("CREATED"));
+
+    // Reviewer 2 opens the same task while it is still unclaimed.
+    sign_in(&two, &office, "reviewer-2").await;
+    two.goto(&format!("{}/tasks/{id}", office.url))
+        .await
+        .unwrap();
+    two.wait().for_element(Locator::Id("claim")).await.unwrap();
+
+    // Reviewer 1 claims it.
+    click(&one, "claim").await;
+    assert_eq!(
+        text_of(&one, "#assignee").await,
+        "Claimed by reviewer-1 (you)"
+    );
+    one.wait()
+        .for_element(Locator::Id("approve"))
+        .await
+        .unwrap();
+    screenshot(&one, "task.png").await;
+
+    // Reviewer 2's stale Claim is refused with the service's reason; the queue shows the claim.
+    click(&two, "claim").await;
+    let reason = text_of(&two, "#refusal-reason").await;
+    assert!(
+        reason == "ETAG_MISMATCH" || reason == "TASK_CLAIMED_BY_OTHER",
+        "the service's reason code, got {reason:?}"
+    );
+    two.goto(&format!("{}/", office.url)).await.unwrap();
+    assert_eq!(
+        text_of(&two, &format!("{row} td.assignee")).await,
+        "reviewer-1"
+    );
+    two.goto(&format!("{}/tasks/{id}", office.url))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&two, "#no-actions")
+            .await
+            .contains("Claimed by reviewer-1"),
+        "no claim button for the second reviewer"
+    );
+    assert!(two.find(Locator::Id("claim")).await.is_err());
+
+    // Reviewer 1 approves.
+    one.find(Locator::Id("approve-comment"))
+        .await
+        .unwrap()
+        .send_keys("Logo, website and entity verified.")
+        .await
+        .unwrap();
+    click(&one, "approve").await;
+    assert_eq!(text_of(&one, "#state").await, "Approved");
+    assert!(text_of(&one, "#flash").await.starts_with("Approved"));
+
+    // Over gRPC: the task is decided by reviewer 1 and the seller exists.
+    let decided = mesh.review_task(&task.name).await;
+    assert_eq!(decided.state, ReviewTaskState::Approved as i32);
+    assert_eq!(decided.assignee, "reviewer-1");
+    let approved = mesh
+        .application_in(&app.name, ApplicationState::Approved)
+        .await;
+    let seller = mesh
+        .reg()
+        .await
+        .get_seller(mesh.operator(GetSellerRequest {
+            name: approved.seller.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seller
+        .unwrap();
+    assert_eq!(seller.account_id, "acct-browser");
+    assert_eq!(seller.company_name, app.company_name);
+    let listed = mesh
+        .reg()
+        .await
+        .list_sellers(mesh.reviewer(ListSellersRequest {
+            account_id: "acct-browser".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .sellers;
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        [seller.name.as_str()]
+    );
+
+    one.close().await.unwrap();
+    two.close().await.unwrap();
+    office.stop().await;
+    mesh.stop().await;
+}
