@@ -25,15 +25,19 @@ pub type OutboundChannel = Observed<InterceptedService<Channel, OutboundIntercep
 pub struct Observed<S> {
     inner: S,
     service: Arc<str>,
+    /// The peer's URL: requests carry only the path at this layer.
+    peer: http::Uri,
     metrics: crate::metrics::CallMetrics,
 }
 
 impl<S> Observed<S> {
-    /// `service`: the calling service, whose metrics endpoint reports these calls.
-    pub fn new(inner: S, service: &str) -> Self {
+    /// `service`: the calling service, whose metrics endpoint reports these calls; `url`: the
+    /// peer, for the spans' `server.address` and `server.port`.
+    pub fn new(inner: S, service: &str, url: &str) -> Self {
         Self {
             inner,
             service: service.into(),
+            peer: url.parse().unwrap_or_default(),
             metrics: crate::metrics::client_metrics(service),
         }
     }
@@ -56,7 +60,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let span = crate::telemetry::client_span(&self.service, request.uri());
+        let span = crate::telemetry::client_span(&self.service, &self.peer, request.uri().path());
         let mut call = self.metrics.start(request.uri().path(), span.clone());
         // the interceptor runs inside this call: it injects the client span's context
         let future = span.in_scope(|| self.inner.call(request));
@@ -244,6 +248,7 @@ pub fn outbound_with(
             OutboundInterceptor::new(signer.clone()),
         ),
         service,
+        url,
     ))
 }
 

@@ -325,6 +325,7 @@ impl CommonConfig {
                 interceptor,
             ),
             service,
+            url,
         ))
     }
 

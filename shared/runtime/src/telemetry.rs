@@ -266,9 +266,10 @@ pub fn server_span(service: &'static str, request: &http::Request<()>) -> tracin
     span
 }
 
-/// The span of one outgoing RPC (child of the current span) from `service` to `uri`.
-pub fn client_span(service: &str, uri: &http::Uri) -> tracing::Span {
-    let method = crate::metrics::method_label(uri.path());
+/// The span of one outgoing RPC of `path` (child of the current span) from `service` to `peer`.
+pub fn client_span(service: &str, peer: &http::Uri, path: &str) -> tracing::Span {
+    let uri = peer;
+    let method = crate::metrics::method_label(path);
     tracing::info_span!(
         "grpc.client",
         otel.name = %method,
