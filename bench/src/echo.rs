@@ -24,7 +24,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     Server::builder()
         .timeout(Duration::from_secs(30))
-        .trace_fn(kg_runtime::telemetry::server_span)
+        .trace_fn(|request| kg_runtime::telemetry::server_span("kg-bench-echo", request))
         .layer(metrics.layer())
         .layer(AuthLayer::new(None))
         .layer(RateLimitLayer::new(None))
