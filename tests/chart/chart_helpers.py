@@ -70,7 +70,7 @@ CALLERS = {
     "notification": {"registration", "review"},
 }
 
-# Environment variables that carry secrets: they must come from secretKeyRef, never a ConfigMap.
+# Settings that carry secrets: the pods get them only as files, through <name>_FILE.
 SECRET_ENV = {
     "KG_DATABASE_URL",
     "KG_REDIS_URL",

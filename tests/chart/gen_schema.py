@@ -235,7 +235,7 @@ def settings(full: bool) -> dict[str, Schema]:
                 "existingSecret": string(pattern=DNS_NAME, maxLength=253),
                 "key": string('"" = "<service>-database-url".', pattern=r"^([-._a-zA-Z0-9]+)?$"),
             },
-            desc="Where KG_DATABASE_URL comes from.",
+            desc="The Secret key mounted as KG_DATABASE_URL_FILE.",
         ),
         "probes": o({"startup": ref("probe"), "readiness": ref("probe"), "liveness": ref("probe")}),
         "autoscaling": o(

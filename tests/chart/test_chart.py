@@ -372,20 +372,44 @@ def test_secrets_are_only_referenced(scenario: str) -> None:
         if obj["kind"] not in WORKLOAD_KINDS:
             continue
         for container in ch.pod_spec(obj)["containers"]:
-            for name, env in ch.container_env(container).items():
-                if name in ch.SECRET_ENV:
-                    assert "value" not in env, f"{ch.kind_name(obj)}: {name} as a plain value"
-                    assert env["valueFrom"]["secretKeyRef"]["name"], env
+            env = ch.container_env(container)
+            # secrets reach the process as files only (checkov CKV_K8S_35): neither the value
+            # nor a secretKeyRef in the environment
+            assert not ch.SECRET_ENV & set(env), f"{ch.kind_name(obj)}: {ch.SECRET_ENV & set(env)}"
+            refs = [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})]
+            assert not refs, f"{ch.kind_name(obj)}: secretKeyRef env {refs}"
+            assert "envFrom" not in container or all("secretRef" not in e for e in container["envFrom"])
+
+
+def _secret_files(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """KG_X -> (Secret, key) of a workload, resolved as the kubelet would: KG_X_FILE names a
+    path, a read-only mount holds it, and the projected volume maps a Secret key to that file."""
+    spec = ch.pod_spec(obj)
+    container = spec["containers"][0]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    out = {}
+    for name, env in ch.container_env(container).items():
+        if not (name.endswith("_FILE") and name.removesuffix("_FILE") in ch.SECRET_ENV):
+            continue
+        path = env["value"]
+        mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+        assert mount.get("readOnly") is True, f"{ch.kind_name(obj)}: {mount} is writable"
+        volume = volumes[mount["name"]]["projected"]
+        assert volume["defaultMode"] & 0o077 == 0o040, f"{oct(volume['defaultMode'])}: group read only"
+        relative = path[len(mount["mountPath"]) + 1 :]
+        found = [
+            (src["secret"]["name"], item["key"])
+            for src in volume["sources"]
+            for item in src["secret"]["items"]
+            if item["path"] == relative
+        ]
+        assert len(found) == 1, f"{ch.kind_name(obj)}: {path} maps to {found}"
+        out[name.removesuffix("_FILE")] = found[0]
+    return out
 
 
 def _secret_refs(objs: list[dict[str, Any]], svc: str) -> dict[str, tuple[str, str]]:
-    deployment = ch.one(objs, "Deployment", f"koogallery-{svc}")
-    env = ch.container_env(ch.pod_spec(deployment)["containers"][0])
-    return {
-        name: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-        for name, e in env.items()
-        if "secretKeyRef" in e.get("valueFrom", {})
-    }
+    return _secret_files(ch.one(objs, "Deployment", f"koogallery-{svc}"))
 
 
 def test_each_service_gets_exactly_its_secrets() -> None:
@@ -418,8 +442,7 @@ def test_existing_secrets_are_used_as_named() -> None:
     for svc in ch.SERVICES:
         assert _secret_refs(objs, svc)["KG_DATABASE_URL"] == (f"{svc}-db-app", "uri")
         job = ch.one(objs, "Job", f"koogallery-{svc}-migrate")
-        env = ch.container_env(ch.pod_spec(job)["containers"][0])
-        assert env["KG_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": f"{svc}-db-app", "key": "uri"}
+        assert _secret_files(job) == {"KG_DATABASE_URL": (f"{svc}-db-app", "uri")}
 
 
 def test_jwks_mode_mounts_the_key_set() -> None:
@@ -741,7 +764,7 @@ def test_migration_jobs_run_before_install_and_upgrade(scenario: str) -> None:
         assert spec["serviceAccountName"] == "koogallery-migrations"
         container = spec["containers"][0]
         assert container["command"] == [f"koogallery-{svc}", "migrate"]
-        assert "secretKeyRef" in ch.container_env(container)["KG_DATABASE_URL"]["valueFrom"]
+        assert _secret_files(job) == {"KG_DATABASE_URL": _secret_refs(objs, svc)["KG_DATABASE_URL"]}
         assert "envFrom" not in container, "hooks run before the ConfigMaps exist"
 
 

@@ -149,53 +149,84 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Env entries of the secrets a service reads. Call with (list $root "registration" $settings). */}}
-{{- define "kg.secretEnv" -}}
+{{- define "kg.secretsDir" -}}/etc/koogallery/secrets{{- end -}}
+
+{{/*
+The secrets a service reads, as files: a YAML list of {env, file, secret, key}. The container
+gets <env>_FILE=<secretsDir>/<file> (the services read every KG_X they take as a secret from
+KG_X_FILE too), and the projected "secrets" volume maps the Secret's key to that file, so no
+secret value is in the pod's environment. Call with (list $root "registration" $settings), or
+(list $root "registration" $settings "migrate") for the database URL alone (a migration Job).
+*/}}
+{{- define "kg.secretFiles" -}}
 {{- $root := index . 0 -}}
 {{- $name := index . 1 -}}
 {{- $s := index . 2 -}}
+{{- $onlyDb := eq (len .) 4 -}}
 {{- $sec := $root.Values.secrets -}}
-- name: KG_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $s.database) }}
-      key: {{ default (printf "%s-database-url" $name) $s.database.key }}
+- env: KG_DATABASE_URL
+  file: database-url
+  secret: {{ include "kg.secretName" (list $root $s.database) }}
+  key: {{ default (printf "%s-database-url" $name) $s.database.key }}
+{{- if not $onlyDb }}
 {{- if eq $sec.jwt.mode "hs256" }}
-- name: KG_JWT_SECRET
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $sec.jwt) }}
-      key: {{ $sec.jwt.key }}
+- env: KG_JWT_SECRET
+  file: jwt-secret
+  secret: {{ include "kg.secretName" (list $root $sec.jwt) }}
+  key: {{ $sec.jwt.key }}
 {{- end }}
-- name: KG_SERVICE_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $sec.serviceToken) }}
-      key: {{ $sec.serviceToken.key }}
+- env: KG_SERVICE_TOKEN
+  file: service-token
+  secret: {{ include "kg.secretName" (list $root $sec.serviceToken) }}
+  key: {{ $sec.serviceToken.key }}
 {{- if eq $name "registration" }}
-- name: KG_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $sec.redis) }}
-      key: {{ $sec.redis.key }}
+- env: KG_REDIS_URL
+  file: redis-url
+  secret: {{ include "kg.secretName" (list $root $sec.redis) }}
+  key: {{ $sec.redis.key }}
 {{- end }}
 {{- if eq $name "notification" }}
-- name: KG_SMTP_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $sec.smtp) }}
-      key: {{ $sec.smtp.key }}
+- env: KG_SMTP_URL
+  file: smtp-url
+  secret: {{ include "kg.secretName" (list $root $sec.smtp) }}
+  key: {{ $sec.smtp.key }}
 {{- if $sec.sms.enabled }}
-- name: KG_SMS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $sec.sms) }}
-      key: {{ $sec.sms.urlKey }}
-- name: KG_SMS_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "kg.secretName" (list $root $sec.sms) }}
-      key: {{ $sec.sms.tokenKey }}
+- env: KG_SMS_URL
+  file: sms-url
+  secret: {{ include "kg.secretName" (list $root $sec.sms) }}
+  key: {{ $sec.sms.urlKey }}
+- env: KG_SMS_TOKEN
+  file: sms-token
+  secret: {{ include "kg.secretName" (list $root $sec.sms) }}
+  key: {{ $sec.sms.tokenKey }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* <env>_FILE entries for a kg.secretFiles list. */}}
+{{- define "kg.secretFileEnv" -}}
+{{- range . }}
+- name: {{ .env }}_FILE
+  value: {{ include "kg.secretsDir" nil }}/{{ .file }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The read-only volume of a kg.secretFiles list. Projected: keys of several Secrets in one
+directory. Mode 0440: the kubelet makes the files root-owned with group fsGroup (65532), so group
+read is what the non-root process needs, and nobody may write.
+*/}}
+{{- define "kg.secretsVolume" -}}
+- name: secrets
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- range . }}
+      - secret:
+          name: {{ .secret }}
+          items:
+            - key: {{ .key }}
+              path: {{ .file }}
+      {{- end }}
 {{- end -}}

@@ -161,6 +161,7 @@ failureThreshold: {{ .probe.failureThreshold }}
 {{- $v := $root.Values -}}
 {{- $s := .s -}}
 {{- $probePort := ternary $v.tls.healthPort $v.ports.grpc $v.tls.enabled | int -}}
+{{- $secretFiles := include "kg.secretFiles" (list $root .name $s) | fromYamlArray -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -219,7 +220,7 @@ spec:
             - configMapRef:
                 name: {{ include "kg.resourceName" (list $root .name) }}
           env:
-            {{- include "kg.secretEnv" (list $root .name $s) | nindent 12 }}
+            {{- include "kg.secretFileEnv" $secretFiles | nindent 12 }}
             {{- with $s.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -248,6 +249,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            - name: secrets
+              mountPath: {{ include "kg.secretsDir" $root }}
+              readOnly: true
             {{- if $v.tls.enabled }}
             - name: tls
               mountPath: {{ include "kg.tlsDir" $root }}
@@ -267,6 +271,7 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- include "kg.secretsVolume" $secretFiles | nindent 8 }}
         {{- if $v.tls.enabled }}
         - name: tls
           secret:
