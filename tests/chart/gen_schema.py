@@ -404,6 +404,21 @@ def build() -> Schema:
             },
             required=True,
         ),
+        "grafanaDashboard": obj(
+            {
+                "enabled": boolean(),
+                "namespace": string('"" = the release namespace.', pattern=DNS_NAME, maxLength=63),
+                "labels": string_map(),
+                "annotations": string_map(),
+            },
+            required=True,
+            desc="files/grafana-dashboard.json as a ConfigMap for the Grafana sidecar.",
+        ),
+        "prometheusRule": obj(
+            {"enabled": boolean(), "labels": string_map()},
+            required=True,
+            desc="files/prometheus-rules.yaml as a PrometheusRule.",
+        ),
         "networkPolicy": obj(
             {
                 "enabled": boolean(),

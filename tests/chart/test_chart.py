@@ -81,7 +81,7 @@ def test_scenario_renders_and_every_manifest_validates(scenario: str) -> None:
     for obj in objs:
         assert obj.get("apiVersion") and obj.get("kind"), f"not a Kubernetes object: {obj!r:.200}"
         if ch.is_crd_kind(obj):
-            check_service_monitor(obj)  # not in the Kubernetes schema: checked by hand
+            CRD_CHECKS[obj["kind"]](obj)  # not in the Kubernetes schema: checked by hand
             continue
         for version in ch.K8S_VERSIONS:
             try:
@@ -697,6 +697,23 @@ def check_service_monitor(obj: dict[str, Any]) -> None:
             assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", endpoint[key]), endpoint[key]
 
 
+def check_prometheus_rule(obj: dict[str, Any]) -> None:
+    """The monitoring.coreos.com/v1 PrometheusRule shape, checked by hand (a CRD)."""
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1", obj["apiVersion"]
+    assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(obj["spec"]) == {"groups"}
+    for group in obj["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules"} and group["name"], group
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}, rule
+            assert ("alert" in rule) != ("record" in rule), rule
+            assert isinstance(rule["expr"], str) and rule["expr"].strip()
+            assert all(isinstance(v, str) for v in rule.get("annotations", {}).values())
+
+
+CRD_CHECKS = {"ServiceMonitor": check_service_monitor, "PrometheusRule": check_prometheus_rule}
+
+
 def test_service_monitors_select_the_metrics_port() -> None:
     objs = ch.scenario_manifests("production")
     monitors = ch.find(objs, "ServiceMonitor")
@@ -817,3 +834,138 @@ def test_notes_explain_the_next_steps() -> None:
     assert "koogallery-secrets" in notes
     for svc in ch.SERVICES:
         assert f"http://koogallery-{svc}:50051" in notes
+
+
+# --- dashboard and alert rules ---------------------------------------------------------------------
+
+DASHBOARD_FILE = ch.CHART_DIR / "files" / "grafana-dashboard.json"
+RULES_FILE = ch.CHART_DIR / "files" / "prometheus-rules.yaml"
+OPERATIONS_MD = ch.REPO / "docs" / "operations.md"
+# Labels a query may group by: the documented metric labels, and Prometheus's own.
+KNOWN_LABELS = {
+    "job", "instance", "pod", "le", "rpc_system_name", "rpc_method", "rpc_response_status_code",
+    "service", "version", "revision", "channel", "status", "outcome",
+}
+_HISTOGRAM_SUFFIX = re.compile(r"_(bucket|count|sum)$")
+
+
+def _documented_metrics() -> set[str]:
+    """The names in the first column of docs/operations.md's metric table."""
+    text = OPERATIONS_MD.read_text()
+    table = text[text.index("| metric | type | labels | what |") :].split("\n\n", 1)[0]
+    names = set()
+    for line in table.splitlines()[2:]:
+        names |= set(re.findall(r"`([a-z_:][a-z0-9_:]*)`", line.split("|")[1]))
+    return names
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads: strings, label matchers, grouping clauses, range
+    and function names taken out first, so that label names are not mistaken for metrics."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\b(by|without)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b[a-z_]+\s*\(", "(", expr)
+    return set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b", expr))
+
+
+def _grouping_labels(expr: str) -> set[str]:
+    labels = set()
+    for clause in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        labels |= {label.strip() for label in clause.split(",") if label.strip()}
+    return labels
+
+
+def _dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    exprs = [t["expr"] for _, node in _walk(dashboard) for t in node.get("targets", []) if "expr" in t]
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            exprs.append(re.fullmatch(r"label_values\((.*), *[a-z_]+\)", var["definition"]).group(1))
+    return exprs
+
+
+def test_metric_name_extraction() -> None:
+    """The extraction the dashboard test relies on: label names and functions are not metrics."""
+    expr = (
+        'histogram_quantile(0.99, sum by (job, rpc_method, le) (rate('
+        'rpc_server_call_duration_seconds_bucket{rpc_method!~"a|b", job=~"$job"}[$__rate_interval])))'
+        " / on() max(koogallery_review_overdue_tasks)"
+    )
+    assert _metric_names(expr) - {"on"} == {"rpc_server_call_duration_seconds_bucket", "koogallery_review_overdue_tasks"}
+    assert _grouping_labels(expr) == {"job", "rpc_method", "le"}
+
+
+def test_dashboard_queries_only_metrics_that_exist() -> None:
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    rules_text = RULES_FILE.read_text()
+    documented = _documented_metrics()
+    assert "rpc_server_call_duration_seconds" in documented, "the metric table moved or changed"
+    queries = _dashboard_queries(dashboard)
+    used = set().union(*(_metric_names(q) for q in queries))
+    unknown = {
+        name
+        for name in used
+        if name not in documented
+        and _HISTOGRAM_SUFFIX.sub("", name) not in documented
+        and not re.search(rf"\b{re.escape(name)}\b", rules_text)
+    }
+    assert not unknown, f"the dashboard queries metrics neither documented nor in the rules: {sorted(unknown)}"
+    labels = set().union(*(_grouping_labels(q) for q in queries))
+    assert labels <= KNOWN_LABELS, f"unknown labels: {sorted(labels - KNOWN_LABELS)}"
+    # what issue 15 asks the dashboard to show
+    for needed in (
+        "rpc_server_call_duration_seconds_count",
+        "rpc_server_call_duration_seconds_bucket",
+        "koogallery_review_overdue_tasks",
+        "koogallery_registration_outbox_backlog",
+        "koogallery_review_outbox_backlog",
+        "koogallery_registration_outbox_dead_letters",
+        "koogallery_review_outbox_dead_letters",
+        "koogallery_notification_deliveries_open",
+        "koogallery_notification_delivery_attempts_total",
+    ):
+        assert needed in used, f"the dashboard shows no {needed}"
+    assert {"rpc_method", "rpc_response_status_code"} <= labels, "RED is per method and status code"
+
+
+def test_dashboard_is_well_formed() -> None:
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    assert dashboard["uid"] and dashboard["title"]
+    assert "id" not in dashboard or dashboard["id"] is None, "a fixed id clashes on import"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            for var in re.findall(r"\$(\w+)", target["expr"]):
+                assert var in variables or var.startswith("__"), f"{panel['title']}: ${var}"
+
+
+def test_dashboard_and_rules_are_off_by_default() -> None:
+    objs = ch.scenario_manifests("defaults")
+    assert not ch.find(objs, "PrometheusRule")
+    assert not [c for c in ch.find(objs, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+
+
+def test_dashboard_config_map_for_the_grafana_sidecar() -> None:
+    cm = ch.one(ch.scenario_manifests("observability"), "ConfigMap", "koogallery-grafana-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "KooGallery"}
+    assert json.loads(cm["data"]["koogallery.json"]) == json.loads(DASHBOARD_FILE.read_text())
+    values = {"grafanaDashboard": {"enabled": True, "namespace": "monitoring", "labels": {"grafana_dashboard": "kg"}}}
+    cm = ch.one(ch.manifests(values), "ConfigMap", "koogallery-grafana-dashboard")
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "kg"
+
+
+def test_prometheus_rule_is_the_rules_file() -> None:
+    rule = ch.one(ch.scenario_manifests("observability"), "PrometheusRule", "koogallery-alerts")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # the file verbatim: Prometheus's own {{ $value }} templates survive Helm
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+    assert "{{ $value }}" in json.dumps(rule["spec"])
