@@ -404,6 +404,25 @@ def build() -> Schema:
             },
             required=True,
         ),
+        "demo": obj(
+            {
+                "enabled": boolean("DEMO ONLY: one `koogallery up` Deployment with SQLite instead of the services."),
+                "persistence": obj(
+                    {
+                        "enabled": boolean("A PersistentVolumeClaim; false = an emptyDir."),
+                        "size": ref("memoryQuantity"),
+                        "storageClassName": string(pattern=DNS_NAME, maxLength=253),
+                    },
+                    required=True,
+                ),
+                "resources": obj(
+                    {"requests": ref("resourceList"), "limits": ref("resourceList")},
+                    required=["limits"],
+                ),
+            },
+            required=True,
+            desc="Not for production: see docs/operations.md.",
+        ),
         "grafanaDashboard": obj(
             {
                 "enabled": boolean(),

@@ -20,6 +20,8 @@ import chart_helpers as ch
 import gen_schema
 
 SCENARIOS = ch.scenario_names()
+# The demo profile runs one `koogallery up` in place of the per-service workloads.
+SERVICE_SCENARIOS = [s for s in SCENARIOS if s != "demo"]
 WORKLOAD_KINDS = ("Deployment", "Job", "Pod")
 
 
@@ -264,7 +266,7 @@ def test_every_workload_has_limits_and_a_non_root_security_context(scenario: str
             assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{cwhere}: no emptyDir at /tmp"
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", SERVICE_SCENARIOS)
 def test_every_deployment_has_native_grpc_probes(scenario: str) -> None:
     values = ch.scenario_values(scenario)
     tls = values.get("tls", {}).get("enabled", False)
@@ -294,7 +296,7 @@ def test_tls_probes_use_the_plaintext_health_listener() -> None:
         )
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", SERVICE_SCENARIOS)
 def test_deployments_run_the_service_binary(scenario: str) -> None:
     for obj in ch.find(ch.scenario_manifests(scenario), "Deployment"):
         svc = ch.component(obj)
@@ -761,7 +763,7 @@ def _hooks(obj: dict[str, Any]) -> set[str]:
     return set(obj["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(",")) - {""}
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", SERVICE_SCENARIOS)
 def test_migration_jobs_run_before_install_and_upgrade(scenario: str) -> None:
     objs = ch.scenario_manifests(scenario)
     values = ch.scenario_values(scenario)
@@ -969,3 +971,61 @@ def test_prometheus_rule_is_the_rules_file() -> None:
     # the file verbatim: Prometheus's own {{ $value }} templates survive Helm
     assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
     assert "{{ $value }}" in json.dumps(rule["spec"])
+
+
+# --- the demo profile ------------------------------------------------------------------------------
+
+DEMO_COMMAND = ["koogallery", "--data-dir", "/var/lib/koogallery", "up", "--bind", "0.0.0.0", "--log-format", "json"]
+
+
+def test_scenarios_include_the_demo() -> None:
+    assert "demo" in SCENARIOS
+
+
+def test_demo_runs_everything_in_one_up_process() -> None:
+    objs = ch.scenario_manifests("demo")
+    kinds = sorted(ch.kind_name(o) for o in objs)
+    assert kinds == sorted(
+        ["ServiceAccount/koogallery-demo", "PersistentVolumeClaim/koogallery-demo-data", "Deployment/koogallery-demo", "Pod/koogallery-test-health"]
+        + [f"Service/koogallery-{svc}" for svc in ch.SERVICES]
+    ), "no per-service Deployment, ConfigMap or migration Job, nothing external to reach"
+    deployment = ch.one(objs, "Deployment", "koogallery-demo")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "two processes on one SQLite"
+    spec = ch.pod_spec(deployment)
+    container = spec["containers"][0]
+    assert container["command"] == DEMO_COMMAND
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "KG_DATABASE_URL" not in json.dumps(container), "SQLite in the data folder, no database URL"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "data")
+    assert mount["mountPath"] == "/var/lib/koogallery" and not mount.get("readOnly")
+    volume = next(v for v in spec["volumes"] if v["name"] == "data")
+    assert volume["persistentVolumeClaim"]["claimName"] == "koogallery-demo-data"
+    pvc = ch.one(objs, "PersistentVolumeClaim", "koogallery-demo-data")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] in range(50051, 50055)
+
+
+def test_demo_services_keep_their_names_and_ports() -> None:
+    """Clients and `helm test` reach koogallery-<service>:50051 as on a real install; `up` listens
+    on 50051+i (gRPC) and 51051+i (metrics) in the order identity-check, registration, review,
+    notification."""
+    objs = ch.scenario_manifests("demo")
+    deployment = ch.one(objs, "Deployment", "koogallery-demo")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"]: p["containerPort"] for p in ch.pod_spec(deployment)["containers"][0]["ports"]}
+    for offset, svc in enumerate(ch.SERVICES):
+        service = ch.one(objs, "Service", f"koogallery-{svc}")
+        assert _selects(service["spec"]["selector"], pod_labels)
+        by_name = {p["name"]: p for p in service["spec"]["ports"]}
+        assert by_name["grpc"]["port"] == 50051 and ports[by_name["grpc"]["targetPort"]] == 50051 + offset
+        assert by_name["metrics"]["port"] == 9090 and ports[by_name["metrics"]["targetPort"]] == 51051 + offset
+
+
+def test_demo_without_persistence_uses_an_empty_dir() -> None:
+    objs = ch.manifests({"demo": {"enabled": True, "persistence": {"enabled": False, "size": "256Mi"}}})
+    assert not ch.find(objs, "PersistentVolumeClaim")
+    spec = ch.pod_spec(ch.one(objs, "Deployment", "koogallery-demo"))
+    assert next(v for v in spec["volumes"] if v["name"] == "data")["emptyDir"] == {"sizeLimit": "256Mi"}
