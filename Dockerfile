@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 #
-# One image for the whole KooGallery mesh: the four service binaries and the `koogallery` CLI in
-# /usr/local/bin, on a distroless runtime that runs as the non-root user 65532.
+# One image for the whole KooGallery mesh: the four service binaries, the reviewers' back office
+# (koogallery-backoffice) and the `koogallery` CLI in /usr/local/bin, on a distroless runtime that runs as the non-root user 65532.
 #
 #   docker buildx build -t ghcr.io/koogallery/koogallery:0.1.0 .
 #
@@ -22,21 +22,21 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     set -eux; \
-    bins="koogallery-identity-check koogallery-registration koogallery-review koogallery-notification koogallery"; \
+    bins="koogallery-identity-check koogallery-registration koogallery-review koogallery-notification koogallery-backoffice koogallery"; \
     cargo build --release --locked $(for b in $bins; do printf -- '--bin %s ' "$b"; done); \
     mkdir -p /out; \
     for b in $bins; do install -m 0755 "target/release/$b" "/out/$b"; done
 
 FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="koogallery" \
-      org.opencontainers.image.description="KooGallery seller registration: identity-check, registration, review and notification gRPC services" \
+      org.opencontainers.image.description="KooGallery seller registration: identity-check, registration, review and notification gRPC services and the back office" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/ /usr/local/bin/
 # distroless :nonroot already is 65532; say so explicitly for runAsNonRoot checks.
 USER 65532:65532
 WORKDIR /tmp
-# gRPC (KG_LISTEN_ADDR) and Prometheus metrics (KG_METRICS_ADDR).
-EXPOSE 50051 9090
+# gRPC (KG_LISTEN_ADDR) and Prometheus metrics (KG_METRICS_ADDR); the back office serves HTTP on 8080.
+EXPOSE 50051 9090 8080
 # The chart sets the command per container: koogallery-<service> (serve),
-# koogallery-<service> migrate, koogallery health --addr <host>:50051.
+# koogallery-<service> migrate, koogallery health --addr <host>:50051, koogallery-backoffice.
 CMD ["/usr/local/bin/koogallery", "--help"]

@@ -404,6 +404,58 @@ def build() -> Schema:
             },
             required=True,
         ),
+        "backoffice": obj(
+            {
+                "enabled": boolean(),
+                "replicaCount": integer(0),
+                "port": PORT,
+                "csrfSecret": obj(
+                    {
+                        "existingSecret": string(pattern=DNS_NAME, maxLength=253),
+                        "key": string('"" = a random key per process.', pattern=r"^([-._a-zA-Z0-9]+)?$"),
+                    },
+                    required=True,
+                    desc="Where KG_BACKOFFICE_CSRF_SECRET comes from.",
+                ),
+                "atRiskHours": integer(1),
+                "env": {
+                    "type": "object",
+                    "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
+                "resources": obj(
+                    {"requests": ref("resourceList"), "limits": ref("resourceList")},
+                    required=["limits"],
+                ),
+                "service": obj(
+                    {
+                        "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                        "port": PORT,
+                        "annotations": string_map(),
+                    },
+                    required=True,
+                ),
+                "networkPolicy": obj({"proxySelectors": array(ref("networkPolicyPeer"))}, required=True),
+                "ingress": obj(
+                    {
+                        "enabled": boolean(),
+                        "className": string(),
+                        "annotations": string_map(),
+                        "host": string(pattern=r"^([a-z0-9*]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"),
+                        "tls": obj(
+                            {"enabled": boolean(), "secretName": string(pattern=DNS_NAME, maxLength=253)},
+                            required=True,
+                        ),
+                    },
+                    required=True,
+                ),
+                "podAnnotations": string_map(),
+                "nodeSelector": string_map(),
+                "tolerations": array(ref("toleration")),
+            },
+            required=True,
+            desc="The reviewers' back office behind an auth proxy (Authorization: Bearer <JWT>).",
+        ),
         "demo": obj(
             {
                 "enabled": boolean("DEMO ONLY: one `koogallery up` Deployment with SQLite instead of the services."),

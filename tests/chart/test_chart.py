@@ -270,7 +270,7 @@ def test_every_workload_has_limits_and_a_non_root_security_context(scenario: str
 def test_every_deployment_has_native_grpc_probes(scenario: str) -> None:
     values = ch.scenario_values(scenario)
     tls = values.get("tls", {}).get("enabled", False)
-    deployments = ch.find(ch.scenario_manifests(scenario), "Deployment")
+    deployments = [d for d in ch.find(ch.scenario_manifests(scenario), "Deployment") if ch.component(d) in ch.SERVICES]
     assert deployments
     for obj in deployments:
         container = ch.pod_spec(obj)["containers"][0]
@@ -300,6 +300,8 @@ def test_tls_probes_use_the_plaintext_health_listener() -> None:
 def test_deployments_run_the_service_binary(scenario: str) -> None:
     for obj in ch.find(ch.scenario_manifests(scenario), "Deployment"):
         svc = ch.component(obj)
+        if svc == "backoffice":
+            continue  # test_backoffice_deployment
         container = ch.pod_spec(obj)["containers"][0]
         assert container["command"] == [f"koogallery-{svc}"]
         assert container["envFrom"] == [{"configMapRef": {"name": f"koogallery-{svc}"}}]
@@ -375,12 +377,21 @@ def test_secrets_are_only_referenced(scenario: str) -> None:
             continue
         for container in ch.pod_spec(obj)["containers"]:
             env = ch.container_env(container)
+            # koogallery-backoffice reads no *_FILE settings yet: its two secrets are the only
+            # secretKeyRef variables allowed, and never plain values
+            allowed = BACKOFFICE_ENV_SECRETS if ch.component(obj) == "backoffice" else set()
+            for name in allowed & set(env):
+                assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"]
             # secrets reach the process as files only (checkov CKV_K8S_35): neither the value
             # nor a secretKeyRef in the environment
-            assert not ch.SECRET_ENV & set(env), f"{ch.kind_name(obj)}: {ch.SECRET_ENV & set(env)}"
-            refs = [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})]
+            leaked = (ch.SECRET_ENV & set(env)) - allowed
+            assert not leaked, f"{ch.kind_name(obj)}: {leaked}"
+            refs = [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {}) and n not in allowed]
             assert not refs, f"{ch.kind_name(obj)}: secretKeyRef env {refs}"
             assert "envFrom" not in container or all("secretRef" not in e for e in container["envFrom"])
+
+
+BACKOFFICE_ENV_SECRETS = {"KG_JWT_SECRET", "KG_BACKOFFICE_CSRF_SECRET"}
 
 
 def _secret_files(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -1029,3 +1040,73 @@ def test_demo_without_persistence_uses_an_empty_dir() -> None:
     assert not ch.find(objs, "PersistentVolumeClaim")
     spec = ch.pod_spec(ch.one(objs, "Deployment", "koogallery-demo"))
     assert next(v for v in spec["volumes"] if v["name"] == "data")["emptyDir"] == {"sizeLimit": "256Mi"}
+
+
+# --- the back office -------------------------------------------------------------------------------
+
+
+def test_backoffice_is_off_by_default() -> None:
+    for scenario in SCENARIOS:
+        if scenario == "backoffice":
+            continue
+        assert not [o for o in ch.scenario_manifests(scenario) if ch.component(o) == "backoffice"], scenario
+
+
+def test_backoffice_deployment() -> None:
+    objs = ch.scenario_manifests("backoffice")
+    deployment = ch.one(objs, "Deployment", "koogallery-backoffice")
+    assert deployment["spec"]["replicas"] == 2
+    container = ch.pod_spec(deployment)["containers"][0]
+    assert container["command"] == ["koogallery-backoffice"]
+    env = ch.container_env(container)
+    assert env["KG_LISTEN_ADDR"]["value"] == "0.0.0.0:8080"
+    for svc in ("identity-check", "registration", "review"):
+        name = f"KG_{svc.upper().replace('-', '_')}_URL"
+        assert env[name]["value"] == f"http://koogallery-{svc}:50051"
+    assert env["KG_CALL_TIMEOUT_MS"]["value"] == "10000"
+    # nobody is signed in by the back office in a cluster, and cookies stay Secure
+    assert not {"KG_BACKOFFICE_DEV_SIGNIN", "KG_BACKOFFICE_INSECURE_COOKIES"} & set(env)
+    assert env["KG_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "koogallery-secrets", "key": "jwt-secret"}
+    assert env["KG_BACKOFFICE_CSRF_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "koogallery-backoffice", "key": "csrf-secret"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    service = ch.one(objs, "Service", "koogallery-backoffice")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}]
+    assert _selects(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    ingress = ch.one(objs, "Ingress", "koogallery-backoffice")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-response-headers"] == "Authorization"
+    assert ingress["spec"]["tls"] == [{"hosts": ["review.koogallery.example.com"], "secretName": "koogallery-backoffice-ingress-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "koogallery-backoffice", "port": {"name": "http"}}
+
+
+def test_backoffice_without_csrf_key_and_with_jwks_has_no_secret_env() -> None:
+    values = {"backoffice": {"enabled": True}, "secrets": {"jwt": {"mode": "jwks"}}}
+    deployment = ch.one(ch.manifests(values), "Deployment", "koogallery-backoffice")
+    spec = ch.pod_spec(deployment)
+    env = ch.container_env(spec["containers"][0])
+    assert not [n for n, e in env.items() if "valueFrom" in e]
+    assert env["KG_JWT_JWKS_FILE"]["value"] == "/etc/koogallery/jwt/jwks.json"
+    assert next(v for v in spec["volumes"] if v["name"] == "jwks")["secret"]["items"] == [{"key": "jwks.json", "path": "jwks.json"}]
+
+
+def test_backoffice_network_paths() -> None:
+    objs = ch.scenario_manifests("backoffice")
+    for svc in ch.SERVICES:
+        np = ch.one(objs, "NetworkPolicy", f"koogallery-{svc}")
+        grpc_rules = [r for r in np["spec"]["ingress"] if _ports(r) == {("grpc", "TCP")}]
+        callers = set().union(*(_peer_components(r["from"]) for r in grpc_rules))
+        assert ("backoffice" in callers) == (svc != "notification"), svc
+    np = ch.one(objs, "NetworkPolicy", "koogallery-backoffice")
+    assert [_ports(r) for r in np["spec"]["ingress"]] == [{("http", "TCP")}]
+    assert "ingress-nginx" in json.dumps(np["spec"]["ingress"][0]["from"])
+    mesh = set().union(*(_peer_components(r["to"]) for r in np["spec"]["egress"] if _ports(r) == {(50051, "TCP")}))
+    assert mesh == {"identity-check", "registration", "review"}
+    assert all(_ports(r) <= {(50051, "TCP"), (53, "UDP"), (53, "TCP")} for r in np["spec"]["egress"])
+
+
+def test_backoffice_ingress_needs_a_host() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"backoffice\.ingress\.host is required"):
+        ch.render({"backoffice": {"enabled": True, "ingress": {"enabled": True}}})

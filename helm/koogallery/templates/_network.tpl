@@ -49,6 +49,10 @@ ports and protocols (default [TCP]).
 {{- if $v.tests.enabled -}}
 {{- $meshPeers = append $meshPeers (dict "podSelector" (dict "matchLabels" (include "kg.selectorLabels" (list $root "test") | fromYaml))) -}}
 {{- end -}}
+{{- /* the back office calls review, registration and identity-check, never notification */ -}}
+{{- if and $v.backoffice.enabled (has $name (list "identity-check" "registration" "review")) -}}
+{{- $meshPeers = append $meshPeers (dict "podSelector" (dict "matchLabels" (include "kg.selectorLabels" (list $root "backoffice") | fromYaml))) -}}
+{{- end -}}
 {{- $callees := list -}}
 {{- range $callee, $calleeCallers := $callers -}}
 {{- if has $name $calleeCallers -}}
