@@ -106,6 +106,12 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
         );
     }
     let mut listeners = listeners.into_iter();
+    // The reviewers' back office (HTTP), on the port after the four services.
+    let backoffice_addr = addr(4);
+    let backoffice_listener = TcpListener::bind(backoffice_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {backoffice_addr}: {e}"))?;
+    let backoffice = kg_backoffice::Config::local(url(0), url(1), url(2), jwt_secret.clone());
 
     // The offline demo: the example companies' site, and the one exception to the SSRF guard
     // that lets the website check reach it. Only `up` sets it, in process: the service binaries
@@ -204,11 +210,16 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
         ));
     }
 
+    banner(format!(
+        "  back office     http://{backoffice_addr}/   (reviewers; development sign-in)"
+    ));
+
     let results = tokio::join!(
         kg_identity_check::run(identity, next(), shutdown.clone()),
         kg_registration::run(registration, next(), shutdown.clone()),
         kg_review::run(review, next(), shutdown.clone()),
         kg_notification::run(notification, next(), shutdown.clone()),
+        kg_backoffice::run(backoffice, backoffice_listener, shutdown.clone()),
     );
     if let Some(site) = demo_site {
         site.abort();
@@ -219,6 +230,7 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
         ("registration", results.1),
         ("review", results.2),
         ("notification", results.3),
+        ("backoffice", results.4),
     ] {
         if let Err(err) = result {
             eprintln!("{name}: {err:#}");

@@ -1,20 +1,18 @@
 //! The README's run command: `koogallery up` serves all four services; a separate client process
-//! (`koogallery status`) finds each SERVING and listing its own service through reflection; and
-//! SIGTERM stops the mesh with exit code 0.
+//! (`koogallery status`) finds each SERVING and listing its own service through reflection; the
+//! reviewers' back office answers on the fifth port; and SIGTERM stops the mesh with exit code 0.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koogallery");
 
-/// Four consecutive free ports, and their metrics ports at +1000.
+/// Five consecutive free ports (four services and the back office), and metrics ports at +1000.
 fn free_base_port() -> u16 {
     for _ in 0..200 {
         let base = 20_000 + (std::process::id() as u16 % 20_000) + rand_offset();
-        let all_free = (0..4).all(|i| {
-            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", base + 1000 + i)).is_ok()
-        });
+        let all_free = (0..5).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+            && (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + 1000 + i)).is_ok());
         if all_free {
             return base;
         }
@@ -61,6 +59,16 @@ fn up_serves_all_four_services_to_a_separate_client_process() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+
+    // The back office, over plain HTTP/1.1.
+    let backoffice = std::net::SocketAddr::from(([127, 0, 0, 1], base + 4));
+    let mut conn = std::net::TcpStream::connect(backoffice).expect("the back office listens");
+    use std::io::{Read as _, Write as _};
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "back office: {reply}");
 
     for (name, grpc) in [
         (

@@ -102,6 +102,8 @@ impl Cluster {
             // the relay retries a closed peer at most 1 s apart, so delivery starts soon after
             // the peers do
             ("KG_OUTBOX_MAX_BACKOFF_MS", "1000".into()),
+            // the events a killed relay had leased go out again 5 s later, not 30
+            ("KG_OUTBOX_LEASE_MS", "5000".into()),
             // one test process drives everything: no per-caller rate limit
             ("KG_RATE_LIMIT_PER_SEC", "0".into()),
             ("RUST_LOG", "warn".into()),
@@ -545,7 +547,10 @@ async fn a_paused_replica_does_not_stall_the_others() {
     const OTHERS: usize = 20;
     const PAUSE: Duration = Duration::from_secs(15);
     const DEADLINE: Duration = Duration::from_secs(8);
-    const WITHIN: Duration = Duration::from_secs(5);
+    // The issue asks for 5 s; the old writer lock stalled the others for about 5 s (until the
+    // session timeouts ended the paused transaction), so 5 s would let it pass on a lucky run.
+    // Unstalled calls take well under a second.
+    const WITHIN: Duration = Duration::from_secs(3);
     let _turn = ONE_AT_A_TIME.lock().await;
     let burst_accounts: Vec<String> = (0..BURST).map(|i| format!("burst-{i}")).collect();
     let other_accounts: Vec<String> = (0..OTHERS).map(|i| format!("other-{i}")).collect();
@@ -676,7 +681,7 @@ async fn a_paused_replica_does_not_stall_the_others() {
     );
     let fault = format!(
         "replica 0 SIGSTOPped 15 s mid-write (locks {locks:?}), {waiters} sessions waited: others {other_tally:?}, \
-         max OK latency {} ms, {slow} OK over 5 s",
+         max OK latency {} ms, {slow} OK over 3 s",
         ok.iter().max().unwrap_or(&Duration::ZERO).as_millis()
     );
     ledger(TEST, &fault, OTHERS, 1, lost, duplicates);
