@@ -194,6 +194,22 @@ async fn metrics_follow_the_conventions_and_prometheus_raises_the_backlog_alert(
         "{body}"
     );
 
+    // The backlog gauge is refreshed every 15 s. Prometheus must see it above 0 from its first
+    // scrape on: the rule takes the minimum over 15 minutes, so one early 0 keeps it quiet for
+    // a quarter of an hour.
+    poll(
+        "the backlog gauge above 0",
+        Duration::from_secs(40),
+        || async {
+            let body = http_get(registration_metrics, "/metrics").await;
+            body.lines()
+                .find_map(|l| l.strip_prefix("koogallery_registration_outbox_backlog "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| *v > 0.0)
+        },
+    )
+    .await;
+
     // A real Prometheus with the chart's rules, scraping both services every second.
     let dir = tempfile::tempdir().unwrap();
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -234,7 +250,8 @@ async fn metrics_follow_the_conventions_and_prometheus_raises_the_backlog_alert(
     .await;
     let alerts = poll(
         "KooGalleryOutboxBacklog pending",
-        Duration::from_secs(60),
+        // the rule's subquery steps on whole minutes: up to one before the first point
+        Duration::from_secs(120),
         || async {
             let body = http_get(web, "/api/v1/alerts").await;
             (body.contains(r#""alertname":"KooGalleryOutboxBacklog""#)
