@@ -723,15 +723,37 @@ async fn seller_lifecycle_events_stream_in_order_with_their_snapshots() {
     env.stop().await;
 }
 
+/// Watchers of every account and watchers of one account each (the replica routes a tailed batch
+/// only to the streams it can concern), while 40 applicants submit and withdraw at once.
 #[tokio::test]
 async fn concurrent_submissions_reach_every_watcher_exactly_once() {
     const N: u64 = 40;
+    const FOLLOWED: u64 = 5;
     let mut env = Env::start(false).await;
     env.add_accounts((0..N).map(|i| format!("acct-c{i}"))).await;
+    env.add_accounts(["acct-quiet".to_string()]).await;
     let total = (N + N / 2) as usize;
 
     // Watcher A stays connected; watcher B drops and resumes every 7 events.
     let mut a = env.watch(WatchEventsRequest::default()).await;
+    // One stream per followed account, and one on an account with no events at all.
+    let mut followers = Vec::new();
+    for i in 0..FOLLOWED {
+        let account = format!("acct-c{i}");
+        let stream = env
+            .watch(WatchEventsRequest {
+                account_id: account.clone(),
+                ..Default::default()
+            })
+            .await;
+        followers.push((account, stream));
+    }
+    let mut silent = env
+        .watch(WatchEventsRequest {
+            account_id: "acct-quiet".into(),
+            ..Default::default()
+        })
+        .await;
     let reg = env.reg.clone();
     let b = tokio::spawn(async move {
         let mut reg = reg;
@@ -794,6 +816,28 @@ async fn concurrent_submissions_reach_every_watcher_exactly_once() {
         seen_b.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
         "both watchers see one order"
     );
+    for (i, (account, stream)) in followers.iter_mut().enumerate() {
+        let own: Vec<_> = seen_a.iter().filter(|e| e.account_id == *account).collect();
+        assert_eq!(own.len(), if i % 2 == 0 { 2 } else { 1 });
+        let got = take(stream, own.len()).await;
+        assert_eq!(
+            got.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
+            own.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
+            "{account}: its own events, in the stream's order"
+        );
+        assert!(
+            quiet(stream, QUIET).await.is_some(),
+            "{account}: nothing else"
+        );
+    }
+    // The silent stream was never sent a batch, yet its heartbeat moved past all of them:
+    // resumed without a filter, nothing of the traffic comes again.
+    let beat = quiet(&mut silent, QUIET)
+        .await
+        .expect("a heartbeat on the silent stream");
+    let mut after_silent = env.watch(resume(&beat)).await;
+    assert!(quiet(&mut after_silent, QUIET).await.is_some());
+    drop((after_silent, silent, followers));
     assert!(quiet(&mut a, QUIET).await.is_some());
     drop(a);
     match std::sync::Arc::try_unwrap(env) {

@@ -5,8 +5,15 @@
 //!
 //! Both wake at once after a commit of this replica (`Feed::committed`) and poll for the commits
 //! of other replicas (and for events a crashed replica committed but did not number).
+//!
+//! A batch goes only to the streams it can concern: those that follow every account, and those
+//! that follow an account with an event in it. A thousand streams that follow quiet accounts are
+//! never woken by other accounts' traffic; they learn how far the log has been read from
+//! [`Subscription::caught_up`] when they send a heartbeat.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kg_proto::registration::RegistrationEvent;
@@ -14,15 +21,16 @@ use kg_runtime::shutdown::Shutdown;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, mpsc};
 
 use crate::events;
 use crate::store::event;
 
 /// Rows the tailer reads per query.
 const TAIL_BATCH: u64 = 500;
-/// Batches kept for streams that fall behind; one that falls further reads the database again.
-const BACKLOG: usize = 1_024;
+/// Batches queued per stream; a stream that falls further behind reads the database again.
+const BACKLOG: usize = 256;
 
 /// One positioned event, decoded once for every stream.
 pub struct Live {
@@ -36,9 +44,8 @@ impl Live {
     }
 }
 
-/// Consecutive positions `first..=hi` as the tailer read them.
+/// The events the tailer read after its previous batch, up to position `hi`.
 pub struct Batch {
-    pub first: i64,
     pub events: Vec<Live>,
     pub hi: i64,
     /// The resume token of position `hi`.
@@ -48,7 +55,88 @@ pub struct Batch {
 pub struct Feed {
     sequence_now: Notify,
     tail_now: Notify,
-    batches: broadcast::Sender<Arc<Batch>>,
+    routes: Mutex<Routes>,
+    /// The last position published and its token: every batch up to it was offered to every
+    /// stream it concerns.
+    published: Mutex<(i64, String)>,
+}
+
+/// The open streams of the replica, by the account they follow.
+#[derive(Default)]
+struct Routes {
+    next_id: u64,
+    every_account: HashMap<u64, Route>,
+    by_account: HashMap<String, HashMap<u64, Route>>,
+}
+
+struct Route {
+    tx: mpsc::Sender<Arc<Batch>>,
+    /// Set when a batch did not fit in the stream's queue.
+    lagged: Arc<AtomicBool>,
+}
+
+impl Route {
+    fn offer(&self, batch: &Arc<Batch>) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(batch.clone()) {
+            self.lagged.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A stream's place in the fan-out; it leaves the routes when dropped.
+pub struct Subscription {
+    feed: Arc<Feed>,
+    id: u64,
+    account: Option<String>,
+    rx: mpsc::Receiver<Arc<Batch>>,
+    lagged: Arc<AtomicBool>,
+}
+
+impl Subscription {
+    /// The next batch that concerns this stream.
+    pub async fn recv(&mut self) -> Option<Arc<Batch>> {
+        self.rx.recv().await
+    }
+
+    /// A batch already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Batch>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Whether batches were dropped since the last call: the stream must read the database.
+    pub fn take_lagged(&self) -> bool {
+        self.lagged.swap(false, Ordering::AcqRel)
+    }
+
+    /// The last position published to every stream. Read it *before* emptying the queue with
+    /// [`Self::try_recv`]: then every batch up to it that concerns this stream has been seen.
+    pub fn caught_up(&self) -> (i64, String) {
+        lock(&self.feed.published).clone()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut routes = lock(&self.feed.routes);
+        match &self.account {
+            None => {
+                routes.every_account.remove(&self.id);
+            }
+            Some(account) => {
+                if let Some(routes_of) = routes.by_account.get_mut(account) {
+                    routes_of.remove(&self.id);
+                    if routes_of.is_empty() {
+                        routes.by_account.remove(account);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The routes hold no invariant a panic could break half-way.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Feed {
@@ -57,7 +145,8 @@ impl Feed {
         let feed = Arc::new(Feed {
             sequence_now: Notify::new(),
             tail_now: Notify::new(),
-            batches: broadcast::channel(BACKLOG).0,
+            routes: Mutex::default(),
+            published: Mutex::new((0, events::encode(events::Position::START))),
         });
         tokio::spawn(sequencer(feed.clone(), db.clone(), poll, shutdown.clone()));
         tokio::spawn(tailer(feed.clone(), db, poll, shutdown));
@@ -69,9 +158,63 @@ impl Feed {
         self.sequence_now.notify_one();
     }
 
-    /// Batches tailed from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
-        self.batches.subscribe()
+    /// Batches tailed from now on that can hold events of `account` (of any account: `None`).
+    pub fn subscribe(self: &Arc<Self>, account: Option<&str>) -> Subscription {
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let route = Route {
+            tx,
+            lagged: lagged.clone(),
+        };
+        let mut routes = lock(&self.routes);
+        routes.next_id += 1;
+        let id = routes.next_id;
+        match account {
+            None => {
+                routes.every_account.insert(id, route);
+            }
+            Some(account) => {
+                routes
+                    .by_account
+                    .entry(account.to_string())
+                    .or_default()
+                    .insert(id, route);
+            }
+        }
+        Subscription {
+            feed: self.clone(),
+            id,
+            account: account.map(str::to_string),
+            rx,
+            lagged,
+        }
+    }
+
+    fn publish(&self, batch: Batch) {
+        let batch = Arc::new(batch);
+        {
+            let routes = lock(&self.routes);
+            for route in routes.every_account.values() {
+                route.offer(&batch);
+            }
+            let accounts: HashSet<&str> = batch
+                .events
+                .iter()
+                .map(|live| live.row.account_id.as_str())
+                .collect();
+            for account in accounts {
+                for route in routes
+                    .by_account
+                    .get(account)
+                    .into_iter()
+                    .flat_map(HashMap::values)
+                {
+                    route.offer(&batch);
+                }
+            }
+        }
+        // after the offers: a stream that reads this position has its batches queued
+        *lock(&self.published) = (batch.hi, batch.hi_token.clone());
     }
 }
 
@@ -125,8 +268,7 @@ async fn tailer(feed: Arc<Feed>, db: DatabaseConnection, poll: Duration, shutdow
                 Ok(Some(batch)) => {
                     last = batch.hi;
                     let full = batch.events.len() as u64 == TAIL_BATCH;
-                    // no receiver is fine: no stream is open
-                    let _ = feed.batches.send(Arc::new(batch));
+                    feed.publish(batch);
                     if !full {
                         break;
                     }
@@ -172,7 +314,6 @@ async fn tail(db: &DatabaseConnection, after: i64) -> Result<Option<Batch>, DbEr
         })
         .collect();
     Ok(Some(Batch {
-        first: after + 1,
         events,
         hi,
         hi_token,

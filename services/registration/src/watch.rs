@@ -1,8 +1,9 @@
 //! WatchEvents: the event log (events.rs) as a server stream. First the stored history from the
 //! requested position, read from the database with the stream's filters; then live events,
 //! taken from the replica's one tailer (feed.rs) and filtered in memory, so an idle stream costs
-//! the database nothing. Each stream is one task feeding a bounded channel, so a slow client
-//! holds back its own reader and nothing else; a stream that falls behind the tailer's backlog
+//! the database nothing, and a stream that follows one account is woken only by that account's
+//! events and its heartbeats. Each stream is one task feeding a bounded channel, so a slow client
+//! holds back its own reader and nothing else; a stream whose queue of tailed batches overflowed
 //! reads the database again. It ends when the client leaves, on a database error, or at
 //! shutdown (UNAVAILABLE SERVER_SHUTTING_DOWN, so the client resumes elsewhere with its last
 //! token).
@@ -12,7 +13,6 @@
 //! stream moves to `hi` even when the rows in between did not match the filters, and heartbeats
 //! carry that position.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,13 +22,12 @@ use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::FieldViolation;
 use kg_runtime::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::RegistrationError;
 use crate::events::{self, EventKind, Position};
-use crate::feed::{Batch, Live};
+use crate::feed::{Batch, Live, Subscription};
 use crate::service::{EventStream, Registration};
 use crate::store::event;
 use crate::view;
@@ -140,7 +139,7 @@ impl Registration {
             .try_acquire_owned()
             .map_err(|_| RegistrationError::TooManyStreams(self.watch_max_streams))?;
         // Subscribed before the history is read: nothing tailed in between is missed.
-        let live = self.feed.subscribe();
+        let live = self.feed.subscribe(filter.account_id.as_deref());
         let cursor = self.start(&req.resume_token, filter.since).await?;
         let (tx, rx) = mpsc::channel(CHANNEL);
         let tail = Tail {
@@ -250,7 +249,7 @@ struct Tail {
     cursor: Cursor,
     tx: mpsc::Sender<Result<WatchEventsResponse, tonic::Status>>,
     /// The replica's tailer.
-    live: broadcast::Receiver<Arc<Batch>>,
+    live: Subscription,
     shutdown: Option<Shutdown>,
     heartbeat: Duration,
     last_sent: Instant,
@@ -284,27 +283,58 @@ impl Tail {
         if let Err(stop) = self.drain().await {
             return stop;
         }
+        // one timer per stream, moved only when something was sent
+        let beat = tokio::time::sleep_until(self.beat_at());
+        tokio::pin!(beat);
+        let shutdown = stopped(self.shutdown.clone());
+        tokio::pin!(shutdown);
         loop {
-            let beat_at = tokio::time::Instant::from_std(self.last_sent + self.heartbeat);
-            let shutdown = self.shutdown.clone();
             let step = tokio::select! {
                 batch = self.live.recv() => match batch {
-                    Ok(batch) => self.forward(&batch).await,
-                    // Fell behind the tailer's backlog: catch up from the database.
-                    Err(RecvError::Lagged(_)) => self.drain().await,
-                    Err(RecvError::Closed) => return Stop::ShuttingDown,
+                    Some(batch) => self.receive(&batch).await,
+                    None => return Stop::ShuttingDown,
                 },
-                _ = tokio::time::sleep_until(beat_at) => self.heartbeat().await,
+                _ = &mut beat => self.heartbeat().await,
                 _ = self.tx.closed() => return Stop::ClientGone,
-                _ = stopped(shutdown) => return Stop::ShuttingDown,
+                _ = &mut shutdown => return Stop::ShuttingDown,
             };
             if let Err(stop) = step {
                 return stop;
             }
+            if beat.deadline() != self.beat_at() {
+                beat.as_mut().reset(self.beat_at());
+            }
         }
     }
 
+    fn beat_at(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.last_sent + self.heartbeat)
+    }
+
+    async fn receive(&mut self, batch: &Batch) -> Result<(), Stop> {
+        if self.live.take_lagged() {
+            // batches were dropped from the queue: catch up from the database
+            self.drain().await?;
+        }
+        self.forward(batch).await
+    }
+
+    /// The heartbeat carries how far the log has been read, also past batches that were never
+    /// queued here because they cannot concern this stream.
     async fn heartbeat(&mut self) -> Result<(), Stop> {
+        let (published, published_token) = self.live.caught_up();
+        while let Some(batch) = self.live.try_recv() {
+            self.receive(&batch).await?;
+        }
+        if self.live.take_lagged() {
+            self.drain().await?;
+        }
+        if published > self.cursor.pos {
+            self.cursor = Cursor {
+                pos: published,
+                token: published_token,
+            };
+        }
         let beat = Item::Heartbeat(Heartbeat {
             resume_token: self.cursor.token.clone(),
             heartbeat_time: Some(view::timestamp(Utc::now())),
@@ -312,14 +342,11 @@ impl Tail {
         self.send(beat).await
     }
 
-    /// Sends the matching events of a tailed batch that this stream has not scanned yet.
+    /// Sends the matching events of a tailed batch that this stream has not scanned yet. The
+    /// batches between the last one queued here and this one could not concern this stream.
     async fn forward(&mut self, batch: &Batch) -> Result<(), Stop> {
         if batch.hi <= self.cursor.pos {
             return Ok(()); // read from the database already
-        }
-        if batch.first > self.cursor.pos + 1 {
-            // Positions before this batch were never seen here: read them first.
-            return self.drain().await;
         }
         for live in &batch.events {
             if live.pos() <= self.cursor.pos || !self.filter.matches(&live.row) {
