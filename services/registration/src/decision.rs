@@ -90,7 +90,7 @@ impl Registration {
             txn.commit().await?;
             return Ok(reply(
                 ApplyDecisionOutcome::Superseded,
-                view::application(&row),
+                view::application(&row)?,
             ));
         }
 
@@ -171,7 +171,7 @@ impl Registration {
         self.committed();
         Ok(reply(
             ApplyDecisionOutcome::Applied,
-            view::application(&updated),
+            view::application(&updated)?,
         ))
     }
 }

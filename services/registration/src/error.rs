@@ -4,6 +4,7 @@
 use kg_runtime::ApiError;
 use kg_runtime::error::ErrorReason;
 use kg_runtime::error::{FieldViolation, PreconditionViolation};
+use kg_runtime::stored::StoredCorrupt;
 use tonic::Code;
 
 pub const DOMAIN: &str = "registration.koogallery.io";
@@ -77,8 +78,22 @@ pub enum RegistrationError {
     ShuttingDown,
     #[error("too many open event streams (at most {0})")]
     TooManyStreams(usize),
+    /// A stored message does not decode (logged where it was found); nothing is written.
+    #[error(transparent)]
+    StoredCorrupt(#[from] StoredCorrupt),
     #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[source] sea_orm::DbErr),
+}
+
+/// A database error, unless it carries a stored message that does not decode (see
+/// `kg_runtime::stored`): that one stays STORED_DATA_CORRUPT.
+impl From<sea_orm::DbErr> for RegistrationError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match StoredCorrupt::in_db_err(&err) {
+            Some(corrupt) => Self::StoredCorrupt(corrupt.clone()),
+            None => Self::Database(err),
+        }
+    }
 }
 
 impl RegistrationError {
@@ -332,6 +347,13 @@ impl From<RegistrationError> for tonic::Status {
                 "this replica has as many event streams open as it serves; retry later or on another replica",
             )
             .with_metadata("max_streams", max.to_string()),
+            // Logged with its column and key where it was decoded.
+            E::StoredCorrupt(_) => ApiError::new(
+                Code::Internal,
+                DOMAIN,
+                ErrorReason::StoredDataCorrupt,
+                "a stored record this request needs cannot be read; nothing was changed and the fault has been logged",
+            ),
             E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
         };
         api.into()

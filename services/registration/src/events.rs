@@ -151,14 +151,18 @@ pub async fn record<C: ConnectionTrait>(
             let row = application::Entity::find_by_id(id.to_string())
                 .one(db)
                 .await?;
-            row.map(|row| {
-                let mut app = view::application(&row);
-                if let Some(p) = app.profile.as_mut() {
-                    p.logo.clear();
+            match row {
+                // A stored message that does not decode fails the change's transaction.
+                Some(row) => {
+                    let mut app = view::application(&row)?;
+                    if let Some(p) = app.profile.as_mut() {
+                        p.logo.clear();
+                    }
+                    seller_name = app.seller.clone();
+                    Some(Payload::ApplicationSnapshot(app))
                 }
-                seller_name = app.seller.clone();
-                Payload::ApplicationSnapshot(app)
-            })
+                None => None,
+            }
         }
         Subject::Seller(id) => {
             seller_name = subject.to_string();
@@ -192,16 +196,19 @@ pub async fn record<C: ConnectionTrait>(
                     None => None,
                 }
             } else {
-                modification::Entity::find_by_id(id.to_string())
+                match modification::Entity::find_by_id(id.to_string())
                     .one(db)
                     .await?
-                    .map(|row| {
-                        let mut m = crate::modification::view(&row, false);
+                {
+                    Some(row) => {
+                        let mut m = crate::modification::view(&row, false)?;
                         if let Some(p) = m.proposed_profile.as_mut() {
                             p.logo.clear();
                         }
-                        Payload::ModificationRequestSnapshot(m)
-                    })
+                        Some(Payload::ModificationRequestSnapshot(m))
+                    }
+                    None => None,
+                }
             }
         }
     };

@@ -3,13 +3,13 @@
 //! message, and the one transaction that opens a request (request row + idempotency key +
 //! outbox events). The live seller is never touched here: only an approval changes it.
 
-use kg_proto::common::{CheckEvidence, ReviewFeedback, SellerProfile};
+use kg_proto::common::SellerProfile;
 use kg_proto::registration::{
     FieldChange, ModificationKind, ModificationRequest, ModificationState,
 };
 use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::FieldViolation;
-use prost::Message;
+use kg_runtime::stored::{self, StoredCorrupt};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -425,20 +425,35 @@ pub fn changes_of(row: &modification::Model) -> Vec<Change> {
 }
 
 /// The stored request as a wire message; `with_logo` puts a changed logo's bytes back into
-/// `proposed_profile`.
-pub fn view(row: &modification::Model, with_logo: bool) -> ModificationRequest {
-    let proposed_profile = row
-        .proposed_profile
-        .as_deref()
-        .and_then(|b| SellerProfile::decode(b).ok())
-        .map(|mut p| {
-            if with_logo {
-                p.logo = row.proposed_logo.clone().unwrap_or_default();
-            }
-            p
-        });
-    ModificationRequest {
-        name: modification_name(&row.seller_id, &row.modification_id),
+/// `proposed_profile`. Stored messages that do not decode are an error (see
+/// `kg_runtime::stored`); a NULL column stays unset.
+pub fn view(
+    row: &modification::Model,
+    with_logo: bool,
+) -> Result<ModificationRequest, StoredCorrupt> {
+    let name = modification_name(&row.seller_id, &row.modification_id);
+    let proposed_profile = proposed_profile(row)?.map(|mut p| {
+        if with_logo {
+            p.logo = row.proposed_logo.clone().unwrap_or_default();
+        }
+        p
+    });
+    let rejection = if row.state == state::MOD_REJECTED {
+        stored::decode_opt(
+            row.feedback.as_deref(),
+            "registration_modifications.feedback",
+            &name,
+        )?
+    } else {
+        None
+    };
+    let evidence = stored::decode_opt(
+        row.evidence.as_deref(),
+        "registration_modifications.evidence",
+        &name,
+    )?;
+    Ok(ModificationRequest {
+        name,
         modification_request_id: row.modification_id.clone(),
         seller: format!("sellers/{}", row.seller_id),
         account_id: row.account_id.clone(),
@@ -455,24 +470,25 @@ pub fn view(row: &modification::Model, with_logo: bool) -> ModificationRequest {
         proposed_company_name: row.proposed_company_name.clone().unwrap_or_default(),
         previous_company_name: row.previous_company_name.clone(),
         state: state_of(&row.state) as i32,
-        rejection: if row.state == state::MOD_REJECTED {
-            row.feedback
-                .as_deref()
-                .and_then(|b| ReviewFeedback::decode(b).ok())
-        } else {
-            None
-        },
-        evidence: row
-            .evidence
-            .as_deref()
-            .and_then(|b| CheckEvidence::decode(b).ok()),
+        rejection,
+        evidence,
         create_time: Some(timestamp(row.create_time)),
         update_time: Some(timestamp(row.update_time)),
         decide_time: row.decide_time.map(timestamp),
         review_deadline: row.review_deadline.map(timestamp),
         etag: etag(row.update_time),
         withdraw_reason: row.withdraw_reason.clone().unwrap_or_default(),
-    }
+    })
+}
+
+/// The request's proposed profile as stored (without the logo bytes); `None` when the column
+/// is NULL (a company name change).
+pub fn proposed_profile(row: &modification::Model) -> Result<Option<SellerProfile>, StoredCorrupt> {
+    stored::decode_opt(
+        row.proposed_profile.as_deref(),
+        "registration_modifications.proposed_profile",
+        &modification_name(&row.seller_id, &row.modification_id),
+    )
 }
 
 /// The pending request of a seller, if any.
@@ -596,7 +612,7 @@ impl Registration {
             .await?
             .filter(|r| caller.role != Role::Applicant || caller.subject == r.account_id)
             .ok_or_else(|| RegistrationError::ModificationNotFound(name.to_string()))?;
-        Ok(view(&row, true))
+        Ok(view(&row, true)?)
     }
 
     /// Opens the request `row` in one transaction: the seller is read again (still ACTIVE, and
@@ -648,7 +664,7 @@ impl Registration {
             Ok(()) => {
                 txn.commit().await?;
                 self.committed();
-                Ok(view(&row, true))
+                Ok(view(&row, true)?)
             }
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {
                 drop(txn);

@@ -5,7 +5,7 @@
 //! ALREADY_APPLIED; a request that is no longer pending (withdrawn, or the seller exited) answers
 //! SUPERSEDED.
 
-use kg_proto::common::{ReviewDecision, ReviewFeedback, SellerProfile};
+use kg_proto::common::{ReviewDecision, ReviewFeedback};
 use kg_proto::registration::apply_review_decision_response::SubjectState;
 use kg_proto::registration::{
     ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse,
@@ -19,9 +19,9 @@ use sea_orm::{
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::modification::{changes_of, copy_leaf, parse_modification_name, view};
+use crate::modification::{changes_of, copy_leaf, parse_modification_name, proposed_profile, view};
 use crate::outbox;
-use crate::sellers::{name_history_of, seller_details};
+use crate::sellers::{live_profile, name_history_of, seller_details};
 use crate::service::Registration;
 use crate::store::{modification, name_history, seller, state};
 
@@ -56,7 +56,7 @@ impl Registration {
                     .one(&self.db)
                     .await?
                     .ok_or_else(|| RegistrationError::ModificationNotFound(req.subject.clone()))?;
-                Ok(reply(ApplyDecisionOutcome::AlreadyApplied, &row, None))
+                reply(ApplyDecisionOutcome::AlreadyApplied, &row, None)
             },
         )
         .await
@@ -79,8 +79,9 @@ impl Registration {
         let now = kg_runtime::db::now();
         key.record(&req.subject, now).insert(&txn).await?;
         if row.state != state::MOD_PENDING {
+            let out = reply(ApplyDecisionOutcome::Superseded, &row, None)?;
             txn.commit().await?;
-            return Ok(reply(ApplyDecisionOutcome::Superseded, &row, None));
+            return Ok(out);
         }
         let live = seller::Entity::find_by_id(seller_id.clone())
             .one(&txn)
@@ -130,15 +131,12 @@ impl Registration {
                     seller_row.company_name = Set(new_name);
                     EventKind::SellerRenamed
                 } else {
-                    // Exactly the reviewed leaves: everything else stays as it is now.
-                    let mut profile =
-                        SellerProfile::decode(live.profile.as_slice()).unwrap_or_default();
+                    // Exactly the reviewed leaves: everything else stays as it is now. A live
+                    // profile that does not decode fails the decision (the transaction rolls
+                    // back): rebuilding it from an empty one would erase the seller's data.
+                    let mut profile = live_profile(&live)?;
                     profile.logo = live.logo.clone().unwrap_or_default();
-                    let mut proposed = row
-                        .proposed_profile
-                        .as_deref()
-                        .and_then(|b| SellerProfile::decode(b).ok())
-                        .unwrap_or_default();
+                    let mut proposed = proposed_profile(&row)?.unwrap_or_default();
                     proposed.logo = row.proposed_logo.clone().unwrap_or_default();
                     for change in changes_of(&row) {
                         copy_leaf(&mut profile, &proposed, &change.path);
@@ -179,9 +177,10 @@ impl Registration {
             Some(s) => Some(seller_details(&txn, s, false).await?),
             None => None,
         };
+        let out = reply(ApplyDecisionOutcome::Applied, &updated, seller_after)?;
         txn.commit().await?;
         self.committed();
-        Ok(reply(ApplyDecisionOutcome::Applied, &updated, seller_after))
+        Ok(out)
     }
 }
 
@@ -189,10 +188,10 @@ fn reply(
     outcome: ApplyDecisionOutcome,
     row: &modification::Model,
     seller: Option<kg_proto::registration::Seller>,
-) -> ApplyReviewDecisionResponse {
-    ApplyReviewDecisionResponse {
+) -> Result<ApplyReviewDecisionResponse, RegistrationError> {
+    Ok(ApplyReviewDecisionResponse {
         outcome: outcome as i32,
-        subject_state: Some(SubjectState::ModificationRequest(view(row, false))),
+        subject_state: Some(SubjectState::ModificationRequest(view(row, false)?)),
         seller,
-    }
+    })
 }

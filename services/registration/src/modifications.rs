@@ -52,7 +52,7 @@ impl Registration {
         caller: &Caller,
         name: &str,
     ) -> Result<ModificationRequest, RegistrationError> {
-        Ok(view(&self.visible_modification(caller, name).await?, true))
+        Ok(view(&self.visible_modification(caller, name).await?, true)?)
     }
 
     pub async fn list_modifications(
@@ -138,7 +138,10 @@ impl Registration {
             String::new()
         };
         Ok(ListModificationRequestsResponse {
-            modification_requests: rows.iter().map(|r| view(r, false)).collect(),
+            modification_requests: rows
+                .iter()
+                .map(|r| view(r, false))
+                .collect::<Result<_, _>>()?,
             next_page_token,
         })
     }
@@ -204,6 +207,6 @@ impl Registration {
         .await?;
         txn.commit().await?;
         self.committed();
-        Ok(view(&updated, true))
+        Ok(view(&updated, true)?)
     }
 }

@@ -6,6 +6,7 @@ use kg_proto::registration::{
     Application, ApplicationState, ListApplicationsRequest, ListApplicationsResponse,
     WithdrawApplicationRequest,
 };
+use kg_runtime::stored::StoredCorrupt;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -40,7 +41,7 @@ impl Registration {
             .one(&self.db)
             .await?
             .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
-        Ok(view::application(&row))
+        Ok(view::application(&row)?)
     }
 
     pub async fn list(
@@ -115,13 +116,13 @@ impl Registration {
             applications: rows
                 .iter()
                 .map(|r| {
-                    let mut app = view::application(r);
+                    let mut app = view::application(r)?;
                     if let Some(p) = app.profile.as_mut() {
                         p.logo.clear();
                     }
-                    app
+                    Ok(app)
                 })
-                .collect(),
+                .collect::<Result<_, StoredCorrupt>>()?,
             next_page_token,
         })
     }
@@ -188,6 +189,6 @@ impl Registration {
         .await?;
         txn.commit().await?;
         self.committed();
-        Ok(view::application(&updated))
+        Ok(view::application(&updated)?)
     }
 }

@@ -19,12 +19,15 @@ use kg_proto::review::{
 };
 use kg_runtime::client::OutboundChannel;
 use kg_runtime::outbox::{Deliver, DeliveryError, OutboxEvent};
+use kg_runtime::stored::{self, StoredCorrupt};
 use prost::Message;
 use sea_orm::sea_query::{Alias, Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::migrations::OUTBOX;
+use crate::modification::proposed_profile;
 use crate::outbox::{NOTIFICATION, REVIEW};
+use crate::sellers::live_profile;
 use crate::store::{application, modification, seller, state};
 use crate::view;
 
@@ -85,7 +88,7 @@ impl Deliverer {
         event: &OutboxEvent,
         app: &application::Model,
     ) -> Result<(), DeliveryError> {
-        let mut profile = SellerProfile::decode(app.profile.as_slice()).unwrap_or_default();
+        let (mut profile, evidence) = application_materials(app)?;
         profile.logo = app.logo.clone().unwrap_or_default();
         let reply = self
             .review
@@ -101,10 +104,7 @@ impl Deliverer {
                     registration_number: app.registration_number.clone(),
                 }),
                 submit_time: Some(view::timestamp(app.create_time)),
-                evidence: app
-                    .evidence
-                    .as_deref()
-                    .and_then(|b| CheckEvidence::decode(b).ok()),
+                evidence,
                 profile: Some(profile),
                 previous_company_name: String::new(),
             })
@@ -122,7 +122,7 @@ impl Deliverer {
         event: &OutboxEvent,
         app: &application::Model,
     ) -> Result<(), DeliveryError> {
-        let mut profile = SellerProfile::decode(app.profile.as_slice()).unwrap_or_default();
+        let (mut profile, evidence) = application_materials(app)?;
         profile.logo = app.logo.clone().unwrap_or_default();
         let reply = self
             .review
@@ -132,10 +132,7 @@ impl Deliverer {
                 subject: event.subject.clone(),
                 // The event's time: a retry resumes from the same instant (same body, same key).
                 resubmit_time: Some(view::timestamp(event.create_time)),
-                evidence: app
-                    .evidence
-                    .as_deref()
-                    .and_then(|b| CheckEvidence::decode(b).ok()),
+                evidence,
                 profile: Some(profile),
             })
             .await?
@@ -202,7 +199,7 @@ impl Deliverer {
             return self.seller_notification(event, id).await;
         }
         let app = self.application(&event.subject).await?;
-        Ok(application_notification(event, &app))
+        application_notification(event, &app)
     }
 
     async fn freeze(
@@ -244,10 +241,25 @@ fn frozen(payload: &serde_json::Value) -> Result<Option<SendNotificationRequest>
         })
 }
 
+/// The stored profile (without the logo bytes) and evidence of an application. Bytes that do
+/// not decode fail the delivery (refused: it becomes a dead letter, never an empty message).
+fn application_materials(
+    app: &application::Model,
+) -> Result<(SellerProfile, Option<CheckEvidence>), StoredCorrupt> {
+    let key = format!("applications/{}", app.application_id);
+    let profile = stored::decode(&app.profile, "registration_applications.profile", &key)?;
+    let evidence = stored::decode_opt(
+        app.evidence.as_deref(),
+        "registration_applications.evidence",
+        &key,
+    )?;
+    Ok((profile, evidence))
+}
+
 fn application_notification(
     event: &OutboxEvent,
     app: &application::Model,
-) -> Option<SendNotificationRequest> {
+) -> Result<Option<SendNotificationRequest>, DeliveryError> {
     let kind = event.event_type.as_str();
     let event_type = match kind {
         "APPLICATION_SUBMITTED" => NotificationEventType::ApplicationReceived,
@@ -258,18 +270,19 @@ fn application_notification(
         "APPLICATION_RESUBMITTED" => NotificationEventType::ApplicationResubmitted,
         other => {
             tracing::error!(kind = other, "no notification for this event; dropping");
-            return None;
+            return Ok(None);
         }
     };
     let mut params = HashMap::from([
         ("company_name".to_string(), app.company_name.clone()),
         ("application".to_string(), event.subject.clone()),
     ]);
-    if let Some(feedback) = app
-        .feedback
-        .as_deref()
-        .and_then(|b| ReviewFeedback::decode(b).ok())
-    {
+    let feedback: Option<ReviewFeedback> = stored::decode_opt(
+        app.feedback.as_deref(),
+        "registration_applications.feedback",
+        &format!("applications/{}", app.application_id),
+    )?;
+    if let Some(feedback) = feedback {
         let titles: Vec<String> = match feedback.reasons.is_empty() {
             false => feedback
                 .reasons
@@ -287,7 +300,7 @@ fn application_notification(
     if let Some(deadline) = app.review_deadline {
         params.insert("review_deadline".into(), deadline.to_rfc3339());
     }
-    Some(request(event, &app.account_id, event_type, params))
+    Ok(Some(request(event, &app.account_id, event_type, params)))
 }
 
 fn request(
@@ -352,11 +365,12 @@ impl Deliverer {
             ),
             ("modification_request".to_string(), event.subject.clone()),
         ]);
-        if let Some(feedback) = row
-            .feedback
-            .as_deref()
-            .and_then(|b| ReviewFeedback::decode(b).ok())
-        {
+        let feedback: Option<ReviewFeedback> = stored::decode_opt(
+            row.feedback.as_deref(),
+            "registration_modifications.feedback",
+            &event.subject,
+        )?;
+        if let Some(feedback) = feedback {
             params.insert("reason_titles".into(), feedback.reason_codes.join("\n"));
             params.insert("comment".into(), feedback.comment.clone());
         }
@@ -404,13 +418,18 @@ impl Deliverer {
         row: &modification::Model,
         seller: &seller::Model,
     ) -> Result<(), DeliveryError> {
-        // A name change is reviewed against the seller's current profile.
-        let profile = row
-            .proposed_profile
-            .as_deref()
-            .unwrap_or(seller.profile.as_slice());
-        let mut profile = SellerProfile::decode(profile).unwrap_or_default();
+        // A name change is reviewed against the seller's current profile. Stored bytes that
+        // do not decode fail the delivery (refused: a dead letter, never an empty profile).
+        let mut profile = match proposed_profile(row)? {
+            Some(proposed) => proposed,
+            None => live_profile(seller)?,
+        };
         profile.logo.clear();
+        let evidence: Option<CheckEvidence> = stored::decode_opt(
+            row.evidence.as_deref(),
+            "registration_modifications.evidence",
+            &event.subject,
+        )?;
         let (country, number) = seller
             .entity_key
             .split_once(':')
@@ -433,10 +452,7 @@ impl Deliverer {
                     registration_number: number.to_string(),
                 }),
                 submit_time: Some(view::timestamp(row.create_time)),
-                evidence: row
-                    .evidence
-                    .as_deref()
-                    .and_then(|b| CheckEvidence::decode(b).ok()),
+                evidence,
                 profile: Some(profile),
                 previous_company_name: if is_rename {
                     row.previous_company_name.clone()

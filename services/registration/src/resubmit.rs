@@ -8,6 +8,7 @@
 use kg_proto::common::{CheckEvidence, CheckOutcome, SellerProfile};
 use kg_proto::registration::{Application, ResubmitApplicationRequest};
 use kg_runtime::auth::{Caller, Role};
+use kg_runtime::stored;
 use prost::Message;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
@@ -75,7 +76,13 @@ impl Registration {
         };
         let leaves = masked_leaves(&paths)?;
 
-        let mut current = SellerProfile::decode(row.profile.as_slice()).unwrap_or_default();
+        // A stored profile that does not decode is refused: the masked leaves would otherwise
+        // be copied over an empty profile and erase the rest.
+        let mut current: SellerProfile = stored::decode(
+            &row.profile,
+            "registration_applications.profile",
+            &format!("applications/{id}"),
+        )?;
         current.logo = row.logo.clone().unwrap_or_default();
         let mut input = req.profile.clone().unwrap_or_default();
         input.logo_sha256 = if input.logo.is_empty() {
@@ -104,10 +111,11 @@ impl Registration {
         let materials = self
             .check_changed_materials(check, &req.logo_file_name, &row.account_id)
             .await?;
-        let earlier = row
-            .evidence
-            .as_deref()
-            .and_then(|b| CheckEvidence::decode(b).ok());
+        let earlier: Option<CheckEvidence> = stored::decode_opt(
+            row.evidence.as_deref(),
+            "registration_applications.evidence",
+            &format!("applications/{id}"),
+        )?;
         let evidence = merge_evidence(earlier, materials.evidence, &rechecked);
 
         let now = kg_runtime::db::now();

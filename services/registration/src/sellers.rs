@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kg_proto::common::{CompanyEntity, SellerProfile};
 use kg_proto::registration::CompanyNameChange;
 use kg_proto::registration::{ListSellersRequest, ListSellersResponse, Seller, SellerState};
-use prost::Message;
+use kg_runtime::stored::{self, StoredCorrupt};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::error::RegistrationError;
@@ -27,8 +27,9 @@ pub fn parse_seller_name(name: &str) -> Result<String, RegistrationError> {
     Ok(id.to_string())
 }
 
-pub fn seller_view(row: &seller::Model, with_logo: bool) -> Seller {
-    let mut profile = SellerProfile::decode(row.profile.as_slice()).unwrap_or_default();
+/// The seller as a wire message; its stored profile must decode (see `kg_runtime::stored`).
+pub fn seller_view(row: &seller::Model, with_logo: bool) -> Result<Seller, StoredCorrupt> {
+    let mut profile = live_profile(row)?;
     if with_logo {
         profile.logo = row.logo.clone().unwrap_or_default();
     }
@@ -36,7 +37,7 @@ pub fn seller_view(row: &seller::Model, with_logo: bool) -> Seller {
         .entity_key
         .split_once(':')
         .unwrap_or(("", &row.entity_key));
-    Seller {
+    Ok(Seller {
         name: format!("sellers/{}", row.seller_id),
         seller_id: row.seller_id.clone(),
         account_id: row.account_id.clone(),
@@ -60,7 +61,18 @@ pub fn seller_view(row: &seller::Model, with_logo: bool) -> Seller {
         exit_reason: row.exit_reason.clone().unwrap_or_default(),
         etag: etag(row.update_time),
         agreement: None,
-    }
+    })
+}
+
+/// The seller's live profile as stored (without the logo bytes, kept in their own column).
+/// Bytes that do not decode are an error, never an empty profile: one written back would
+/// erase the seller's information.
+pub fn live_profile(row: &seller::Model) -> Result<SellerProfile, StoredCorrupt> {
+    stored::decode(
+        &row.profile,
+        "registration_sellers.profile",
+        &format!("sellers/{}", row.seller_id),
+    )
 }
 
 /// Every company name of a seller, oldest first. A seller created before names were recorded
@@ -92,7 +104,7 @@ pub async fn seller_details<C: ConnectionTrait>(
     row: &seller::Model,
     with_logo: bool,
 ) -> Result<Seller, sea_orm::DbErr> {
-    let mut out = seller_view(row, with_logo);
+    let mut out = seller_view(row, with_logo)?;
     out.name_history = name_history_of(db, row)
         .await?
         .into_iter()
@@ -128,10 +140,9 @@ async fn page_details(
         .filter(modification::Column::State.eq(state::MOD_PENDING))
         .all(db)
         .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
-            let mut out = seller_view(row, false);
+            let mut out = seller_view(row, false)?;
             out.name_history = history
                 .iter()
                 .filter(|h| h.seller_id == row.seller_id)
@@ -157,9 +168,9 @@ async fn page_details(
                 .find(|m| m.seller_id == row.seller_id)
                 .map(|m| modification_name(&m.seller_id, &m.modification_id))
                 .unwrap_or_default();
-            out
+            Ok(out)
         })
-        .collect())
+        .collect()
 }
 
 impl Registration {

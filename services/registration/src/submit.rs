@@ -371,7 +371,7 @@ impl Registration {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(view::application(&row))
+        Ok(view::application(&row)?)
     }
 
     /// A unique index fired: say which rule, reading outside the failed transaction. (A

@@ -3,7 +3,6 @@
 //! once approved, applied. Changed materials are checked again by identity-check (refusals have
 //! Submit's shapes). The live profile stays as it is until the approval.
 
-use kg_proto::common::SellerProfile;
 use kg_proto::registration::{ModificationRequest, UpdateSellerInfoRequest};
 use kg_runtime::auth::Caller;
 use prost::Message;
@@ -52,7 +51,9 @@ impl Registration {
                 .unwrap_or_default(),
         )?;
 
-        let mut current = SellerProfile::decode(seller.profile.as_slice()).unwrap_or_default();
+        // A live profile that does not decode is refused: a diff against an empty one would
+        // propose (and, approved, write) every leaf over the seller's data.
+        let mut current = crate::sellers::live_profile(&seller)?;
         current.logo = seller.logo.clone().unwrap_or_default();
         let mut input = req.profile.clone().unwrap_or_default();
         input.logo_sha256 = if input.logo.is_empty() {

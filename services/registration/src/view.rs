@@ -5,7 +5,7 @@ use kg_proto::common::{
     AgreementAcceptance, CheckEvidence, CompanyEntity, ReviewFeedback, SellerProfile,
 };
 use kg_proto::registration::{Application, ApplicationState};
-use prost::Message;
+use kg_runtime::stored::{self, StoredCorrupt};
 
 use crate::store::{application, state};
 
@@ -53,17 +53,28 @@ pub fn state_name(s: ApplicationState) -> Option<&'static str> {
     })
 }
 
-fn decode<M: Message + Default>(bytes: Option<&[u8]>) -> Option<M> {
-    bytes.and_then(|b| M::decode(b).ok())
-}
-
-pub fn application(row: &application::Model) -> Application {
-    let mut profile: SellerProfile = decode(Some(&row.profile)).unwrap_or_default();
+/// The application as a wire message. Stored messages that do not decode are an error (see
+/// `kg_runtime::stored`); a NULL column stays unset.
+pub fn application(row: &application::Model) -> Result<Application, StoredCorrupt> {
+    let key = format!("applications/{}", row.application_id);
+    let mut profile: SellerProfile =
+        stored::decode(&row.profile, "registration_applications.profile", &key)?;
     profile.logo = row.logo.clone().unwrap_or_default();
-    let feedback: Option<ReviewFeedback> = decode(row.feedback.as_deref());
+    let feedback: Option<ReviewFeedback> = stored::decode_opt(
+        row.feedback.as_deref(),
+        "registration_applications.feedback",
+        &key,
+    )?;
+    let agreement: AgreementAcceptance =
+        stored::decode(&row.agreement, "registration_applications.agreement", &key)?;
+    let evidence: Option<CheckEvidence> = stored::decode_opt(
+        row.evidence.as_deref(),
+        "registration_applications.evidence",
+        &key,
+    )?;
     let is_rejected = row.state == state::REJECTED;
-    Application {
-        name: format!("applications/{}", row.application_id),
+    Ok(Application {
+        name: key,
         application_id: row.application_id.clone(),
         account_id: row.account_id.clone(),
         company_name: row.company_name.clone(),
@@ -72,9 +83,9 @@ pub fn application(row: &application::Model) -> Application {
             registration_number: row.registration_number.clone(),
         }),
         profile: Some(profile),
-        agreement: decode::<AgreementAcceptance>(Some(&row.agreement)),
+        agreement: Some(agreement),
         state: application_state(&row.state) as i32,
-        evidence: decode::<CheckEvidence>(row.evidence.as_deref()),
+        evidence,
         rejection: if is_rejected { feedback.clone() } else { None },
         changes_requested: if row.state == state::CHANGES_REQUESTED {
             feedback
@@ -94,7 +105,7 @@ pub fn application(row: &application::Model) -> Application {
         withdraw_reason: row.withdraw_reason.clone().unwrap_or_default(),
         resubmit_time: None,
         resubmit_count: 0,
-    }
+    })
 }
 
 /// Changes whenever the row changes: the update time to the microsecond.

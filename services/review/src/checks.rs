@@ -76,7 +76,7 @@ impl Review {
         let row = self.find_task(&target).await?;
         may_rerun(caller, &row)?;
 
-        let mut profile = view::profile(&row);
+        let mut profile = view::profile(&row)?;
         profile.logo = row.logo.clone().unwrap_or_default();
         let reply = self
             .identity
@@ -99,7 +99,7 @@ impl Review {
         let plan = |row: &task::Model, now| {
             may_rerun(caller, row)?;
             let mut after = row.clone();
-            let evidence = merge(view::evidence(row), fresh.clone());
+            let evidence = merge(view::evidence(row)?, fresh.clone());
             after.evidence = Some(evidence.encode_to_vec());
             after.update_time = now;
             Ok(Plan::Change(Box::new(Change {
@@ -113,8 +113,8 @@ impl Review {
         };
         let applied = self.change(caller, &Key::None, target, &plan).await?;
         Ok(RerunChecksResponse {
-            evidence: view::evidence(&applied.row),
-            review_task: Some(view::task(&applied.row, view::now())),
+            evidence: view::evidence(&applied.row)?,
+            review_task: Some(view::task(&applied.row, view::now())?),
         })
     }
 }

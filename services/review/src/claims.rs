@@ -87,7 +87,7 @@ impl Review {
                 &plan,
             )
             .await?;
-        Ok(view::task(&applied.row, view::now()))
+        Ok(view::task(&applied.row, view::now())?)
     }
 
     pub async fn release(
@@ -144,6 +144,6 @@ impl Review {
                 &plan,
             )
             .await?;
-        Ok(view::task(&applied.row, view::now()))
+        Ok(view::task(&applied.row, view::now())?)
     }
 }

@@ -132,7 +132,7 @@ impl Review {
         }
         match self.insert(caller, &req.event_id, &hash, &row).await {
             Ok(()) => Ok(CreateReviewTaskResponse {
-                review_task: Some(view::task(&row, view::now())),
+                review_task: Some(view::task(&row, view::now())?),
                 created: true,
             }),
             Err(e) if kg_runtime::db::is_unique_violation(&e) => {
@@ -183,7 +183,7 @@ impl Review {
             .await?
             .ok_or_else(|| ReviewError::TaskNotFound(view::task_name(&seen.task_id)))?;
         Ok(Some(CreateReviewTaskResponse {
-            review_task: Some(view::task(&row, view::now())),
+            review_task: Some(view::task(&row, view::now())?),
             created: false,
         }))
     }

@@ -146,7 +146,7 @@ impl Review {
                 &plan,
             )
             .await?;
-        Ok(view::task(&applied.row, view::now()))
+        Ok(view::task(&applied.row, view::now())?)
     }
 
     fn plan_decision(

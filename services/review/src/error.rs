@@ -4,6 +4,7 @@
 use kg_runtime::ApiError;
 use kg_runtime::error::ErrorReason;
 use kg_runtime::error::FieldViolation;
+use kg_runtime::stored::StoredCorrupt;
 use tonic::Code;
 
 pub const DOMAIN: &str = "review.koogallery.io";
@@ -48,8 +49,22 @@ pub enum ReviewError {
     Contended,
     #[error("{0} unavailable: {1}")]
     DependencyUnavailable(&'static str, tonic::Status),
+    /// A stored message does not decode (logged where it was found); nothing is written.
+    #[error(transparent)]
+    StoredCorrupt(#[from] StoredCorrupt),
     #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[source] sea_orm::DbErr),
+}
+
+/// A database error, unless it carries a stored message that does not decode (see
+/// `kg_runtime::stored`): that one stays STORED_DATA_CORRUPT.
+impl From<sea_orm::DbErr> for ReviewError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match StoredCorrupt::in_db_err(&err) {
+            Some(corrupt) => Self::StoredCorrupt(corrupt.clone()),
+            None => Self::Database(err),
+        }
+    }
 }
 
 impl ReviewError {
@@ -218,6 +233,14 @@ impl From<ReviewError> for tonic::Status {
                 )
                 .with_metadata("service", service)
             }
+            // Logged with its column and key where it was decoded.
+            E::StoredCorrupt(_) => ApiError::new(
+                Code::Internal,
+                DOMAIN,
+                ErrorReason::StoredDataCorrupt,
+                "a stored record this request needs cannot be read; nothing was changed and the \
+                 fault has been logged",
+            ),
             E::Database(e) => {
                 tracing::warn!(error = %e, "database error");
                 ApiError::new(

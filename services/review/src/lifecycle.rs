@@ -97,7 +97,7 @@ impl Review {
                     after.logo = logo;
                 } else {
                     // Logo bytes not sent: keep the stored ones if the logo did not change.
-                    let old = view::profile(row).logo_sha256;
+                    let old = view::profile(row)?.logo_sha256;
                     if profile.logo_sha256.is_empty() || profile.logo_sha256 == old {
                         profile.logo_sha256 = old;
                     } else {
@@ -119,7 +119,7 @@ impl Review {
         let applied = self
             .change(caller, &key, Target::Subject(&req.subject), &plan)
             .await?;
-        Ok(view::task(&applied.row, view::now()))
+        Ok(view::task(&applied.row, view::now())?)
     }
 
     pub async fn cancel(
@@ -173,7 +173,7 @@ impl Review {
             .change(caller, &key, Target::Subject(&req.subject), &plan)
             .await?;
         Ok(CancelReviewTaskResponse {
-            review_task: Some(view::task(&applied.row, view::now())),
+            review_task: Some(view::task(&applied.row, view::now())?),
             cancelled: applied.outcome.as_deref() == Some(CANCELLED),
         })
     }

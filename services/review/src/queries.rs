@@ -86,7 +86,10 @@ impl Review {
             .await?
             .ok_or_else(|| ReviewError::TaskNotFound(name.to_string()))?;
         let mut tasks = signals::tasks(&self.db, std::slice::from_ref(&row), view::now()).await?;
-        Ok(tasks.pop().unwrap_or_else(|| view::task(&row, view::now())))
+        match tasks.pop() {
+            Some(task) => Ok(task),
+            None => Ok(view::task(&row, view::now())?),
+        }
     }
 
     pub async fn list_tasks(

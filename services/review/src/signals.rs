@@ -32,6 +32,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use kg_proto::common::SellerProfile;
 use kg_proto::review::{DuplicateSignal, DuplicateSignalKind, ReviewTask};
+use kg_runtime::stored::{self, StoredCorrupt};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ConnectionTrait, DbErr, QueryOrder, QuerySelect};
@@ -100,7 +101,8 @@ fn key_rows(task_id: &str, account_id: &str, keys: &Keys) -> Vec<key::ActiveMode
         .collect()
 }
 
-/// Writes the keys of a task (from its stored profile bytes).
+/// Writes the keys of a task (from its stored profile bytes). Bytes that do not decode are an
+/// error (see `kg_runtime::stored`), never a task indexed with no keys.
 pub async fn write_keys<C: ConnectionTrait>(
     db: &C,
     task_id: &str,
@@ -108,7 +110,8 @@ pub async fn write_keys<C: ConnectionTrait>(
     company_name: &str,
     profile: &[u8],
 ) -> Result<(), DbErr> {
-    let profile = <SellerProfile as prost::Message>::decode(profile).unwrap_or_default();
+    let profile: SellerProfile =
+        stored::decode(profile, "review_tasks.profile", &view::task_name(task_id))?;
     let rows = key_rows(task_id, account_id, &keys_of(company_name, &profile));
     if rows.is_empty() {
         return Ok(());
@@ -320,8 +323,8 @@ pub async fn compute<C: ConnectionTrait>(
 ) -> Result<HashMap<String, Vec<DuplicateSignal>>, DbErr> {
     let sources: Vec<(&task::Model, Keys)> = rows
         .iter()
-        .map(|row| (row, keys_of(&row.company_name, &view::profile(row))))
-        .collect();
+        .map(|row| Ok((row, keys_of(&row.company_name, &view::profile(row)?))))
+        .collect::<Result<_, StoredCorrupt>>()?;
     let mut exact = BTreeSet::new();
     let mut blocks = BTreeSet::new();
     for (_, keys) in &sources {
@@ -405,14 +408,13 @@ pub async fn tasks<C: ConnectionTrait>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<ReviewTask>, DbErr> {
     let mut signals = compute(db, rows).await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
-            let mut t = view::task(row, now);
+            let mut t = view::task(row, now)?;
             t.duplicate_signals = signals.remove(&row.task_id).unwrap_or_default();
-            t
+            Ok(t)
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

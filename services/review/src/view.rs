@@ -6,7 +6,7 @@ use kg_proto::review::{
     ActorRole, AuditAction, AuditEntry, Decision, ReviewTask, ReviewTaskState, SubjectKind,
 };
 use kg_runtime::auth::Role;
-use prost::Message;
+use kg_runtime::stored::{self, StoredCorrupt};
 
 use crate::error::ReviewError;
 use crate::store::{audit, kind, state, task};
@@ -151,30 +151,45 @@ pub fn is_overdue(row: &task::Model, now: DateTime<Utc>) -> bool {
     state::RUNNING.contains(&row.state.as_str()) && row.deadline.is_some_and(|d| d < now)
 }
 
-pub fn evidence(row: &task::Model) -> Option<CheckEvidence> {
-    row.evidence
-        .as_deref()
-        .and_then(|b| CheckEvidence::decode(b).ok())
+// Stored messages are decoded fail-closed (see `kg_runtime::stored`): bytes that do not decode
+// are an error, a NULL column stays `None`.
+
+pub fn evidence(row: &task::Model) -> Result<Option<CheckEvidence>, StoredCorrupt> {
+    stored::decode_opt(
+        row.evidence.as_deref(),
+        "review_tasks.evidence",
+        &task_name(&row.task_id),
+    )
 }
 
-pub fn profile(row: &task::Model) -> SellerProfile {
-    SellerProfile::decode(row.profile.as_slice()).unwrap_or_default()
+pub fn profile(row: &task::Model) -> Result<SellerProfile, StoredCorrupt> {
+    stored::decode(
+        &row.profile,
+        "review_tasks.profile",
+        &task_name(&row.task_id),
+    )
 }
 
-pub fn decision(row: &task::Model) -> Option<Decision> {
-    let mut decision = Decision::decode(row.decision.as_deref()?).ok()?;
-    decision.deliver_time = row.deliver_time.map(timestamp);
-    Some(decision)
+pub fn decision(row: &task::Model) -> Result<Option<Decision>, StoredCorrupt> {
+    let decision: Option<Decision> = stored::decode_opt(
+        row.decision.as_deref(),
+        "review_tasks.decision",
+        &task_name(&row.task_id),
+    )?;
+    Ok(decision.map(|mut d| {
+        d.deliver_time = row.deliver_time.map(timestamp);
+        d
+    }))
 }
 
-pub fn task(row: &task::Model, now: DateTime<Utc>) -> ReviewTask {
+pub fn task(row: &task::Model, now: DateTime<Utc>) -> Result<ReviewTask, StoredCorrupt> {
     let state = state_enum(&row.state);
     // No deadline while the clock is stopped, nor on a cancelled task.
     let deadline = match row.state.as_str() {
         state::WAITING_ON_APPLICANT | state::CANCELLED => None,
         _ => row.deadline.map(timestamp),
     };
-    ReviewTask {
+    Ok(ReviewTask {
         name: task_name(&row.task_id),
         subject: row.subject.clone(),
         subject_kind: kind_enum(&row.subject_kind) as i32,
@@ -191,16 +206,16 @@ pub fn task(row: &task::Model, now: DateTime<Utc>) -> ReviewTask {
         overdue: is_overdue(row, now),
         paused_since: row.paused_since.map(timestamp),
         paused_duration: Some(duration(row.paused_micros)),
-        evidence: evidence(row),
+        evidence: evidence(row)?,
         duplicate_signals: Vec::new(),
-        decision: decision(row),
+        decision: decision(row)?,
         create_time: Some(timestamp(row.create_time)),
         update_time: Some(timestamp(row.update_time)),
         etag: etag(row.version),
-        profile: Some(profile(row)),
+        profile: Some(profile(row)?),
         previous_company_name: row.previous_company_name.clone(),
         claim_time: row.claim_time.map(timestamp),
-    }
+    })
 }
 
 pub fn audit_entry(row: &audit::Model) -> AuditEntry {

@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod server;
 pub mod shutdown;
+pub mod stored;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;
