@@ -73,6 +73,7 @@ CALLERS = {
 # Settings that carry secrets: the pods get them only as files, through <name>_FILE.
 SECRET_ENV = {
     "KG_DATABASE_URL",
+    "KG_BACKOFFICE_CSRF_SECRET",
     "KG_REDIS_URL",
     "KG_JWT_SECRET",
     "KG_SERVICE_TOKEN",

@@ -377,21 +377,13 @@ def test_secrets_are_only_referenced(scenario: str) -> None:
             continue
         for container in ch.pod_spec(obj)["containers"]:
             env = ch.container_env(container)
-            # koogallery-backoffice reads no *_FILE settings yet: its two secrets are the only
-            # secretKeyRef variables allowed, and never plain values
-            allowed = BACKOFFICE_ENV_SECRETS if ch.component(obj) == "backoffice" else set()
-            for name in allowed & set(env):
-                assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"]
             # secrets reach the process as files only (checkov CKV_K8S_35): neither the value
             # nor a secretKeyRef in the environment
-            leaked = (ch.SECRET_ENV & set(env)) - allowed
+            leaked = ch.SECRET_ENV & set(env)
             assert not leaked, f"{ch.kind_name(obj)}: {leaked}"
-            refs = [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {}) and n not in allowed]
+            refs = [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})]
             assert not refs, f"{ch.kind_name(obj)}: secretKeyRef env {refs}"
             assert "envFrom" not in container or all("secretRef" not in e for e in container["envFrom"])
-
-
-BACKOFFICE_ENV_SECRETS = {"KG_JWT_SECRET", "KG_BACKOFFICE_CSRF_SECRET"}
 
 
 def _secret_files(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -1066,8 +1058,11 @@ def test_backoffice_deployment() -> None:
     assert env["KG_CALL_TIMEOUT_MS"]["value"] == "10000"
     # nobody is signed in by the back office in a cluster, and cookies stay Secure
     assert not {"KG_BACKOFFICE_DEV_SIGNIN", "KG_BACKOFFICE_INSECURE_COOKIES"} & set(env)
-    assert env["KG_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "koogallery-secrets", "key": "jwt-secret"}
-    assert env["KG_BACKOFFICE_CSRF_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "koogallery-backoffice", "key": "csrf-secret"}
+    # its secrets as files, like the services'
+    assert _secret_files(deployment) == {
+        "KG_JWT_SECRET": ("koogallery-secrets", "jwt-secret"),
+        "KG_BACKOFFICE_CSRF_SECRET": ("koogallery-backoffice", "csrf-secret"),
+    }
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080}
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -1088,6 +1083,8 @@ def test_backoffice_without_csrf_key_and_with_jwks_has_no_secret_env() -> None:
     spec = ch.pod_spec(deployment)
     env = ch.container_env(spec["containers"][0])
     assert not [n for n, e in env.items() if "valueFrom" in e]
+    assert [n for n in env if n.endswith("_FILE")] == ["KG_JWT_JWKS_FILE"]
+    assert "secrets" not in {v["name"] for v in spec["volumes"]}
     assert env["KG_JWT_JWKS_FILE"]["value"] == "/etc/koogallery/jwt/jwks.json"
     assert next(v for v in spec["volumes"] if v["name"] == "jwks")["secret"]["items"] == [{"key": "jwks.json", "path": "jwks.json"}]
 

@@ -23,7 +23,7 @@ import pytest
 import chart_helpers as ch
 
 # The profiles an operator installs; each must keep every secret out of the environment.
-SCENARIOS = ["defaults", "production", "demo"]
+SCENARIOS = ["defaults", "production", "demo", "backoffice"]
 CHECK = "CKV_K8S_35"
 
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_koogallery");
 
-/// A base port with the four service ports (base..base+3) and their health ports (+1000) free.
+/// A base port with the four service ports (base..base+3), the back office's (base+4) and the
+/// services' health ports (+1000) free.
 pub fn free_base_port() -> u16 {
     loop {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -20,10 +21,11 @@ pub fn free_base_port() -> u16 {
         if base > 60_000 {
             continue;
         }
-        let free = (0..4).all(|i| {
-            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", base + 1000 + i)).is_ok()
-        });
+        let free = std::net::TcpListener::bind(("127.0.0.1", base + 4)).is_ok()
+            && (0..4).all(|i| {
+                std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", base + 1000 + i)).is_ok()
+            });
         if free {
             return base;
         }

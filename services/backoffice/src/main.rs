@@ -13,7 +13,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let Cli { config } = Cli::parse();
+    // secrets may come as files (KG_JWT_SECRET_FILE, KG_BACKOFFICE_CSRF_SECRET_FILE), as the
+    // chart mounts them
+    let Cli { config } = kg_runtime::config::parse_with_secret_files::<Cli>();
     let _telemetry = kg_runtime::telemetry::init(kg_backoffice::SERVICE, config.log_format);
     let addr = config.listen_addr;
     let result = match tokio::net::TcpListener::bind(addr).await {

@@ -347,6 +347,7 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "KG_SMTP_URL",
     "KG_SMS_URL",
     "KG_SMS_TOKEN",
+    "KG_BACKOFFICE_CSRF_SECRET",
 ];
 
 /// Parses the command line of `C` like `C::parse()`, taking every secret setting `C` has (see
