@@ -276,12 +276,19 @@ pub async fn sequence(db: &DatabaseConnection) -> Result<u64, DbErr> {
 
 /// A stored row as the wire message, with its resume token. Only rows with a position are
 /// streamed.
+///
+/// A snapshot that does not decode is logged (kg_runtime::stored) and the event streams without
+/// its payload: the event's kind, subject and position are still true, and refusing it would
+/// stop the replica's one tailer, and with it every watcher, at that position for good.
 pub fn to_message(row: &event::Model) -> RegistrationEvent {
-    let payload = row
-        .snapshot
-        .as_deref()
-        .and_then(|b| RegistrationEvent::decode(b).ok())
-        .and_then(|e| e.payload);
+    let payload = kg_runtime::stored::decode_opt::<RegistrationEvent>(
+        row.snapshot.as_deref(),
+        "registration_events.snapshot",
+        &row.event_id,
+    )
+    .ok()
+    .flatten()
+    .and_then(|e| e.payload);
     RegistrationEvent {
         event_id: row.event_id.clone(),
         resume_token: token(row.pos.unwrap_or_default(), &row.event_id),

@@ -804,3 +804,137 @@ async fn a_restarted_postgres_leaves_no_dead_letter() {
     )
     .await;
 }
+
+/// The next `n` events of a stream (heartbeats skipped), 60 s at most.
+async fn events_of(
+    stream: &mut tonic::Streaming<kg_proto::registration::WatchEventsResponse>,
+    n: usize,
+) -> Vec<kg_proto::registration::RegistrationEvent> {
+    use kg_proto::registration::watch_events_response::Item;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n {
+        let message = tokio::time::timeout_at(deadline.into(), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} events arrived", out.len()))
+            .expect("stream failed")
+            .expect("stream ended");
+        if let Some(Item::Event(event)) = message.item {
+            out.push(event);
+        }
+    }
+    out
+}
+
+/// Three replicas' sequencers number the commits of all three at once: a watcher on each
+/// replica sees every submission once, in one order shared by all; a follower of one account on
+/// each replica sees that account's events only; and a stream resumed from the middle on another
+/// replica continues that order exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_every_replica_see_one_gap_free_order() {
+    const TEST: &str = "contention::watchers_on_every_replica_see_one_gap_free_order";
+    const N: usize = 60;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let accounts: Vec<String> = (0..N).map(|i| format!("order-{i}")).collect();
+    let cluster = Cluster::start(&accounts, &[]).await;
+
+    let mut everything = Vec::new();
+    let mut followers = Vec::new();
+    for i in 0..3 {
+        let mut client = cluster.client(i);
+        everything.push(
+            client
+                .watch_events(WatchEventsRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        followers.push(
+            client
+                .watch_events(WatchEventsRequest {
+                    account_id: format!("order-{}", i * 7),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+
+    // Distinct entities, round robin over the replicas, 12 in flight.
+    let submitted: Vec<_> = futures::stream::iter(0..N)
+        .map(|i| {
+            let mut client = cluster.client(i);
+            let request = cluster.submission(&accounts[i], 7_000 + i as u64);
+            async move { client.submit_application(request).await }
+        })
+        .buffer_unordered(12)
+        .collect()
+        .await;
+    let submit_tally = tally(&submitted);
+    let names: BTreeSet<String> = submitted
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter_map(|r| r.get_ref().application.as_ref().map(|a| a.name.clone()))
+        .collect();
+
+    let mut seen = Vec::new();
+    for stream in &mut everything {
+        seen.push(events_of(stream, names.len()).await);
+    }
+    let ids = |events: &[kg_proto::registration::RegistrationEvent]| {
+        events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let streamed: BTreeSet<String> = seen[0].iter().map(|e| e.application.clone()).collect();
+    let lost = names.difference(&streamed).count();
+    let duplicates = seen[0].len() - streamed.len();
+    ledger(
+        TEST,
+        &format!(
+            "{N} submissions over 3 replicas numbering at once, a watcher on each: {submit_tally:?}"
+        ),
+        N,
+        0,
+        lost,
+        duplicates,
+    );
+
+    assert_eq!(submit_tally.get("OK").copied(), Some(N), "{submit_tally:?}");
+    assert_eq!(streamed, names, "every submission once, nothing else");
+    assert_eq!(duplicates, 0);
+    assert_eq!(
+        ids(&seen[1]),
+        ids(&seen[0]),
+        "replica 1 streams replica 0's order"
+    );
+    assert_eq!(
+        ids(&seen[2]),
+        ids(&seen[0]),
+        "replica 2 streams replica 0's order"
+    );
+
+    for (i, stream) in followers.iter_mut().enumerate() {
+        let account = format!("order-{}", i * 7);
+        let own = events_of(stream, 1).await;
+        assert_eq!(own[0].account_id, account);
+    }
+
+    // Resumed on replica 2 from the 30th event seen on replica 0: exactly the rest, in order.
+    let middle = seen[0][N / 2 - 1].resume_token.clone();
+    let mut resumed = cluster
+        .client(2)
+        .watch_events(WatchEventsRequest {
+            resume_token: middle,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rest = events_of(&mut resumed, N - N / 2).await;
+    assert_eq!(ids(&rest), ids(&seen[0][N / 2..]));
+    drop((everything, followers, resumed));
+    cluster.stop().await;
+}
