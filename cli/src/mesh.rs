@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
 use kg_runtime::error::DecodedError;
+use secrecy::{ExposeSecret, SecretString};
 use tonic::transport::Channel;
 
 pub const MESH_FILE: &str = "mesh.json";
@@ -108,11 +109,11 @@ pub struct Global {
     /// HS256 secret that signs tokens (the mesh's KG_JWT_SECRET). Default: the development
     /// secret in the data folder.
     #[arg(long, env = "KG_JWT_SECRET", hide_env_values = true, global = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     /// A bearer token issued elsewhere (a deployment's identity provider); sent as it is
     /// instead of tokens minted from a secret.
     #[arg(long, env = "KG_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
     /// Output format of commands that print records.
     #[arg(
         short,
@@ -225,23 +226,30 @@ impl Global {
     }
 
     /// The secret that signs tokens: --jwt-secret, else the development secret of the data folder.
-    fn secret(&self) -> Option<String> {
+    fn secret(&self) -> Option<SecretString> {
         self.jwt_secret.clone().or_else(|| {
             std::fs::read_to_string(self.data_dir.join(SECRET_FILE))
                 .ok()
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
+                .map(SecretString::from)
         })
     }
 
     pub fn authenticator(&self) -> Option<Authenticator> {
-        self.secret()
-            .map(|s| Authenticator::hs256(s.as_bytes(), DEFAULT_ISSUER, DEFAULT_AUDIENCE))
+        self.secret().map(|s| {
+            Authenticator::hs256(
+                s.expose_secret().as_bytes(),
+                DEFAULT_ISSUER,
+                DEFAULT_AUDIENCE,
+            )
+        })
     }
 
     /// `Bearer …` for `subject` in `role`: --token as given, else minted from the secret.
     pub fn bearer(&self, subject: &str, role: Role) -> Option<String> {
         if let Some(token) = &self.token {
+            let token = token.expose_secret();
             return Some(format!("Bearer {}", token.trim_start_matches("Bearer ")));
         }
         self.authenticator()

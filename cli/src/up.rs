@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use kg_runtime::config::{CommonConfig, LogFormat, ports};
 use kg_runtime::shutdown::Shutdown;
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::demo;
@@ -18,7 +19,7 @@ pub struct UpArgs {
     bind: IpAddr,
     /// Redis for the registration lock. Unset: an in-process lock.
     #[arg(long, env = "KG_REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
+    redis_url: Option<SecretString>,
     /// Log lines as text or JSON.
     #[arg(long, env = "KG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -63,36 +64,21 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
     if base_port > u16::MAX - 1003 {
         anyhow::bail!("--base-port {base_port} is too high: the metrics ports are at +1000..+1003");
     }
-    let jwt_secret = match &global.jwt_secret {
+    let jwt_secret: SecretString = match &global.jwt_secret {
         Some(secret) => secret.clone(),
-        None => crate::token::dev_secret(data_dir, true)?,
+        None => crate::token::dev_secret(data_dir, true)?.into(),
     };
     let addr = |offset: u16| SocketAddr::new(args.bind, base_port + offset);
+    // the defaults otherwise: no database URL (SQLite in the data folder), plaintext on
+    // loopback (no TLS), the default rate limit, timeouts and grace period
     let common = |offset: u16| CommonConfig {
         listen_addr: Some(addr(offset)),
         metrics_addr: Some(SocketAddr::new(args.bind, base_port + 1000 + offset)),
-        database_url: None,
         data_dir: data_dir.clone(),
         log_format: args.log_format,
-        shutdown_grace_secs: 25,
         jwt_secret: Some(jwt_secret.clone()),
-        jwt_issuer: kg_runtime::auth::DEFAULT_ISSUER.to_string(),
-        jwt_audience: kg_runtime::auth::DEFAULT_AUDIENCE.to_string(),
-        jwt_jwks_file: None,
-        jwt_signing_key_file: None,
-        jwt_signing_kid: None,
-        service_token: None,
-        // the local mesh is plaintext on loopback
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
-        tls_ca: None,
-        health_listen_addr: None,
-        rate_limit_per_sec: kg_runtime::config::DEFAULT_RATE_LIMIT_PER_SEC,
-        rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
-        request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
         cors_allowed_origins: kg_runtime::config::cors_allowed_origins_from_env(),
-        limits: Default::default(),
+        ..Default::default()
     };
     let url = |offset: u16| format!("http://{}", addr(offset));
 

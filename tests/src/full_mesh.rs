@@ -45,7 +45,7 @@ impl Mesh {
     pub async fn start_with(secret: Option<&str>) -> Mesh {
         let common = |db: &str| {
             let mut common = mesh::common(db);
-            common.jwt_secret = secret.map(str::to_string);
+            common.jwt_secret = secret.map(Into::into);
             common
         };
         let redis = RedisServer::start().await.unwrap();
@@ -68,7 +68,7 @@ impl Mesh {
         .unwrap();
         let mut notification_config = mesh::notification_config(&dbs[3].url, &identity.url());
         notification_config.common = common(&dbs[3].url);
-        notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()));
+        notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()).into());
         let notification = mesh::start_notification(notification_config).await.unwrap();
         // registration and review call each other: fix review's address first.
         let review_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));

@@ -2,11 +2,10 @@
 //! with handles to stop and restart them.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use kg_runtime::config::{CommonConfig, LogFormat};
+use kg_runtime::config::CommonConfig;
 use kg_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -59,30 +58,11 @@ pub async fn fresh_db() -> anyhow::Result<TestDb> {
 
 pub fn common(database_url: &str) -> CommonConfig {
     CommonConfig {
-        listen_addr: None,
-        metrics_addr: None,
-        database_url: Some(database_url.to_string()),
-        data_dir: PathBuf::from("data"),
-        log_format: LogFormat::Text,
+        database_url: Some(database_url.into()),
         shutdown_grace_secs: 10,
-        jwt_secret: None,
-        jwt_issuer: kg_runtime::auth::DEFAULT_ISSUER.to_string(),
-        jwt_audience: kg_runtime::auth::DEFAULT_AUDIENCE.to_string(),
-        jwt_jwks_file: None,
-        jwt_signing_key_file: None,
-        jwt_signing_kid: None,
-        service_token: None,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
-        tls_ca: None,
-        health_listen_addr: None,
         // tests drive the services hard from one caller; tests/tests/security.rs turns it on
         rate_limit_per_sec: 0.0,
-        rate_limit_burst: kg_runtime::config::DEFAULT_RATE_LIMIT_BURST,
-        request_timeout_secs: kg_runtime::config::DEFAULT_REQUEST_TIMEOUT_SECS,
-        cors_allowed_origins: Vec::new(),
-        limits: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -206,7 +186,7 @@ pub fn registration_config(
 ) -> kg_registration::Config {
     kg_registration::Config {
         common: common(db),
-        redis_url,
+        redis_url: redis_url.map(Into::into),
         identity_check_url: identity_url.to_string(),
         call_timeout_ms: 10_000,
         lock_ttl_ms: 30_000,

@@ -65,7 +65,7 @@ impl Env {
     async fn start() -> Env {
         let db = mesh::fresh_db().await.unwrap();
         let mut config = mesh::review_config(&db.url, NOWHERE, NOWHERE);
-        config.common.jwt_secret = Some(SECRET.to_string());
+        config.common.jwt_secret = Some(SECRET.into());
         let review = mesh::start_review_with(config).await.unwrap();
         Env {
             channel: review.channel().await.unwrap(),

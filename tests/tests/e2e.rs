@@ -49,8 +49,8 @@ impl Mesh {
         let identity = mesh::start_identity(&identity_db.url, true).await.unwrap();
         let mut notification_config =
             mesh::notification_config(&notification_db.url, &identity.url());
-        notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()));
-        notification_config.sms_url = Some(sms.url());
+        notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()).into());
+        notification_config.sms_url = Some(sms.url().into());
         notification_config.sms_token = Some("sms-token-e2e".into());
         let notification = mesh::start_notification(notification_config).await.unwrap();
 

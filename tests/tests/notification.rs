@@ -46,9 +46,9 @@ impl Env {
         let smtp = SmtpServer::start().await.unwrap();
         let sms = SmsProvider::start().await.unwrap();
         let mut config = mesh::notification_config(&db.url, &identity.url());
-        config.smtp_url = Some(format!("{}?tls=none", smtp.url()));
-        config.sms_url = Some(format!("{}/v1/messages", sms.url()));
-        config.sms_token = Some(SMS_TOKEN.to_string());
+        config.smtp_url = Some(format!("{}?tls=none", smtp.url()).into());
+        config.sms_url = Some(format!("{}/v1/messages", sms.url()).into());
+        config.sms_token = Some(SMS_TOKEN.into());
         tweak(&mut config);
         let service = mesh::start_notification(config.clone()).await.unwrap();
         Env {
@@ -939,7 +939,7 @@ async fn a_channel_without_a_provider_keeps_its_deliveries_pending_until_one_is_
     // configured: sent
     env.stop_service().await;
     let mut config = env.config.clone();
-    config.sms_url = Some(format!("{}/v1/messages", env.sms.url()));
+    config.sms_url = Some(format!("{}/v1/messages", env.sms.url()).into());
     config.common.metrics_addr = None;
     env.start_service(config).await;
     env.wait_sent(std::slice::from_ref(&sms)).await;
@@ -1389,7 +1389,7 @@ async fn a_lease_of_a_crashed_replica_is_taken_over_once_it_runs_out() {
     }
 
     let mut config = env.config.clone();
-    config.smtp_url = Some(format!("{}?tls=none", env.smtp.url()));
+    config.smtp_url = Some(format!("{}?tls=none", env.smtp.url()).into());
     env.start_service(config).await;
     let taken_over = env.wait_sent(&crashed).await;
     assert_eq!(taken_over[0].attempts, 1);
@@ -1443,7 +1443,7 @@ async fn with_authentication_on_only_services_send_and_the_directory_is_read_wit
     let smtp = SmtpServer::start().await.unwrap();
     let mut config = mesh::notification_config(&db.url, &identity.url());
     config.common.jwt_secret = Some(SECRET.into());
-    config.smtp_url = Some(format!("{}?tls=none", smtp.url()));
+    config.smtp_url = Some(format!("{}?tls=none", smtp.url()).into());
     let service = mesh::start_notification(config).await.unwrap();
 
     let account = fixtures::eligible_account("acct-auth");

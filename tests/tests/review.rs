@@ -63,7 +63,7 @@ impl Env {
     async fn start_with(adjust: impl FnOnce(&mut kg_review::Config)) -> Env {
         let db = mesh::fresh_db().await.unwrap();
         let mut config = mesh::review_config(&db.url, NOWHERE, NOWHERE);
-        config.common.jwt_secret = Some(SECRET.to_string());
+        config.common.jwt_secret = Some(SECRET.into());
         adjust(&mut config);
         let review = mesh::start_review_with(config).await.unwrap();
         Env {
@@ -1601,7 +1601,7 @@ async fn concurrent_copies_of_one_approval_all_get_the_first_result() {
     if mesh::backend() == mesh::Backend::Postgres {
         for _ in 0..2 {
             let mut config = mesh::review_config(&env.db.url, NOWHERE, NOWHERE);
-            config.common.jwt_secret = Some(SECRET.to_string());
+            config.common.jwt_secret = Some(SECRET.into());
             let replica = mesh::start_review_with(config).await.unwrap();
             let token = env
                 .auth

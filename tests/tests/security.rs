@@ -106,7 +106,7 @@ fn reason(status: &tonic::Status) -> String {
 /// `common` with the test secret: authentication on.
 fn secured(db: &str) -> CommonConfig {
     let mut common = mesh::common(db);
-    common.jwt_secret = Some(SECRET.to_string());
+    common.jwt_secret = Some(SECRET.into());
     common
 }
 

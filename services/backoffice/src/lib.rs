@@ -24,6 +24,7 @@ use std::time::Duration;
 use kg_runtime::auth::{Authenticator, KeySource};
 use kg_runtime::config::{LogFormat, ports};
 use kg_runtime::shutdown::Shutdown;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 pub const SERVICE: &str = "backoffice";
@@ -55,7 +56,7 @@ pub struct Config {
     /// HS256 secret the services verify tokens with (at least 32 bytes); the back office
     /// verifies the reviewer's token with the same keys before it calls anything.
     #[arg(long, env = "KG_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
 
     /// JWKS file of RS256/ES256 public keys (as the services'); may be combined with the secret.
     #[arg(long, env = "KG_JWT_JWKS_FILE")]
@@ -91,7 +92,7 @@ pub struct Config {
     /// Key of the CSRF tokens (at least 32 bytes). Unset: a random key per process, which is
     /// fine for one replica; replicas behind one Ingress need the same key.
     #[arg(long, env = "KG_BACKOFFICE_CSRF_SECRET", hide_env_values = true)]
-    pub csrf_secret: Option<String>,
+    pub csrf_secret: Option<SecretString>,
 
     /// Cookies without the `Secure` attribute (and without the `__Host-` prefix): only for
     /// plain-HTTP development on loopback.
@@ -114,7 +115,7 @@ impl Config {
         identity_check_url: String,
         registration_url: String,
         review_url: String,
-        jwt_secret: String,
+        jwt_secret: impl Into<SecretString>,
     ) -> Config {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
@@ -122,7 +123,7 @@ impl Config {
             registration_url,
             identity_check_url,
             call_timeout_ms: 15_000,
-            jwt_secret: Some(jwt_secret),
+            jwt_secret: Some(jwt_secret.into()),
             jwt_jwks_file: None,
             jwt_issuer: kg_runtime::auth::DEFAULT_ISSUER.to_string(),
             jwt_audience: kg_runtime::auth::DEFAULT_AUDIENCE.to_string(),
@@ -139,7 +140,7 @@ impl Config {
 
     fn authenticator(&self) -> anyhow::Result<Authenticator> {
         if let Some(secret) = &self.jwt_secret
-            && secret.len() < 32
+            && secret.expose_secret().len() < 32
         {
             anyhow::bail!("KG_JWT_SECRET must be at least 32 bytes");
         }
@@ -152,7 +153,10 @@ impl Config {
         }
         Authenticator::new(
             KeySource {
-                hs256_secret: self.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+                hs256_secret: self
+                    .jwt_secret
+                    .as_ref()
+                    .map(|s| s.expose_secret().as_bytes().to_vec()),
                 jwks_file: self.jwt_jwks_file.clone(),
                 signing_key_pem: None,
             },
@@ -190,7 +194,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         );
         dev_signin = false;
     }
-    let csrf_key = match &config.csrf_secret {
+    let csrf_key = match config.csrf_secret.as_ref().map(|s| s.expose_secret()) {
         Some(secret) if secret.len() < 32 => {
             anyhow::bail!("KG_BACKOFFICE_CSRF_SECRET must be at least 32 bytes")
         }
@@ -237,4 +241,38 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         .with_graceful_shutdown(shutdown.wait())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::Config,
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let marker = "MARKER-of-a-secret-0123456789abcdef";
+        let cli = Cli::try_parse_from([
+            "backoffice",
+            "--jwt-secret",
+            marker,
+            "--csrf-secret",
+            marker,
+        ])
+        .unwrap();
+        let debug = format!("{:?}", cli.config);
+        assert!(!debug.contains(marker), "{debug}");
+        assert_eq!(
+            cli.config.csrf_secret.as_ref().map(|s| s.expose_secret()),
+            Some(marker)
+        );
+        let local = super::Config::local(String::new(), String::new(), String::new(), marker);
+        let debug = format!("{local:?}");
+        assert!(!debug.contains(marker), "{debug}");
+    }
 }

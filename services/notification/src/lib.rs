@@ -35,6 +35,7 @@ use kg_runtime::health::Probe;
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm_migration::MigratorTrait;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -63,7 +64,7 @@ pub struct Config {
     /// (`smtps://` = implicit TLS). Default TLS mode: starttls (required). Unset: email is
     /// disabled and email deliveries stay PENDING.
     #[arg(long, env = "KG_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretString>,
 
     /// Sender of the emails (`From`), a mailbox: `Name <address>` or `address`.
     #[arg(long, env = "KG_SMTP_FROM", default_value = DEFAULT_SMTP_FROM)]
@@ -76,11 +77,11 @@ pub struct Config {
     /// SMS provider endpoint (a JSON POST per message, see `sms.rs`). Unset: SMS is disabled
     /// and SMS deliveries stay PENDING.
     #[arg(long, env = "KG_SMS_URL", hide_env_values = true)]
-    pub sms_url: Option<String>,
+    pub sms_url: Option<SecretString>,
 
     /// Bearer token of the SMS provider.
     #[arg(long, env = "KG_SMS_TOKEN", hide_env_values = true)]
-    pub sms_token: Option<String>,
+    pub sms_token: Option<SecretString>,
 
     /// Time one SMS request may take, in milliseconds.
     #[arg(long, env = "KG_SMS_TIMEOUT_MS", default_value_t = 10_000)]
@@ -183,7 +184,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let tz: chrono_tz::Tz = config.timezone.parse().map_err(|_| {
         anyhow::anyhow!("KG_TIMEZONE {:?} is not an IANA time zone", config.timezone)
     })?;
-    let email = match config.smtp_url.as_deref().map(str::trim) {
+    let email = match config.smtp_url.as_ref().map(|u| u.expose_secret().trim()) {
         Some(url) if !url.is_empty() => {
             let smtp = SmtpSettings::parse(url)?;
             let sender = EmailSender::new(
@@ -202,7 +203,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
             None
         }
     };
-    let sms = match config.sms_url.as_deref().map(str::trim) {
+    let sms = match config.sms_url.as_ref().map(|u| u.expose_secret().trim()) {
         Some(url) if !url.is_empty() => {
             let sender = SmsSender::new(
                 url,
@@ -271,4 +272,43 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         }
     }
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::Config,
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let marker = "MARKER-of-a-secret-4711";
+        let smtp = format!("smtp://kg:{marker}@mail:587");
+        let sms = format!("https://sms.example/v1/messages?key={marker}");
+        let cli = Cli::try_parse_from([
+            "notification",
+            "--smtp-url",
+            &smtp,
+            "--sms-url",
+            &sms,
+            "--sms-token",
+            marker,
+        ])
+        .unwrap();
+        let debug = format!("{:?}", cli.config);
+        assert!(!debug.contains(marker), "{debug}");
+        assert_eq!(
+            cli.config.sms_token.as_ref().map(|t| t.expose_secret()),
+            Some(marker)
+        );
+        assert_eq!(
+            cli.config.smtp_url.as_ref().map(|u| u.expose_secret()),
+            Some(smtp.as_str())
+        );
+    }
 }

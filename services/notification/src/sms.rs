@@ -22,6 +22,7 @@
 
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument;
 
 use crate::dispatcher::{Accepted, SendError, code};
@@ -29,11 +30,11 @@ use crate::dispatcher::{Accepted, SendError, code};
 pub struct SmsSender {
     client: reqwest::Client,
     url: reqwest::Url,
-    token: Option<String>,
+    token: Option<SecretString>,
 }
 
 impl SmsSender {
-    pub fn new(url: &str, token: Option<String>, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(url: &str, token: Option<SecretString>, timeout: Duration) -> anyhow::Result<Self> {
         let url = reqwest::Url::parse(url.trim())
             .map_err(|e| anyhow::anyhow!("KG_SMS_URL is not a URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -48,7 +49,7 @@ impl SmsSender {
         Ok(SmsSender {
             client,
             url,
-            token: token.filter(|t| !t.trim().is_empty()),
+            token: token.filter(|t| !t.expose_secret().trim().is_empty()),
         })
     }
 
@@ -79,7 +80,7 @@ impl SmsSender {
             "client_reference": delivery_id,
         }));
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose_secret());
         }
         let span = kg_runtime::telemetry::http_client_span(
             crate::SERVICE,

@@ -39,6 +39,7 @@ use kg_runtime::outbox::{OutboxGauges, Relay};
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm_migration::MigratorTrait;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 pub use service::{Agreement, Registration};
@@ -59,7 +60,7 @@ pub struct Config {
     /// Redis for the entity lock (`redis://host:6379/0`). Unset: an in-process lock, which is
     /// only correct for a single replica (the embedded mesh).
     #[arg(long, env = "KG_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
 
     /// identity-check's gRPC URL.
     #[arg(long, env = "KG_IDENTITY_CHECK_URL", default_value_t = format!("http://127.0.0.1:{}", ports::IDENTITY_CHECK))]
@@ -127,7 +128,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     migrations::Migrator::up(&db, None).await?;
 
     let lock = match &config.redis_url {
-        Some(url) => EntityLock::redis(url, "kg:registration:entity:")?,
+        Some(url) => EntityLock::redis(url.expose_secret(), "kg:registration:entity:")?,
         None => {
             tracing::warn!(
                 "no KG_REDIS_URL: using an in-process entity lock, correct for ONE replica only"
@@ -198,5 +199,30 @@ async fn refresh_outbox_gauges(
             _ = tokio::time::sleep(Duration::from_secs(15)) => {},
             _ = shutdown.clone().wait() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::Config,
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let marker = "MARKER-of-a-secret-4711";
+        let redis = format!("redis://:{marker}@redis:6379/0");
+        let cli = Cli::try_parse_from(["registration", "--redis-url", &redis]).unwrap();
+        let debug = format!("{:?}", cli.config);
+        assert!(!debug.contains(marker), "{debug}");
+        assert_eq!(
+            cli.config.redis_url.as_ref().map(|u| u.expose_secret()),
+            Some(redis.as_str())
+        );
     }
 }

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+pub use secrecy::{ExposeSecret, SecretString};
 
-/// Settings every service binary accepts.
+/// Settings every service binary accepts. The secrets (see [`SECRET_SETTINGS`]) are
+/// [`SecretString`]s: `Debug` prints them redacted, `.expose_secret()` reads them where used.
+/// `Default` gives what clap parses from an empty command line and environment.
 #[derive(Debug, Clone, Args)]
 pub struct CommonConfig {
     /// Address the gRPC server listens on.
@@ -20,7 +23,7 @@ pub struct CommonConfig {
     /// Database URL: `postgres://…` or `sqlite://path?mode=rwc`. Defaults to a SQLite file in
     /// the data folder.
     #[arg(long, env = "KG_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
 
     /// Folder for embedded SQLite databases when no database URL is given.
     #[arg(long, env = "KG_DATA_DIR", default_value = "data")]
@@ -37,7 +40,7 @@ pub struct CommonConfig {
     /// HS256 secret (at least 32 bytes) that signs and verifies bearer tokens. Unset: no
     /// authentication at all (local development only; the service warns at start-up).
     #[arg(long, env = "KG_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
 
     /// Expected `iss` of tokens.
     #[arg(long, env = "KG_JWT_ISSUER", default_value = crate::auth::DEFAULT_ISSUER)]
@@ -65,7 +68,7 @@ pub struct CommonConfig {
     /// A service token issued elsewhere, presented on calls to other services when this process
     /// cannot mint its own (no KG_JWT_SECRET and no KG_JWT_SIGNING_KEY_FILE).
     #[arg(long, env = "KG_SERVICE_TOKEN", hide_env_values = true)]
-    pub service_token: Option<String>,
+    pub service_token: Option<SecretString>,
 
     /// PEM certificate chain of this service; with KG_TLS_KEY the gRPC port speaks TLS only.
     #[arg(long, env = "KG_TLS_CERT")]
@@ -111,6 +114,37 @@ pub struct CommonConfig {
     /// Database and connection timeouts (KG_DB_*_TIMEOUT_MS, keepalive, handshake, idle).
     #[command(flatten)]
     pub limits: LimitsConfig,
+}
+
+impl Default for CommonConfig {
+    /// The clap defaults (an empty command line without any `KG_*` variable).
+    fn default() -> Self {
+        Self {
+            listen_addr: None,
+            metrics_addr: None,
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: 25,
+            jwt_secret: None,
+            jwt_issuer: crate::auth::DEFAULT_ISSUER.to_string(),
+            jwt_audience: crate::auth::DEFAULT_AUDIENCE.to_string(),
+            jwt_jwks_file: None,
+            jwt_signing_key_file: None,
+            jwt_signing_kid: None,
+            service_token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_ca: None,
+            health_listen_addr: None,
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            cors_allowed_origins: Vec::new(),
+            limits: LimitsConfig::default(),
+        }
+    }
 }
 
 /// KG_CORS_ALLOWED_ORIGINS as [`CommonConfig::cors_allowed_origins`] reads it, for code that
@@ -210,7 +244,7 @@ impl CommonConfig {
     /// The configured database URL, or the embedded SQLite file `<data_dir>/<service>.db`.
     pub fn database_url_for(&self, service: &str) -> String {
         match &self.database_url {
-            Some(url) => url.clone(),
+            Some(url) => url.expose_secret().to_string(),
             None => {
                 let path = self.data_dir.join(format!("{service}.db"));
                 format!("sqlite://{}?mode=rwc", path.display())
@@ -245,7 +279,7 @@ impl CommonConfig {
     /// too short to be safe, an unreadable JWKS or signing key is a configuration error.
     pub fn authenticator(&self) -> anyhow::Result<Option<crate::auth::Authenticator>> {
         if let Some(secret) = &self.jwt_secret
-            && secret.len() < 32
+            && secret.expose_secret().len() < 32
         {
             anyhow::bail!("KG_JWT_SECRET must be at least 32 bytes");
         }
@@ -260,7 +294,7 @@ impl CommonConfig {
             && self.jwt_signing_key_file.is_none()
         {
             return Ok(Some(crate::auth::Authenticator::hs256(
-                secret.as_bytes(),
+                secret.expose_secret().as_bytes(),
                 &self.jwt_issuer,
                 &self.jwt_audience,
             )));
@@ -281,7 +315,10 @@ impl CommonConfig {
             }
         };
         let keys = crate::auth::KeySource {
-            hs256_secret: self.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            hs256_secret: self
+                .jwt_secret
+                .as_ref()
+                .map(|s| s.expose_secret().as_bytes().to_vec()),
             jwks_file: self.jwt_jwks_file.clone(),
             signing_key_pem,
         };
@@ -318,7 +355,7 @@ impl CommonConfig {
         let tls = self.tls_files().client()?;
         let interceptor =
             crate::client::OutboundInterceptor::new(auth.cloned().map(|a| (a, service)))
-                .with_fixed_token(self.service_token.as_deref())?;
+                .with_fixed_token(self.service_token.as_ref().map(|t| t.expose_secret()))?;
         Ok(crate::client::Observed::new(
             tonic::service::interceptor::InterceptedService::new(
                 crate::client::channel_with(url, call_timeout, tls.as_ref())?,
@@ -438,7 +475,7 @@ mod tests {
             .unwrap();
         let cli = Cli::from_arg_matches(&matches).unwrap();
         assert_eq!(
-            cli.common.database_url.as_deref(),
+            cli.common.database_url.as_ref().map(|u| u.expose_secret()),
             Some("postgres://u:p@db/kg")
         );
         // a flag still wins over the file
@@ -447,7 +484,10 @@ mod tests {
             .try_get_matches_from(["kg", "--database-url", "sqlite://x"])
             .unwrap();
         let cli = Cli::from_arg_matches(&matches).unwrap();
-        assert_eq!(cli.common.database_url.as_deref(), Some("sqlite://x"));
+        assert_eq!(
+            cli.common.database_url.as_ref().map(|u| u.expose_secret()),
+            Some("sqlite://x")
+        );
         // both the variable and the file: refused, not silently one of them
         let both = |name: &str| match name {
             "KG_DATABASE_URL_FILE" => Some(path.clone()),
@@ -486,5 +526,54 @@ mod tests {
         .unwrap();
         assert_eq!(cli.common.db_timeouts().lock.as_millis(), 250);
         assert_eq!(cli.common.limits.handshake_timeout_secs, 0);
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let marker = "MARKER-of-a-secret-4711";
+        let mut config = CommonConfig {
+            database_url: Some(format!("postgres://kg:{marker}@db/kg").into()),
+            jwt_secret: Some(marker.into()),
+            service_token: Some(marker.into()),
+            ..Default::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(marker), "{debug}");
+        // and the parsed form, every secret setting of CommonConfig given as a flag
+        let cli = Cli::try_parse_from([
+            "kg",
+            "--database-url",
+            &format!("postgres://kg:{marker}@db/kg"),
+            "--jwt-secret",
+            marker,
+            "--service-token",
+            marker,
+        ])
+        .unwrap();
+        let debug = format!("{:?}", cli.common);
+        assert!(!debug.contains(marker), "{debug}");
+        assert_eq!(
+            cli.common.jwt_secret.as_ref().map(|s| s.expose_secret()),
+            Some(marker)
+        );
+        // the values are there for whoever exposes them
+        config.data_dir = PathBuf::from("elsewhere");
+        assert_eq!(
+            config.database_url_for("x"),
+            format!("postgres://kg:{marker}@db/kg")
+        );
+    }
+
+    #[test]
+    fn default_is_what_clap_parses_from_nothing() {
+        use clap::{CommandFactory, FromArgMatches};
+        // no KG_* variable of the test's environment may leak into the comparison
+        let command = Cli::command().mut_args(|a| a.env(None::<&str>));
+        let matches = command.try_get_matches_from(["kg"]).unwrap();
+        let parsed = Cli::from_arg_matches(&matches).unwrap().common;
+        assert_eq!(
+            format!("{:?}", CommonConfig::default()),
+            format!("{parsed:?}")
+        );
     }
 }
