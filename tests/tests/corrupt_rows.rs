@@ -8,7 +8,7 @@ use std::time::Duration;
 use kg_proto::common::ReviewDecision;
 use kg_proto::registration::*;
 use kg_proto::review::GetReviewTaskRequest;
-use kg_registration::store::{application, seller};
+use kg_registration::store::{application, modification, seller};
 use kg_review::store::task;
 use kg_tests::full_mesh::{Mesh, decoded, mask};
 use kg_tests::poll;
@@ -209,6 +209,68 @@ async fn a_decision_on_a_seller_whose_profile_does_not_decode_writes_nothing() {
     let mut expected = before.clone();
     expected.introduction = wanted.introduction.clone();
     assert_eq!(m.get_seller(&seller.name).await.profile.unwrap(), expected);
+    m.stop().await;
+}
+
+/// The JSON list of a change request's fields is stored data too: a list that does not parse is
+/// not read as "no change" (an approval would then apply nothing and call it done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_request_whose_field_list_does_not_parse_is_internal() {
+    let m = Mesh::start().await;
+    let seller = m.seller("acct-corrupt-changes", 703).await;
+    let before = seller.profile.clone().unwrap();
+    let mut reg = m.reg().await;
+    let mut wanted = before.clone();
+    wanted.industry = "CONSULTING".into();
+    let created = reg
+        .update_seller_info(UpdateSellerInfoRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            name: seller.name.clone(),
+            profile: Some(wanted),
+            update_mask: mask(&["industry"]),
+            etag: String::new(),
+            logo_file_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .modification_request
+        .unwrap();
+    m.task_of(&created.name).await;
+
+    let db = registration_db(&m).await;
+    let done = modification::Entity::update_many()
+        .col_expr(modification::Column::Changes, Expr::value("{not json"))
+        .filter(modification::Column::ModificationId.eq(created.modification_request_id.as_str()))
+        .exec(&db)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected, 1);
+    let sound_seller = seller_row(&db, &seller.seller_id).await;
+
+    let err = reg
+        .get_modification_request(m.operator(GetModificationRequestRequest {
+            name: created.name.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_corrupt(&err, "registration.koogallery.io", "GetModificationRequest");
+    let err = reg
+        .apply_review_decision(ApplyReviewDecisionRequest {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            subject: created.name.clone(),
+            decision: ReviewDecision::Approve as i32,
+            reviewer: "reviewer-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_corrupt(&err, "registration.koogallery.io", "ApplyReviewDecision");
+    assert_eq!(
+        seller_row(&db, &seller.seller_id).await,
+        sound_seller,
+        "the seller is unchanged"
+    );
     m.stop().await;
 }
 

@@ -420,8 +420,14 @@ pub fn state_name(s: ModificationState) -> Option<&'static str> {
     }
 }
 
-pub fn changes_of(row: &modification::Model) -> Vec<Change> {
-    serde_json::from_str(&row.changes).unwrap_or_default()
+/// The reviewed field changes of a stored request; a column that does not parse is an error
+/// (an empty list would apply, and show, no change at all).
+pub fn changes_of(row: &modification::Model) -> Result<Vec<Change>, StoredCorrupt> {
+    kg_runtime::stored::decode_json(
+        &row.changes,
+        "registration_modifications.changes",
+        &modification_name(&row.seller_id, &row.modification_id),
+    )
 }
 
 /// The stored request as a wire message; `with_logo` puts a changed logo's bytes back into
@@ -458,7 +464,7 @@ pub fn view(
         seller: format!("sellers/{}", row.seller_id),
         account_id: row.account_id.clone(),
         kind: kind_of(&row.kind) as i32,
-        changes: changes_of(row)
+        changes: changes_of(row)?
             .into_iter()
             .map(|c| FieldChange {
                 field_path: c.path,

@@ -138,7 +138,7 @@ impl Registration {
                     profile.logo = live.logo.clone().unwrap_or_default();
                     let mut proposed = proposed_profile(&row)?.unwrap_or_default();
                     proposed.logo = row.proposed_logo.clone().unwrap_or_default();
-                    for change in changes_of(&row) {
+                    for change in changes_of(&row)? {
                         copy_leaf(&mut profile, &proposed, &change.path);
                     }
                     let logo = std::mem::take(&mut profile.logo);

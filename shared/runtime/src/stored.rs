@@ -25,8 +25,9 @@ pub struct StoredCorrupt {
     pub what: &'static str,
     /// The row's key, as a resource name where there is one (e.g. `sellers/{id}`).
     pub key: String,
+    /// The decoder's complaint (protobuf, or JSON for the few JSON columns).
     #[source]
-    pub source: prost::DecodeError,
+    pub source: Arc<dyn std::error::Error + Send + Sync>,
 }
 
 /// `bytes` (the column `what` of the row `key`) as an `M`; bytes that do not decode are an
@@ -36,20 +37,36 @@ pub fn decode<M: Message + Default>(
     what: &'static str,
     key: &str,
 ) -> Result<M, StoredCorrupt> {
-    M::decode(bytes).map_err(|source| {
-        tracing::error!(
-            column = what,
-            key,
-            len = bytes.len(),
-            error = %source,
-            "stored message does not decode; refusing to use or overwrite it"
-        );
-        StoredCorrupt {
-            what,
-            key: key.to_string(),
-            source,
-        }
-    })
+    M::decode(bytes).map_err(|source| corrupt(what, key, bytes.len(), source))
+}
+
+/// The JSON column `what` of the row `key` as a `T`, fail-closed like [`decode`].
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &'static str,
+    key: &str,
+) -> Result<T, StoredCorrupt> {
+    serde_json::from_str(text).map_err(|source| corrupt(what, key, text.len(), source))
+}
+
+fn corrupt(
+    what: &'static str,
+    key: &str,
+    len: usize,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> StoredCorrupt {
+    tracing::error!(
+        column = what,
+        key,
+        len,
+        error = %source,
+        "stored message does not decode; refusing to use or overwrite it"
+    );
+    StoredCorrupt {
+        what,
+        key: key.to_string(),
+        source: Arc::new(source),
+    }
 }
 
 /// [`decode`] for a nullable column: NULL stays `None`.
@@ -123,5 +140,13 @@ mod tests {
         let back = StoredCorrupt::in_db_err(&db).expect("carried");
         assert_eq!(back.key, "rows/1");
         assert!(StoredCorrupt::in_db_err(&DbErr::Custom("x".into())).is_none());
+    }
+
+    #[test]
+    fn a_json_column_that_does_not_parse_is_an_error_not_an_empty_list() {
+        let ok: Vec<String> = decode_json(r#"["a"]"#, "t.changes", "k").unwrap();
+        assert_eq!(ok, ["a"]);
+        let err = decode_json::<Vec<String>>("{not json", "t.changes", "rows/2").unwrap_err();
+        assert_eq!((err.what, err.key.as_str()), ("t.changes", "rows/2"));
     }
 }
