@@ -585,8 +585,10 @@ async fn a_paused_replica_does_not_stall_the_others() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
 
-    // Freeze replica 0 in the middle of a write: best holding a lock other writers need
-    // (an advisory or table lock); after ATTEMPTS tries, any transaction that has written.
+    // Freeze replica 0 in the middle of a write: best one that has written and holds a lock
+    // other writers need (an advisory or table lock); after ATTEMPTS tries, any transaction that
+    // has written. (A lock alone is not enough: the sequencer takes its advisory lock before it
+    // writes, and a pause there is not the write this scenario is about.)
     const ATTEMPTS: u64 = 60;
     let mut attempts = 0;
     let held = loop {
@@ -596,7 +598,7 @@ async fn a_paused_replica_does_not_stall_the_others() {
         let held = cluster::open_transactions(&db).await.unwrap();
         let locking = held.iter().any(|t| !t.exclusive_locks.is_empty());
         let wrote = held.iter().any(|t| t.wrote);
-        if locking
+        if (locking && wrote)
             || (wrote && attempts >= ATTEMPTS)
             || attempts >= 2 * ATTEMPTS
             || next.load(Ordering::SeqCst) >= BURST
