@@ -598,8 +598,7 @@ async fn a_paused_replica_does_not_stall_the_others() {
         let held = cluster::open_transactions(&db).await.unwrap();
         let locking = held.iter().any(|t| !t.exclusive_locks.is_empty());
         let wrote = held.iter().any(|t| t.wrote);
-        if (locking && wrote)
-            || (wrote && attempts >= ATTEMPTS)
+        if (wrote && (locking || attempts >= ATTEMPTS))
             || attempts >= 2 * ATTEMPTS
             || next.load(Ordering::SeqCst) >= BURST
         {
