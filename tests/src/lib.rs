@@ -348,3 +348,26 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The next `n` events of a WatchEvents stream (heartbeats skipped); panics when they do not
+/// all arrive `within`, or the stream fails or ends first.
+pub async fn next_events(
+    stream: &mut tonic::Streaming<kg_proto::registration::WatchEventsResponse>,
+    n: usize,
+    within: std::time::Duration,
+) -> Vec<kg_proto::registration::RegistrationEvent> {
+    use kg_proto::registration::watch_events_response::Item;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} events arrived", out.len()))
+            .expect("stream failed")
+            .expect("stream ended");
+        if let Some(Item::Event(event)) = message.item {
+            out.push(event);
+        }
+    }
+    out
+}

@@ -219,20 +219,9 @@ fn resume(token: &str) -> WatchEventsRequest {
     }
 }
 
-/// The next `n` events (heartbeats skipped); fails when one takes longer than 30 s.
+/// The next `n` events (heartbeats skipped), 30 s at most.
 async fn take(stream: &mut Stream, n: usize) -> Vec<RegistrationEvent> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} events arrived", out.len()))
-            .expect("stream failed")
-            .expect("stream ended");
-        if let Some(Item::Event(event)) = message.item {
-            out.push(event);
-        }
-    }
-    out
+    kg_tests::next_events(stream, n, Duration::from_secs(30)).await
 }
 
 /// Reads for `quiet`, asserting no event arrives; returns the last heartbeat's token.

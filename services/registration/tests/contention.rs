@@ -806,25 +806,12 @@ async fn a_restarted_postgres_leaves_no_dead_letter() {
     .await;
 }
 
-/// The next `n` events of a stream (heartbeats skipped), 60 s at most.
+/// The next `n` events of a stream, 60 s at most.
 async fn events_of(
     stream: &mut tonic::Streaming<kg_proto::registration::WatchEventsResponse>,
     n: usize,
 ) -> Vec<kg_proto::registration::RegistrationEvent> {
-    use kg_proto::registration::watch_events_response::Item;
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while out.len() < n {
-        let message = tokio::time::timeout_at(deadline.into(), stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} events arrived", out.len()))
-            .expect("stream failed")
-            .expect("stream ended");
-        if let Some(Item::Event(event)) = message.item {
-            out.push(event);
-        }
-    }
-    out
+    kg_tests::next_events(stream, n, Duration::from_secs(60)).await
 }
 
 /// Three replicas' sequencers number the commits of all three at once: a watcher on each
