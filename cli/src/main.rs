@@ -1,6 +1,7 @@
 //! `koogallery`: run the whole mesh in one process, or talk to a running one.
 
 mod apply;
+mod contacts;
 mod demo;
 mod events;
 mod mesh;
@@ -42,6 +43,8 @@ enum Command {
     Review(review::ReviewArgs),
     /// Seller verbs: show, list, update, rename, exit, modifications list|withdraw.
     Seller(seller::SellerArgs),
+    /// Contact email addresses: list their state, verify with the mailed code, resend a code.
+    Contacts(contacts::ContactsArgs),
     /// Notification deliveries: what was sent to whom, and their status.
     #[command(subcommand)]
     Notifications(review::NotificationsCommand),
@@ -80,6 +83,7 @@ async fn main() -> std::process::ExitCode {
         Command::Token(args) => token::token(args, g),
         Command::Review(args) => review::review(args, g).await,
         Command::Seller(args) => seller::seller(args, g).await,
+        Command::Contacts(args) => contacts::contacts(args, g).await,
         Command::Notifications(command) => review::notifications(command, g).await,
         Command::Events(args) => events::events(args, g).await,
         Command::Accounts(AccountsCommand::Import(args)) => apply::import(args, g).await,

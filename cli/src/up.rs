@@ -161,11 +161,16 @@ pub async fn run(args: UpArgs, global: &Global) -> anyhow::Result<ExitCode> {
         watch_heartbeat_ms: 30_000,
         watch_poll_ms: 500,
         watch_max_streams: 1_000,
+        contact_code_ttl_hours: 24,
+        contact_unreachable_failures: 3,
+        contact_failure_window_hours: 720,
     };
     // The calendar and the outbox settings come from KG_* variables (KG_CALENDAR_FILE, …)
     let review = kg_review::Config::from_env(common(2), url(0), url(1))?;
     // SMTP/SMS and the delivery settings come from KG_* variables (KG_SMTP_URL, KG_SMS_URL, …)
-    let notification = kg_notification::Config::from_env(common(3), url(0))?;
+    let mut notification = kg_notification::Config::from_env(common(3), url(0))?;
+    // undeliverable contact addresses are reported to this mesh's registration
+    notification.registration_url = url(1);
 
     if args.redis_url.is_none() {
         tracing::warn!(

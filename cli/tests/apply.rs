@@ -45,3 +45,46 @@ fn the_example_files_import_preflight_and_submit() {
         .status();
     let _ = mesh.process.0.wait();
 }
+
+#[test]
+fn the_submitted_addresses_are_listed_pending() {
+    let mesh = Mesh::start();
+    mesh.import_example_accounts();
+    let file = mesh.example_application();
+    let (ok, out) = mesh.run(&["apply", "--file", &file]);
+    assert!(ok, "{out}");
+
+    // The applicant sees the two addresses of examples/application.yaml, each with a code out.
+    let (ok, out) = mesh.run(&["contacts", "list", "--account", "acct-demo"]);
+    assert!(ok, "{out}");
+    for email in ["li.wei@example.com", "support@example.com"] {
+        let line = out.lines().find(|l| l.starts_with(email));
+        assert!(
+            line.is_some_and(
+                |l| l.contains("PENDING") && l.contains("accounts/acct-demo/contacts/")
+            ),
+            "{email}: {out}"
+        );
+    }
+    assert!(out.contains("not marked unreachable"), "{out}");
+
+    // An operator names the account; without one the command says so before any call.
+    let listed = mesh
+        .command(&[
+            "contacts",
+            "list",
+            "--account-id",
+            "acct-demo",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["contacts"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(json["unreachable"], false, "{out}");
+    let (ok, out) = mesh.run(&["contacts", "list"]);
+    assert!(!ok && out.contains("--account-id"), "{out}");
+}

@@ -10,6 +10,11 @@ read its message at once.
 While the file given by --reject-flag exists, RCPT TO and DATA are answered with
 "451 4.3.0" (a temporary failure), so tests can exercise the sender's retries.
 
+--refuse-file names a JSON object {"<lower-cased address>": "<reply>"}, read again at every
+RCPT TO: a recipient found in it gets that reply instead of "250", for example
+"550 5.1.1 <text>" (a permanent refusal) or "450 4.2.1 Mailbox busy" (a temporary one). A
+missing or unreadable file refuses nobody.
+
 Prints "READY <host>:<port>" once listening; exits cleanly on SIGTERM or SIGINT.
 Needs aiosmtpd (Debian python3-aiosmtpd or PyPI aiosmtpd).
 """
@@ -26,14 +31,39 @@ from aiosmtpd.smtp import SMTP
 
 
 class Sink:
-    def __init__(self, out_path, reject_flag):
+    def __init__(self, out_path, reject_flag, refuse_file):
         self.out_path = out_path
         self.reject_flag = reject_flag
+        self.refuse_file = refuse_file
 
     def rejecting(self):
         return bool(self.reject_flag) and os.path.exists(self.reject_flag)
 
+    def refusal(self, address):
+        """The reply configured for this recipient in --refuse-file, or None."""
+        if not self.refuse_file:
+            return None
+        try:
+            with open(self.refuse_file, encoding="utf-8") as f:
+                table = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(table, dict):
+            return None
+        if isinstance(address, bytes):
+            address = address.decode("utf-8", errors="replace")
+        reply = table.get(address.strip().strip("<>").lower())
+        if not isinstance(reply, str):
+            return None
+        reply = " ".join(reply.split())  # one line
+        if len(reply) < 3 or not reply[:3].isdigit():
+            return None
+        return reply
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refusal = self.refusal(address)
+        if refusal is not None:
+            return refusal
         if self.rejecting():
             return "451 4.3.0 Temporarily rejected by the test switch"
         envelope.rcpt_tos.append(address)
@@ -66,8 +96,8 @@ class Sink:
         return "250 2.0.0 Message accepted for delivery"
 
 
-async def serve(host, port, out_path, reject_flag):
-    handler = Sink(out_path, reject_flag)
+async def serve(host, port, out_path, reject_flag, refuse_file):
+    handler = Sink(out_path, reject_flag, refuse_file)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         # hostname given explicitly: the default does a (possibly slow) FQDN lookup
@@ -91,9 +121,14 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True, help="JSON-lines file receiving messages")
     parser.add_argument("--reject-flag", default="", help="answer 451 while this file exists")
+    parser.add_argument(
+        "--refuse-file",
+        default="",
+        help='JSON {"address": "550 5.1.1 text"}: the reply to RCPT TO of those addresses',
+    )
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.host, args.port, args.out, args.reject_flag))
+        asyncio.run(serve(args.host, args.port, args.out, args.reject_flag, args.refuse_file))
     except OSError as e:
         print(f"smtp_sink: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         sys.exit(2)

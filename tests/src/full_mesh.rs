@@ -21,6 +21,7 @@ use tonic::transport::Channel;
 
 use crate::fixtures::{self, Website};
 use crate::mesh::{self, Running, TestDb};
+use crate::smtp::Maildir;
 use crate::{RedisServer, SmtpServer, free_port, poll};
 
 pub struct Mesh {
@@ -29,6 +30,8 @@ pub struct Mesh {
     pub review: Running,
     pub notification: Running,
     pub smtp: SmtpServer,
+    /// The bounce mailbox notification reads (deliver DSNs into it).
+    pub bounces: Maildir,
     pub website: Website,
     /// Set when authentication is on: the helpers then send tokens of the right roles.
     pub auth: Option<Authenticator>,
@@ -43,6 +46,14 @@ impl Mesh {
 
     /// The mesh with authentication on (every service shares `secret`) or off.
     pub async fn start_with(secret: Option<&str>) -> Mesh {
+        Self::start_configured(secret, |_| {}).await
+    }
+
+    /// As [`Mesh::start_with`], with review's configuration adjusted by `review_tweak`.
+    pub async fn start_configured(
+        secret: Option<&str>,
+        review_tweak: impl FnOnce(&mut kg_review::Config),
+    ) -> Mesh {
         let common = |db: &str| {
             let mut common = mesh::common(db);
             common.jwt_secret = secret.map(Into::into);
@@ -66,21 +77,33 @@ impl Mesh {
         })
         .await
         .unwrap();
+        let bounces = Maildir::new().unwrap();
+        // registration, review and notification call each other: fix their addresses first.
+        let review_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let registration_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut notification_config = mesh::notification_config(&dbs[3].url, &identity.url());
         notification_config.common = common(&dbs[3].url);
         notification_config.smtp_url = Some(format!("{}?tls=none", smtp.url()).into());
+        notification_config.registration_url = format!("http://{registration_addr}");
+        notification_config.bounce_maildir = Some(bounces.path().to_path_buf());
+        notification_config.smtp_bounce_address = Some("bounces@koogallery.example".into());
         let notification = mesh::start_notification(notification_config).await.unwrap();
-        // registration and review call each other: fix review's address first.
-        let review_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut registration_config = mesh::with_peers(
             mesh::registration_config(&dbs[1].url, &identity.url(), Some(redis.url())),
             &format!("http://{review_addr}"),
             &notification.url(),
         );
         registration_config.common = common(&dbs[1].url);
-        let registration = mesh::start_registration(registration_config).await.unwrap();
+        // Two permanent failures mark an account unreachable (the default is 3).
+        registration_config.contact_unreachable_failures = 2;
+        let registration = Running::start(registration_addr, move |l, s| {
+            kg_registration::run(registration_config, l, s)
+        })
+        .await
+        .unwrap();
         let mut config = mesh::review_config(&dbs[2].url, &registration.url(), &identity.url());
         config.common = common(&dbs[2].url);
+        review_tweak(&mut config);
         let review = Running::start(review_addr, move |l, s| kg_review::run(config, l, s))
             .await
             .unwrap();
@@ -90,6 +113,7 @@ impl Mesh {
             review,
             notification,
             smtp,
+            bounces,
             website,
             auth: secret
                 .map(|s| Authenticator::hs256(s.as_bytes(), DEFAULT_ISSUER, DEFAULT_AUDIENCE)),

@@ -200,6 +200,9 @@ pub fn registration_config(
         watch_heartbeat_ms: 30_000,
         watch_poll_ms: 500,
         watch_max_streams: 1_000,
+        contact_code_ttl_hours: 24,
+        contact_unreachable_failures: 3,
+        contact_failure_window_hours: 720,
     }
 }
 
@@ -231,6 +234,7 @@ pub fn review_config(db: &str, registration_url: &str, identity_url: &str) -> kg
         outbox_max_backoff_ms: 1_000,
         outbox_lease_ms: 30_000,
         metrics_refresh_ms: 200,
+        require_verified_contacts: false,
     }
 }
 
@@ -252,7 +256,15 @@ pub fn notification_config(db: &str, identity_url: &str) -> kg_notification::Con
     kg_notification::Config {
         common: common(db),
         identity_check_url: identity_url.to_string(),
+        // Nothing listens on port 9 (discard): reports wait in the outbox unless a test wires
+        // registration in (full_mesh does).
+        registration_url: "http://127.0.0.1:9".to_string(),
         call_timeout_ms: 10_000,
+        outbox_max_backoff_ms: 1_000,
+        outbox_lease_ms: 30_000,
+        smtp_bounce_address: None,
+        bounce_maildir: None,
+        bounce_poll_ms: 200,
         smtp_url: None,
         smtp_from: kg_notification::DEFAULT_SMTP_FROM.to_string(),
         smtp_timeout_ms: 5_000,

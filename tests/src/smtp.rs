@@ -1,8 +1,13 @@
 //! A real SMTP server for tests: `tests/python/smtp_sink.py` (aiosmtpd) on a free port,
-//! recording every accepted message.
+//! recording every accepted message, and refusing chosen recipients on demand
+//! ([`SmtpServer::refuse`]). Also a bounce Maildir ([`Maildir`]) and bounce reports as Postfix
+//! writes them ([`dsn`]), for notification's bounce mailbox.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -74,12 +79,15 @@ impl ReceivedMail {
 /// An SMTP server on `127.0.0.1:<port>` that accepts every message (no TLS, no AUTH) and
 /// records it, run as `<python> -u tests/python/smtp_sink.py` (see [`crate::python`]; it needs
 /// `aiosmtpd`). It works in `/tmp/kg-test-smtp-XXXXXX`: `messages.jsonl` holds the messages
-/// (kept across [`restart`](Self::restart)), `smtp.log` the process output.
+/// (kept across [`restart`](Self::restart)), `smtp.log` the process output, `refuse.json` the
+/// recipients it refuses ([`refuse`](Self::refuse), read again at every `RCPT TO`).
 /// Dropping the value kills the process and removes the folder.
 pub struct SmtpServer {
     port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Serializes the read-modify-write of `refuse.json` within this process.
+    refuse_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for SmtpServer {
@@ -104,6 +112,7 @@ impl SmtpServer {
             port: 0,
             child: None,
             dir,
+            refuse_lock: Mutex::new(()),
         };
         let mut last = None;
         for _ in 0..3 {
@@ -153,6 +162,53 @@ impl SmtpServer {
 
     fn reject_flag(&self) -> PathBuf {
         self.dir.path().join("reject")
+    }
+
+    /// The sink's refusals: `{"<lower-cased address>": "<reply>"}`.
+    pub fn refuse_path(&self) -> PathBuf {
+        self.dir.path().join("refuse.json")
+    }
+
+    /// From now on `RCPT TO:<address>` (case-insensitive) is answered with `reply` instead of
+    /// `250`: a full SMTP reply line such as `"550 5.1.1 <x@example.com>: User unknown"` (a
+    /// permanent refusal) or `"450 4.2.1 Mailbox busy"` (a temporary one). Replaces an earlier
+    /// reply for the address. The file is replaced atomically (temporary file + rename), so the
+    /// sink never reads half of it.
+    pub fn refuse(&self, address: &str, reply: &str) -> anyhow::Result<()> {
+        let code = reply.get(..3).unwrap_or_default();
+        anyhow::ensure!(
+            code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()),
+            "an SMTP reply starts with a three-digit code, not {reply:?}"
+        );
+        self.update_refusals(|table| {
+            table.insert(address.trim().to_lowercase(), reply.to_owned());
+        })
+    }
+
+    /// Accepts `address` again (undoes [`refuse`](Self::refuse)).
+    pub fn accept(&self, address: &str) -> anyhow::Result<()> {
+        self.update_refusals(|table| {
+            table.remove(&address.trim().to_lowercase());
+        })
+    }
+
+    fn update_refusals(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> anyhow::Result<()> {
+        let _guard = self
+            .refuse_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.refuse_path();
+        let mut table: BTreeMap<String, String> = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).context("parsing refuse.json")?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).context("reading refuse.json"),
+        };
+        change(&mut table);
+        write_atomically(&path, serde_json::to_string_pretty(&table)?.as_bytes())
+            .context("writing refuse.json")
     }
 
     /// Every message accepted so far, oldest first (also those accepted before a restart).
@@ -290,6 +346,8 @@ impl SmtpServer {
             .arg(self.messages_path())
             .arg("--reject-flag")
             .arg(self.reject_flag())
+            .arg("--refuse-file")
+            .arg(self.refuse_path())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(out)
@@ -358,6 +416,225 @@ impl SmtpServer {
     }
 }
 
+/// Writes `path` through a temporary file in the same folder and a rename: readers see the old
+/// content or the new one, never a part.
+fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// A Maildir (`new/`, `cur/`, `tmp/`) in a temporary folder, standing for the mailbox an MTA
+/// delivers bounce reports into (notification's `KG_BOUNCE_MAILDIR`). Dropping it removes it.
+#[derive(Debug)]
+pub struct Maildir {
+    dir: TempDir,
+    seq: AtomicU64,
+}
+
+impl Maildir {
+    pub fn new() -> anyhow::Result<Maildir> {
+        let dir = crate::test_tempdir("maildir")?;
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(dir.path().join(sub))
+                .with_context(|| format!("creating the Maildir's {sub}/"))?;
+        }
+        Ok(Maildir {
+            dir,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// The Maildir's root (give it as `KG_BOUNCE_MAILDIR` / `Config::bounce_maildir`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Delivers one message as an MDA does: written to `tmp/`, then renamed into `new/` under a
+    /// unique name (`<unix time>.M<seq>P<pid>.kg-test`). Returns its path in `new/`.
+    pub fn deliver(&self, raw: &str) -> anyhow::Result<PathBuf> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = format!("{secs}.M{seq}P{}.kg-test", std::process::id());
+        let tmp = self.path().join("tmp").join(&name);
+        let new = self.path().join("new").join(&name);
+        std::fs::write(&tmp, raw).context("writing a message into the Maildir's tmp/")?;
+        std::fs::rename(&tmp, &new).context("moving a message into the Maildir's new/")?;
+        Ok(new)
+    }
+
+    /// Messages waiting in `new/` (not yet read).
+    pub fn new_count(&self) -> usize {
+        count_files(&self.path().join("new"))
+    }
+
+    /// Messages in `cur/` (read: notification moves each report there once processed).
+    pub fn cur_count(&self) -> usize {
+        count_files(&self.path().join("cur"))
+    }
+
+    /// The names of the files in `cur/`, sorted (a processed report is `<name>:2,S`).
+    pub fn cur_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path().join("cur"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Waits until `new/` is empty (every report processed); returns whether it got there in
+    /// time.
+    pub async fn wait_until_read(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.new_count() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A bounce report (RFC 3464 delivery status notification) as Postfix's bounce(8) writes it,
+/// CRLF line ends: `multipart/report; report-type=delivery-status` with a `text/plain`
+/// explanation, the `message/delivery-status` part (per-message block, then one per-recipient
+/// block with `Final-Recipient: rfc822; <final_recipient>`, `Original-Recipient`, `Action:
+/// <action>`, `Status: <status>`, and a `Diagnostic-Code` fitting the status class) and a
+/// `text/rfc822-headers` part with `Message-ID: <original_message_id>` (give it without the angle
+/// brackets, for example `format!("{delivery_id}@koogallery.example")`; brackets are tolerated).
+///
+/// `dsn(id, "li.wei@example.com", "5.1.1", "failed")` is a permanent failure,
+/// `dsn(id, addr, "4.4.1", "delayed")` a temporary one.
+pub fn dsn(original_message_id: &str, final_recipient: &str, status: &str, action: &str) -> String {
+    let message_id = original_message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let queue_id = format!(
+        "4Z{}",
+        uuid::Uuid::new_v4().simple().to_string()[..8].to_ascii_uppercase()
+    );
+    let boundary = format!("{queue_id}.1772503205/mx.koogallery.example");
+    let reply = match status.chars().next() {
+        Some('5') => {
+            format!("550 {status} <{final_recipient}>: Recipient address rejected: User unknown")
+        }
+        Some('4') => format!("450 {status} <{final_recipient}>: Mailbox busy, try again later"),
+        _ => format!("250 {status} Ok"),
+    };
+    let (subject, explanation) = if action.eq_ignore_ascii_case("delayed") {
+        (
+            "Delayed Mail (still being retried)",
+            "####################################################################\r\n\
+             # THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n\
+             ####################################################################\r\n\
+             \r\n\
+             Your message could not be delivered for 4 hours.\r\n\
+             It will be retried until it is 5 days old.",
+        )
+    } else {
+        (
+            "Undelivered Mail Returned to Sender",
+            "I'm sorry to have to inform you that your message could not\r\n\
+             be delivered to one or more recipients. It's attached below.",
+        )
+    };
+    format!(
+        "Return-Path: <>\r\n\
+         X-Original-To: bounces@koogallery.example\r\n\
+         Delivered-To: bounces@koogallery.example\r\n\
+         Received: by mx.koogallery.example (Postfix)\r\n\
+         \tid {queue_id}; Tue,  3 Mar 2026 10:00:05 +0800 (CST)\r\n\
+         Date: Tue,  3 Mar 2026 10:00:05 +0800 (CST)\r\n\
+         From: MAILER-DAEMON@mx.koogallery.example (Mail Delivery System)\r\n\
+         Subject: {subject}\r\n\
+         To: bounces@koogallery.example\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         \tboundary=\"{boundary}\"\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         Message-Id: <20260303020005.{queue_id}@mx.koogallery.example>\r\n\
+         \r\n\
+         This is a MIME-encapsulated message.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Description: Notification\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         This is the mail system at host mx.koogallery.example.\r\n\
+         \r\n\
+         {explanation}\r\n\
+         \r\n\
+         <{final_recipient}>: host mail.example[203.0.113.5] said: {reply}\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Description: Delivery report\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.koogallery.example\r\n\
+         X-Postfix-Queue-ID: {queue_id}\r\n\
+         X-Postfix-Sender: rfc822; bounces@koogallery.example\r\n\
+         Arrival-Date: Tue,  3 Mar 2026 10:00:04 +0800 (CST)\r\n\
+         \r\n\
+         Final-Recipient: rfc822; {final_recipient}\r\n\
+         Original-Recipient: rfc822;{final_recipient}\r\n\
+         Action: {action}\r\n\
+         Status: {status}\r\n\
+         Remote-MTA: dns; mail.example\r\n\
+         Diagnostic-Code: smtp; {reply}\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Description: Undelivered Message Headers\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         Return-Path: <bounces@koogallery.example>\r\n\
+         Received: from notification (localhost [127.0.0.1])\r\n\
+         \tby mx.koogallery.example (Postfix) with ESMTP id {queue_id}\r\n\
+         \tfor <{final_recipient}>; Tue,  3 Mar 2026 10:00:04 +0800 (CST)\r\n\
+         From: KooGallery <no-reply@koogallery.example>\r\n\
+         To: {final_recipient}\r\n\
+         Subject: KooGallery\r\n\
+         Message-ID: <{message_id}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         \r\n\
+         --{boundary}--\r\n"
+    )
+}
+
 /// Whether an SMTP server on the port sends a `220` greeting (then says QUIT).
 async fn greets(port: u16) -> bool {
     let exchange = async {
@@ -382,7 +659,36 @@ async fn greets(port: u16) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::ReceivedMail;
+    use super::{Maildir, ReceivedMail, dsn};
+
+    #[test]
+    fn maildir_and_dsn() {
+        let maildir = Maildir::new().unwrap();
+        for sub in ["new", "cur", "tmp"] {
+            assert!(maildir.path().join(sub).is_dir());
+        }
+        let report = dsn(
+            "<0193-d@koogallery.example>",
+            "li.wei@example.com",
+            "5.1.1",
+            "failed",
+        );
+        assert!(report.contains("Message-ID: <0193-d@koogallery.example>\r\n"));
+        assert!(report.contains("Final-Recipient: rfc822; li.wei@example.com\r\n"));
+        assert!(report.contains("Diagnostic-Code: smtp; 550 5.1.1 <li.wei@example.com>"));
+        assert!(report.contains("Content-Type: message/delivery-status\r\n"));
+        assert!(!report.contains("\n\n") && !report.contains(" \\"));
+        let path = maildir.deliver(&report).unwrap();
+        assert!(path.starts_with(maildir.path().join("new")));
+        maildir
+            .deliver(&dsn("x@y", "a@b.example", "4.4.1", "delayed"))
+            .unwrap();
+        assert_eq!((maildir.new_count(), maildir.cur_count()), (2, 0));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), report);
+        std::fs::rename(&path, maildir.path().join("cur").join("done:2,S")).unwrap();
+        assert_eq!((maildir.new_count(), maildir.cur_count()), (1, 1));
+        assert_eq!(maildir.cur_names(), ["done:2,S"]);
+    }
 
     #[test]
     fn headers_and_body() {

@@ -233,9 +233,10 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
     assert_eq!(seller.state, SellerState::Active as i32);
     assert_eq!(seller.company_name, app.company_name);
 
-    // Email: "received" at submission, then exactly one result email.
+    // Email: "received" at submission, then exactly one result email; and one verification
+    // code to each of the profile's two contact addresses.
     m.smtp
-        .wait_for_messages(2, Duration::from_secs(20))
+        .wait_for_messages(4, Duration::from_secs(20))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await; // a duplicate would have arrived by now
@@ -262,7 +263,22 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
         "{}",
         result.body()
     );
-    assert_eq!(mails.len(), 2, "received + approved, nothing else");
+    let mut verified: Vec<_> = mails
+        .iter()
+        .filter(|mail| !mail.rcpt_tos.contains(&"owner@e2e.example.com".to_string()))
+        .flat_map(|mail| mail.rcpt_tos.clone())
+        .collect();
+    verified.sort();
+    assert_eq!(
+        verified,
+        vec!["li.wei@example.com", "support@example.com"],
+        "one verification code per contact address"
+    );
+    assert_eq!(
+        mails.len(),
+        4,
+        "received + approved + two verification codes, nothing else"
+    );
 
     // SMS: exactly one message, the result, to the bound mobile ("received" goes by email only).
     let sms = m.sms.messages();

@@ -18,6 +18,9 @@ use tonic::Code;
 
 const SECRET: &str = "lifecycle-test-secret-with-at-least-32-bytes";
 
+#[path = "lifecycle/contacts.rs"]
+mod contacts;
+
 /// A valid profile with another introduction.
 fn other_intro(p: &kg_proto::common::SellerProfile) -> kg_proto::common::SellerProfile {
     let mut p = p.clone();

@@ -200,6 +200,7 @@ fn approval(account: &Account, event_id: &str) -> SendNotificationRequest {
         ]),
         locale: String::new(),
         subject: application,
+        recipient_email: String::new(),
     }
 }
 
@@ -225,6 +226,7 @@ fn rejection(account: &Account, event_id: &str) -> SendNotificationRequest {
         ]),
         locale: String::new(),
         subject: "applications/0193a1b2-0000-7000-8000-00000000bbbb".into(),
+        recipient_email: String::new(),
     }
 }
 

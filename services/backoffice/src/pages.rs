@@ -694,6 +694,23 @@ async fn render_task(
             (String::new(), String::new())
         }
     };
+    let contacts = match app
+        .upstream
+        .registration()
+        .list_contacts(call(
+            kg_proto::registration::ListContactsRequest {
+                account_id: task.account_id.clone(),
+            },
+            session,
+        ))
+        .await
+    {
+        Ok(r) => view::contacts(task.profile.as_ref(), &r.into_inner()),
+        Err(s) => {
+            problems.push(format!("contact addresses: {}", s.message()));
+            view::ContactStates::default()
+        }
+    };
     let subject = match subject {
         Ok(s) => s,
         Err(r) => {
@@ -758,6 +775,7 @@ async fn render_task(
         website => profile.website_url,
         evidence_outcome => view::evidence_outcome(&task),
         materials => ser(view::materials(&task)),
+        contacts => ser(&contacts),
         logo_ok => logo.is_ok(),
         logo_problem => logo.as_ref().err().cloned(),
         logo_size => logo.as_ref().ok().map(|l| format!("{} x {} px, {}", l.width, l.height, l.format.content_type())),

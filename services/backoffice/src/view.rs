@@ -563,3 +563,68 @@ mod tests {
         assert!(!valid_id("../x") && !valid_id("") && !valid_id("a b"));
     }
 }
+
+/// The reviewed profile's contact addresses and whether mail reaches them (registration's
+/// ListContacts), for the task page.
+#[derive(Debug, Default, Serialize)]
+pub struct ContactStates {
+    pub rows: Vec<ContactRow>,
+    pub unreachable: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContactRow {
+    pub email: String,
+    /// PENDING, VERIFIED, UNDELIVERABLE, or "not enrolled".
+    pub state: String,
+    pub failures: i32,
+    pub last_failure: String,
+}
+
+pub fn contacts(
+    profile: Option<&SellerProfile>,
+    listed: &kg_proto::registration::ListContactsResponse,
+) -> ContactStates {
+    let empty = SellerProfile::default();
+    let profile = profile.unwrap_or(&empty);
+    let contact = profile.contact.as_ref().map(|c| c.email.as_str());
+    let mut wanted: Vec<String> = Vec::new();
+    for email in [
+        contact.unwrap_or(""),
+        profile.customer_service_email.as_str(),
+    ] {
+        let email = email.trim().to_lowercase();
+        if !email.is_empty() && !wanted.contains(&email) {
+            wanted.push(email);
+        }
+    }
+    let rows = wanted
+        .into_iter()
+        .map(
+            |email| match listed.contacts.iter().find(|c| c.email == email) {
+                Some(c) => ContactRow {
+                    email,
+                    state: kg_proto::registration::ContactState::try_from(c.state)
+                        .map(|s| {
+                            s.as_str_name()
+                                .trim_start_matches("CONTACT_STATE_")
+                                .to_string()
+                        })
+                        .unwrap_or_default(),
+                    failures: c.failure_count,
+                    last_failure: c.last_failure.clone(),
+                },
+                None => ContactRow {
+                    email,
+                    state: "not enrolled".to_string(),
+                    failures: 0,
+                    last_failure: String::new(),
+                },
+            },
+        )
+        .collect();
+    ContactStates {
+        rows,
+        unreachable: listed.unreachable,
+    }
+}

@@ -31,6 +31,16 @@
 //!
 //! A graceful shutdown stops claiming and lets the sends in flight finish and be recorded.
 //!
+//! # Reports of refused addresses
+//! An email the SMTP server refuses with a 5xx reply (`SMTP_PERMANENT`, see `email.rs`) means
+//! the address is undeliverable: the FAILED update and a report for registration
+//! (`outbox.rs`: report id `smtp-{delivery id}`, source SMTP_REFUSAL, the scrubbed reply as
+//! detail) are written in one transaction, the report only when the conditional FAILED update
+//! took effect (a claim lost meanwhile never reports twice). Nothing else is reported: not a
+//! missing recipient, not a template error, not a 4xx or network failure, not the last attempt
+//! of transient failures. A refusal the server gives only after accepting the message comes back
+//! later as a bounce report (`bounces.rs`).
+//!
 //! # Disabled channels
 //! Without `KG_SMTP_URL` (or `KG_SMS_URL`) the channel is disabled: its deliveries are created
 //! as usual and stay PENDING, untouched, until a dispatcher with the channel configured runs.
@@ -48,7 +58,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tracing::Instrument as _;
@@ -57,6 +67,7 @@ use kg_runtime::shutdown::Shutdown;
 
 use crate::email::EmailSender;
 use crate::mask;
+use crate::outbox::{self, Report, Source};
 use crate::sms::SmsSender;
 use crate::store::{self, channel, delivery, status};
 
@@ -86,6 +97,19 @@ pub struct SendError {
 }
 
 impl SendError {
+    /// The SMTP server refused the message for good with a 5xx reply (the message starts with
+    /// the reply code): the address is undeliverable. Not an address we could not even parse.
+    pub fn is_smtp_refusal(&self) -> bool {
+        let b = self.message.as_bytes();
+        self.permanent
+            && self.code == code::SMTP_PERMANENT
+            && b.len() >= 3
+            && b[0] == b'5'
+            && b[1].is_ascii_digit()
+            && b[2].is_ascii_digit()
+            && b.get(3).is_none_or(|c| !c.is_ascii_digit())
+    }
+
     pub fn transient(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             permanent: false,
@@ -142,12 +166,25 @@ struct AttemptLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
 /// The dispatcher's metrics: the open deliveries (PENDING/RETRYING) per channel, refreshed
-/// each round, and the attempts by outcome.
+/// each round, and the attempts by outcome; and those of contact reachability: the bounce
+/// reports read by outcome, and the undeliverable addresses reported to registration by source.
 #[derive(Clone, Default)]
 pub struct DeliveryMetrics {
     backlog: Family<BacklogLabels, Gauge>,
     attempts: Family<AttemptLabels, Counter>,
+    bounce_reports: Family<OutcomeLabels, Counter>,
+    undeliverable_reports: Family<SourceLabels, Counter>,
 }
 
 impl DeliveryMetrics {
@@ -163,7 +200,47 @@ impl DeliveryMetrics {
             "Delivery attempts by channel and outcome (sent, retrying, failed)",
             metrics.attempts.clone(),
         );
+        registry.register(
+            "notification_bounce_reports",
+            "Bounce reports read from the bounce mailbox, by outcome (matched, unmatched, \
+             temporary, malformed)",
+            metrics.bounce_reports.clone(),
+        );
+        registry.register(
+            "notification_undeliverable_reports",
+            "Undeliverable contact addresses reported to registration, by source (smtp_refusal, \
+             bounce_report)",
+            metrics.undeliverable_reports.clone(),
+        );
+        for outcome in ["matched", "unmatched", "temporary", "malformed"] {
+            let _ = metrics.bounce_reports.get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            });
+        }
+        for source in [Source::SmtpRefusal, Source::BounceReport] {
+            let _ = metrics.undeliverable_reports.get_or_create(&SourceLabels {
+                source: source.label().to_string(),
+            });
+        }
         metrics
+    }
+
+    /// Counts one bounce report by outcome.
+    pub fn bounce_report(&self, outcome: &str) {
+        self.bounce_reports
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one report appended for registration.
+    pub fn undeliverable_reported(&self, source: Source) {
+        self.undeliverable_reports
+            .get_or_create(&SourceLabels {
+                source: source.label().to_string(),
+            })
+            .inc();
     }
 
     fn attempt(&self, channel: &str, outcome: &str) {
@@ -202,6 +279,8 @@ pub struct Dispatcher {
     pub metrics: DeliveryMetrics,
     /// Identifies this dispatcher's claims.
     pub owner: String,
+    /// Wakes the relay of `notification_outbox` after a report was committed.
+    pub reports: Option<Arc<Notify>>,
 }
 
 impl Dispatcher {
@@ -338,26 +417,84 @@ impl Dispatcher {
                 } else {
                     tracing::info!(code = err.code, error = %message, next_attempt = %next, "delivery attempt failed; will retry");
                 }
-                match store::mark_failed(
-                    &self.db,
-                    &row.delivery_id,
-                    &self.owner,
+                // a 5xx refusal of an email: the address is undeliverable, tell registration
+                let report = (row.channel == channel::EMAIL && err.is_smtp_refusal()).then(|| {
+                    Report::new(
+                        Source::SmtpRefusal,
+                        &row.delivery_id,
+                        &row.account_id,
+                        &row.recipient,
+                        &message,
+                    )
+                });
+                let failed = Failed {
                     new_status,
                     attempts,
-                    &message,
-                    err.code,
+                    error: &message,
+                    code: err.code,
                     next,
                     now,
-                )
-                .await
-                {
-                    Ok(1) => {}
+                };
+                match self.record_failed(&row, &failed, report.as_ref()).await {
+                    Ok(1) => {
+                        if report.is_some() {
+                            self.metrics.undeliverable_reported(Source::SmtpRefusal);
+                            if let Some(reports) = &self.reports {
+                                reports.notify_one();
+                            }
+                        }
+                    }
                     Ok(_) => tracing::warn!("the claim ran out before the attempt was recorded"),
                     // the lease runs out and the delivery is tried again: nothing is lost
                     Err(e) => tracing::warn!(error = %e, "cannot record a failed attempt"),
                 }
             }
         }
+    }
+
+    /// Stores a failed attempt; with `report`, in one transaction with the report, appended
+    /// only when the conditional update took effect. Returns the rows updated.
+    async fn record_failed(
+        &self,
+        row: &delivery::Model,
+        failed: &Failed<'_>,
+        report: Option<&Report>,
+    ) -> Result<u64, DbErr> {
+        let Some(report) = report else {
+            return store::mark_failed(
+                &self.db,
+                &row.delivery_id,
+                &self.owner,
+                failed.new_status,
+                failed.attempts,
+                failed.error,
+                failed.code,
+                failed.next,
+                failed.now,
+            )
+            .await;
+        };
+        let txn = self.db.begin().await?;
+        let n = store::mark_failed(
+            &txn,
+            &row.delivery_id,
+            &self.owner,
+            failed.new_status,
+            failed.attempts,
+            failed.error,
+            failed.code,
+            failed.next,
+            failed.now,
+        )
+        .await?;
+        if n == 1 {
+            outbox::append_report(&txn, report).await?;
+        }
+        txn.commit().await?;
+        if n == 1 {
+            tracing::info!(report = %report.report_id, "refused address reported for registration");
+        }
+        Ok(n)
     }
 
     async fn send(&self, row: &delivery::Model) -> Result<Accepted, SendError> {
@@ -427,9 +564,144 @@ impl Dispatcher {
     }
 }
 
+/// A failed attempt to record.
+struct Failed<'a> {
+    new_status: &'a str,
+    attempts: i32,
+    error: &'a str,
+    code: &'a str,
+    next: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_is_reported_once_with_its_failed_update() {
+        use sea_orm::{ActiveModelTrait as _, ConnectionTrait as _, IntoActiveModel as _};
+        use sea_orm_migration::MigratorTrait as _;
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        crate::migrations::Migrator::up(&db, None).await.unwrap();
+        let now = store::now();
+        let row = delivery::Model {
+            delivery_id: "d1".into(),
+            event_id: "e1".into(),
+            channel: channel::EMAIL.into(),
+            account_id: "acct-1".into(),
+            event_type: "CONTACT_VERIFICATION".into(),
+            subject: String::new(),
+            request_sha256: String::new(),
+            recipient: "li.wei@acme.example".into(),
+            recipient_masked: "l***@acme.example".into(),
+            template: "contact_verification/v1".into(),
+            locale: "en".into(),
+            title: "t".into(),
+            body: "b".into(),
+            status: status::PENDING.into(),
+            attempts: 0,
+            last_error: None,
+            last_error_code: None,
+            next_attempt_time: now,
+            lease_until: None,
+            lease_owner: None,
+            sent_time: None,
+            provider_message_id: None,
+            create_time: now,
+            update_time: now,
+        };
+        row.clone().into_active_model().insert(&db).await.unwrap();
+        let dispatcher = Dispatcher {
+            db: db.clone(),
+            email: None,
+            sms: None,
+            settings: Settings {
+                max_attempts: 3,
+                retry_base: Duration::from_millis(10),
+                retry_max: Duration::from_millis(100),
+                poll_interval: Duration::from_millis(10),
+                lease: Duration::from_secs(60),
+                batch: 10,
+                concurrency: 1,
+            },
+            wake: Arc::new(Notify::new()),
+            metrics: DeliveryMetrics::default(),
+            owner: "me".into(),
+            reports: None,
+        };
+        let lease = store::truncate(now + Duration::from_secs(60));
+        assert!(store::claim(&db, "d1", "me", now, lease).await.unwrap());
+        let report = Report::new(
+            Source::SmtpRefusal,
+            "d1",
+            "acct-1",
+            "li.wei@acme.example",
+            "550 5.1.1 <l***@acme.example>: unknown",
+        );
+        let failed = Failed {
+            new_status: status::FAILED,
+            attempts: 1,
+            error: "550 5.1.1 <l***@acme.example>: unknown",
+            code: code::SMTP_PERMANENT,
+            next: now,
+            now,
+        };
+        assert_eq!(
+            dispatcher
+                .record_failed(&row, &failed, Some(&report))
+                .await
+                .unwrap(),
+            1
+        );
+        // a second record (a claim lost meanwhile) changes nothing and reports nothing
+        assert_eq!(
+            dispatcher
+                .record_failed(&row, &failed, Some(&report))
+                .await
+                .unwrap(),
+            0
+        );
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT destination, event_type, payload FROM notification_outbox",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let payload: serde_json::Value = rows[0].try_get("", "payload").unwrap();
+        assert_eq!(payload["report_id"], "smtp-d1");
+        assert_eq!(payload["source"], "SMTP_REFUSAL");
+        assert_eq!(payload["email"], "li.wei@acme.example");
+        assert_eq!(payload["notification"], "notifications/d1");
+        let stored = delivery::Entity::find_by_id("d1")
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, status::FAILED);
+        assert_eq!(
+            stored.last_error_code.as_deref(),
+            Some(code::SMTP_PERMANENT)
+        );
+    }
+
+    #[test]
+    fn only_5xx_replies_are_refusals() {
+        let p = |code, m: &str| SendError::permanent(code, m);
+        assert!(p(code::SMTP_PERMANENT, "550 5.1.1 unknown user").is_smtp_refusal());
+        assert!(p(code::SMTP_PERMANENT, "554").is_smtp_refusal());
+        assert!(!p(code::SMTP_PERMANENT, "the recipient address is not valid").is_smtp_refusal());
+        assert!(!p(code::RECIPIENT_MISSING, "550 x").is_smtp_refusal());
+        assert!(!p(code::TEMPLATE_ERROR, "550 x").is_smtp_refusal());
+        assert!(!p(code::SMTP_PERMANENT, "5501 x").is_smtp_refusal());
+        assert!(
+            !SendError::transient(code::SMTP_TRANSIENT, "550 5.1.1 x").is_smtp_refusal(),
+            "only permanent failures"
+        );
+        assert!(!SendError::transient(code::SMTP_TRANSIENT, "451 4.3.0 x").is_smtp_refusal());
+    }
 
     #[test]
     fn backoff_doubles_within_jitter_and_caps() {

@@ -11,6 +11,10 @@
 //! User and password are percent-decoded and sent with AUTH when given; logs show the URL with
 //! the password replaced by `***`.
 //!
+//! `KG_SMTP_BOUNCE_ADDRESS` (optional): the envelope sender (`MAIL FROM`) of every email, so
+//! that bounce reports of mail the server accepted reach the bounce mailbox (`bounces.rs`);
+//! unset, the envelope sender is the `From` address.
+//!
 //! Classification of failures: a 5xx reply (the server refuses this message or recipient for
 //! good) is permanent, except the authentication replies 530/534/535/538, which mean our own
 //! configuration is wrong and must not lose the message; 4xx replies, network and TLS errors
@@ -18,6 +22,7 @@
 
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::PoolConfig;
@@ -141,6 +146,8 @@ impl SmtpSettings {
 pub struct EmailSender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// The envelope sender when it is not `from` (`KG_SMTP_BOUNCE_ADDRESS`).
+    bounce_address: Option<Address>,
     message_id_domain: String,
     timeout: Duration,
 }
@@ -176,8 +183,24 @@ impl EmailSender {
             transport: builder.build(),
             message_id_domain: from.email.domain().to_string(),
             from,
+            bounce_address: None,
             timeout,
         })
+    }
+
+    /// Sends every email with `address` as the envelope sender (`MAIL FROM`), so bounce reports
+    /// go there; the `From` header stays.
+    pub fn with_bounce_address(mut self, address: &str) -> anyhow::Result<Self> {
+        let address: Address = address.trim().parse().map_err(|e| {
+            anyhow::anyhow!("KG_SMTP_BOUNCE_ADDRESS {address:?} is not an address: {e}")
+        })?;
+        self.bounce_address = Some(address);
+        Ok(self)
+    }
+
+    /// The envelope sender: the bounce address when set, else the `From` address.
+    pub fn envelope_sender(&self) -> &Address {
+        self.bounce_address.as_ref().unwrap_or(&self.from.email)
     }
 
     /// Sends one message. `Ok` means the server answered 250 to the message data: it took
@@ -195,9 +218,15 @@ impl EmailSender {
         // A stable Message-ID per delivery: should a message ever go out twice (see the
         // at-least-once window in dispatcher.rs), mail systems can see it is the same message.
         let message_id = format!("<{delivery_id}@{}>", self.message_id_domain);
-        let mut message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
-            .to(Mailbox::new(None, address))
+            .to(Mailbox::new(None, address.clone()));
+        if let Some(bounce) = &self.bounce_address {
+            let envelope = Envelope::new(Some(bounce.clone()), vec![address])
+                .map_err(|e| SendError::permanent(code::TEMPLATE_ERROR, e.to_string()))?;
+            builder = builder.envelope(envelope);
+        }
+        let mut message = builder
             .subject(crate::templates::one_line(subject, 250))
             .message_id(Some(message_id.clone()))
             .header(ContentType::TEXT_PLAIN)
@@ -263,6 +292,31 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_bounce_address_is_the_envelope_sender() {
+        let smtp = SmtpSettings::parse("smtp://127.0.0.1:2525?tls=none").unwrap();
+        let sender = EmailSender::new(
+            &smtp,
+            "KooGallery <no-reply@koogallery.example>",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            sender.envelope_sender().to_string(),
+            "no-reply@koogallery.example"
+        );
+        let sender = sender
+            .with_bounce_address("bounces@koogallery.example")
+            .unwrap();
+        assert_eq!(
+            sender.envelope_sender().to_string(),
+            "bounces@koogallery.example"
+        );
+        let sender =
+            EmailSender::new(&smtp, "no-reply@koogallery.example", Duration::from_secs(1)).unwrap();
+        assert!(sender.with_bounce_address("not an address").is_err());
+    }
 
     #[test]
     fn urls() {

@@ -6,16 +6,31 @@
 //!   (`email.rs`) and an SMS provider's HTTP API (`sms.rs`);
 //! * `GetNotification`/`ListNotifications` read the deliveries (`queries.rs`), recipients
 //!   always masked (`mask.rs`);
-//! * the texts are data in `templates.rs`.
+//! * the texts are data in `templates.rs`;
+//! * contact reachability: CONTACT_VERIFICATION mails a code to the address being verified
+//!   (`recipient_email`); an email the SMTP server refuses with a 5xx reply (`dispatcher.rs`)
+//!   or that comes back as a bounce report in the bounce Maildir (`bounces.rs`,
+//!   `KG_BOUNCE_MAILDIR`, with `KG_SMTP_BOUNCE_ADDRESS` as the envelope sender) is reported to
+//!   registration's `ReportContactUndeliverable` through the `notification_outbox` table and its
+//!   relay (`outbox.rs`, `KG_REGISTRATION_URL`).
 //!
 //! A channel without its URL (`KG_SMTP_URL`, `KG_SMS_URL`) is disabled: its deliveries are
 //! stored and stay PENDING until a notification service with the channel configured runs.
+//!
+//! Metrics (besides the common ones): `koogallery_notification_deliveries_open{status,channel}`,
+//! `koogallery_notification_delivery_attempts_total{channel,outcome}`,
+//! `koogallery_notification_bounce_reports_total{outcome}` (matched, unmatched, temporary,
+//! malformed), `koogallery_notification_undeliverable_reports_total{source}` (smtp_refusal,
+//! bounce_report), `koogallery_notification_outbox_backlog` and
+//! `koogallery_notification_outbox_dead_letters`.
 
+pub mod bounces;
 pub mod dispatcher;
 pub mod email;
 pub mod error;
 pub mod mask;
 pub mod migrations;
+pub mod outbox;
 pub mod queries;
 pub mod send;
 pub mod service;
@@ -24,14 +39,17 @@ pub mod store;
 pub mod templates;
 pub mod view;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{FromArgMatches as _, Parser};
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::notification::notification_service_server::NotificationServiceServer;
+use kg_proto::registration::registration_service_client::RegistrationServiceClient;
 use kg_runtime::config::{CommonConfig, ports};
 use kg_runtime::health::Probe;
+use kg_runtime::outbox::{OutboxGauges, Relay};
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm_migration::MigratorTrait;
@@ -39,6 +57,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::bounces::BounceMailbox;
 use crate::dispatcher::{DeliveryMetrics, Dispatcher, Settings};
 use crate::email::{EmailSender, SmtpSettings};
 use crate::sms::SmsSender;
@@ -56,9 +75,24 @@ pub struct Config {
     #[arg(long, env = "KG_IDENTITY_CHECK_URL", default_value_t = format!("http://127.0.0.1:{}", ports::IDENTITY_CHECK))]
     pub identity_check_url: String,
 
+    /// registration's gRPC URL (the outbox relay reports undeliverable contact addresses there).
+    #[arg(long, env = "KG_REGISTRATION_URL", default_value_t = format!("http://127.0.0.1:{}", ports::REGISTRATION))]
+    pub registration_url: String,
+
     /// Deadline of each call to another service, in milliseconds.
     #[arg(long, env = "KG_CALL_TIMEOUT_MS", default_value_t = 15_000)]
     pub call_timeout_ms: u64,
+
+    /// Longest wait between two delivery attempts of one outbox event (a report to
+    /// registration), in milliseconds.
+    #[arg(long, env = "KG_OUTBOX_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    pub outbox_max_backoff_ms: u64,
+
+    /// How long a relay owns the outbox events it took for delivery, in milliseconds. A relay
+    /// that dies holds its events back this long before another replica delivers them; keep it
+    /// above the call timeout.
+    #[arg(long, env = "KG_OUTBOX_LEASE_MS", default_value_t = 30_000)]
+    pub outbox_lease_ms: u64,
 
     /// SMTP server: `smtp://[user:password@]host[:port][?tls=none|starttls|opportunistic|tls]`
     /// (`smtps://` = implicit TLS). Default TLS mode: starttls (required). Unset: email is
@@ -69,6 +103,20 @@ pub struct Config {
     /// Sender of the emails (`From`), a mailbox: `Name <address>` or `address`.
     #[arg(long, env = "KG_SMTP_FROM", default_value = DEFAULT_SMTP_FROM)]
     pub smtp_from: String,
+
+    /// Envelope sender (`MAIL FROM`) of every email: the address whose mail the MTA delivers
+    /// into `KG_BOUNCE_MAILDIR`, so bounce reports reach it. Unset: the `From` address.
+    #[arg(long, env = "KG_SMTP_BOUNCE_ADDRESS")]
+    pub smtp_bounce_address: Option<String>,
+
+    /// Maildir the MTA delivers bounce reports (RFC 3464) into; read every `KG_BOUNCE_POLL_MS`
+    /// (`new/`, `cur/` and `tmp/` are created when missing). Unset: no bounce reports are read.
+    #[arg(long, env = "KG_BOUNCE_MAILDIR")]
+    pub bounce_maildir: Option<PathBuf>,
+
+    /// How often the bounce Maildir is read, in milliseconds.
+    #[arg(long, env = "KG_BOUNCE_POLL_MS", default_value_t = 5_000)]
+    pub bounce_poll_ms: u64,
 
     /// Time one SMTP send may take (connect to the server's final reply), in milliseconds.
     #[arg(long, env = "KG_SMTP_TIMEOUT_MS", default_value_t = 30_000)]
@@ -187,12 +235,20 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let email = match config.smtp_url.as_ref().map(|u| u.expose_secret().trim()) {
         Some(url) if !url.is_empty() => {
             let smtp = SmtpSettings::parse(url)?;
-            let sender = EmailSender::new(
+            let mut sender = EmailSender::new(
                 &smtp,
                 &config.smtp_from,
                 Duration::from_millis(config.smtp_timeout_ms),
             )?;
-            tracing::info!(smtp = %smtp.redacted(), from = %config.smtp_from, "email channel enabled");
+            if let Some(bounce) = config
+                .smtp_bounce_address
+                .as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+            {
+                sender = sender.with_bounce_address(bounce)?;
+            }
+            tracing::info!(smtp = %smtp.redacted(), from = %config.smtp_from, envelope_sender = %sender.envelope_sender(), "email channel enabled");
             Some(Arc::new(sender))
         }
         _ => {
@@ -242,6 +298,57 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     options.probes.push(Probe::database(db.clone()));
     let metrics = DeliveryMetrics::register(&mut options.metrics.registry);
 
+    // Reports of undeliverable addresses to registration (notification_outbox and its relay).
+    let registration = RegistrationServiceClient::new(config.common.outbound(
+        &config.registration_url,
+        Duration::from_millis(config.call_timeout_ms),
+        auth.as_ref(),
+        SERVICE,
+    )?);
+    let mut relay = Relay::new(
+        db.clone(),
+        migrations::OUTBOX,
+        Arc::new(outbox::Deliverer { registration }),
+    );
+    relay.backoff.max = Duration::from_millis(config.outbox_max_backoff_ms);
+    relay.lease = Duration::from_millis(config.outbox_lease_ms.max(1));
+    let reports = relay.notifier();
+    let gauges = OutboxGauges::register(
+        &mut options.metrics.registry,
+        migrations::OUTBOX,
+        "Reports of undeliverable contact addresses to registration",
+    );
+    // the relay and the bounce mailbox run while RPCs are served, and stop with the dispatcher
+    let (stop_background, background_shutdown) = Shutdown::new();
+    tokio::spawn(relay.run(background_shutdown.clone()));
+    tokio::spawn(refresh_outbox_gauges(
+        gauges,
+        db.clone(),
+        background_shutdown.clone(),
+    ));
+    match &config.bounce_maildir {
+        Some(maildir) if !maildir.as_os_str().is_empty() => {
+            BounceMailbox::prepare(maildir)
+                .map_err(|e| anyhow::anyhow!("KG_BOUNCE_MAILDIR {}: {e}", maildir.display()))?;
+            let mailbox = BounceMailbox {
+                db: db.clone(),
+                maildir: maildir.clone(),
+                poll: Duration::from_millis(config.bounce_poll_ms.max(10)),
+                metrics: metrics.clone(),
+                reports: Some(reports.clone()),
+            };
+            tokio::spawn(mailbox.run(background_shutdown.clone()));
+        }
+        _ => {
+            if config.smtp_bounce_address.is_some() {
+                tracing::warn!(
+                    "KG_SMTP_BOUNCE_ADDRESS is set but KG_BOUNCE_MAILDIR is not: this replica \
+                     reads no bounce reports"
+                );
+            }
+        }
+    }
+
     // The dispatcher runs while RPCs are served and drained, and stops after.
     let (stop_dispatcher, dispatcher_shutdown) = Shutdown::new();
     let dispatcher = Dispatcher {
@@ -252,6 +359,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         wake: wake.clone(),
         metrics,
         owner: uuid::Uuid::new_v4().to_string(),
+        reports: Some(reports),
     };
     let mut dispatcher_task = tokio::spawn(dispatcher.run(dispatcher_shutdown));
 
@@ -260,6 +368,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     let served = serve(options, service).await;
 
     stop_dispatcher.trigger();
+    stop_background.trigger();
     let finish = Duration::from_millis(config.smtp_timeout_ms.max(config.sms_timeout_ms))
         + Duration::from_secs(5);
     match tokio::time::timeout(finish, &mut dispatcher_task).await {
@@ -274,6 +383,23 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     served
 }
 
+/// Refreshes the outbox gauges every 15 s until shutdown.
+async fn refresh_outbox_gauges(
+    gauges: OutboxGauges,
+    db: sea_orm::DatabaseConnection,
+    shutdown: Shutdown,
+) {
+    loop {
+        if let Err(e) = gauges.refresh(&db, migrations::OUTBOX).await {
+            tracing::warn!(error = %e, "refreshing the outbox gauges failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {},
+            _ = shutdown.clone().wait() => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -283,6 +409,47 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: super::Config,
+    }
+
+    #[test]
+    fn reachability_settings_and_their_defaults() {
+        let cli = Cli::try_parse_from(["notification"]).unwrap();
+        assert_eq!(
+            cli.config.registration_url,
+            format!(
+                "http://127.0.0.1:{}",
+                kg_runtime::config::ports::REGISTRATION
+            )
+        );
+        assert_eq!(cli.config.bounce_maildir, None);
+        assert_eq!(cli.config.smtp_bounce_address, None);
+        assert_eq!(cli.config.bounce_poll_ms, 5_000);
+        assert_eq!(
+            (cli.config.outbox_max_backoff_ms, cli.config.outbox_lease_ms),
+            (30_000, 30_000)
+        );
+        let cli = Cli::try_parse_from([
+            "notification",
+            "--registration-url",
+            "http://registration:50052",
+            "--bounce-maildir",
+            "/var/mail/bounces",
+            "--bounce-poll-ms",
+            "250",
+            "--smtp-bounce-address",
+            "bounces@koogallery.example",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.registration_url, "http://registration:50052");
+        assert_eq!(
+            cli.config.bounce_maildir.as_deref(),
+            Some(std::path::Path::new("/var/mail/bounces"))
+        );
+        assert_eq!(cli.config.bounce_poll_ms, 250);
+        assert_eq!(
+            cli.config.smtp_bounce_address.as_deref(),
+            Some("bounces@koogallery.example")
+        );
     }
 
     #[test]

@@ -10,19 +10,38 @@
 //!   ran out (its replica died mid-send) may be claimed again.
 //! * `request_sha256`: hash of the SendNotification body, to refuse an event id reused with a
 //!   different body (IDEMPOTENCY_KEY_REUSED).
+//!
+//! `notification_outbox` (m0002, the shared outbox layout of `kg_runtime::outbox` with its
+//! dead-letter and lease columns): reports of contact addresses that failed for good (an SMTP
+//! 5xx refusal, a bounce report), written in the transaction that records the failure and
+//! relayed to registration's `ReportContactUndeliverable` (see `outbox.rs`).
 
 use kg_runtime::db::SqlMigration;
 use sea_orm::DynIden;
 use sea_orm::sea_query::{Alias, IntoIden};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
+/// The outbox of reports to registration.
+pub const OUTBOX: &str = "notification_outbox";
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(SqlMigration {
-            name: "m0001_notification",
-            sql: r#"
+        // the table, then its dead-letter and lease columns, as one migration
+        let outbox: &'static str = Box::leak(
+            [
+                kg_runtime::outbox::table_sql(OUTBOX),
+                kg_runtime::outbox::dead_letter_sql(OUTBOX),
+                kg_runtime::outbox::lease_sql(OUTBOX),
+            ]
+            .join(";\n")
+            .into_boxed_str(),
+        );
+        vec![
+            Box::new(SqlMigration {
+                name: "m0001_notification",
+                sql: r#"
 CREATE TABLE notification_deliveries (
     delivery_id         VARCHAR(36) PRIMARY KEY,
     event_id            VARCHAR(64) NOT NULL,
@@ -58,7 +77,12 @@ CREATE INDEX notification_deliveries_by_account
 CREATE INDEX notification_deliveries_by_subject
     ON notification_deliveries (subject, delivery_id)
 "#,
-        })]
+            }),
+            Box::new(SqlMigration {
+                name: "m0002_notification_outbox",
+                sql: outbox,
+            }),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -6,6 +6,13 @@
 //! deliveries (`created = false`) without calling identity-check; concurrent first calls race
 //! to the insert, the unique index lets exactly one win, and the others read the winner's rows.
 //! The same event id with a different body is refused (IDEMPOTENCY_KEY_REUSED).
+//!
+//! Recipients: CONTACT_VERIFICATION is mailed to the request's `recipient_email` (the contact
+//! address being verified), one EMAIL delivery and no SMS; the account is still looked up (its
+//! locale; ACCOUNT_NOT_FOUND as for every event). `recipient_email` is refused for every other
+//! event, which goes to the account's bound email, and for the decisions, the exit and the
+//! reachability warnings (CONTACT_UNDELIVERABLE, SELLER_UNREACHABLE) also by SMS to the bound
+//! mobile number.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +38,43 @@ pub const MAX_PARAMETERS: usize = 32;
 pub const MAX_VALUE_CHARS: usize = 2000;
 pub const MAX_KEY_LEN: usize = 64;
 pub const MAX_SUBJECT_CHARS: usize = 256;
+/// Longest `recipient_email` (RFC 5321: 64 + 1 + 255).
+pub const MAX_EMAIL_CHARS: usize = 320;
+
+/// A plausible email address: `local@domain`, at most 320 characters, no white space, control
+/// or special characters, a local part of at most 64 characters, a domain of at least two
+/// dot-separated labels of letters, digits and `-` (not at either end of a label), and one the
+/// SMTP client can put in an envelope.
+pub fn plausible_email(address: &str) -> bool {
+    if address.is_empty() || address.chars().count() > MAX_EMAIL_CHARS {
+        return false;
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !"<>()[]\\,;:\"@".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 255
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && !labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()));
+    local_ok && domain_ok && address.parse::<lettre::Address>().is_ok()
+}
 
 /// An id of the platform: 1-64 characters of `A-Z a-z 0-9 - _` (a UUID fits).
 pub fn valid_id(id: &str) -> bool {
@@ -63,6 +107,8 @@ struct Parsed {
     params: BTreeMap<String, String>,
     /// The requested locale, when it names a supported one.
     locale: Option<Locale>,
+    /// The address to mail instead of the account's (CONTACT_VERIFICATION only).
+    recipient_email: Option<String>,
 }
 
 fn parse(req: &SendNotificationRequest) -> Result<Parsed, NotificationError> {
@@ -158,6 +204,33 @@ fn parse(req: &SendNotificationRequest) -> Result<Parsed, NotificationError> {
             "subject is a resource name such as \"applications/{id}\": at most 256 characters, no white space",
         ));
     }
+    let recipient_email = req.recipient_email.trim();
+    match event {
+        Some(NotificationEventType::ContactVerification) if recipient_email.is_empty() => {
+            violations.push(violation(
+                "recipient_email",
+                "RECIPIENT_EMAIL_REQUIRED",
+                "recipient_email is required for CONTACT_VERIFICATION: the address to verify",
+            ));
+        }
+        Some(NotificationEventType::ContactVerification) if !plausible_email(recipient_email) => {
+            violations.push(violation(
+                "recipient_email",
+                "RECIPIENT_EMAIL_INVALID",
+                "recipient_email is not a valid email address (at most 320 characters)",
+            ));
+        }
+        Some(NotificationEventType::ContactVerification) | None => {}
+        Some(_) if !req.recipient_email.is_empty() => {
+            violations.push(violation(
+                "recipient_email",
+                "RECIPIENT_EMAIL_NOT_ALLOWED",
+                "recipient_email is for CONTACT_VERIFICATION only; other events go to the \
+                 account's bound addresses",
+            ));
+        }
+        Some(_) => {}
+    }
     if !violations.is_empty() {
         return Err(NotificationError::Invalid(violations));
     }
@@ -169,18 +242,26 @@ fn parse(req: &SendNotificationRequest) -> Result<Parsed, NotificationError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         locale,
+        recipient_email: (event == Some(NotificationEventType::ContactVerification))
+            .then(|| recipient_email.to_string()),
     })
 }
 
 /// SHA-256 of the request body in a canonical form (map keys sorted).
 fn request_hash(req: &SendNotificationRequest, params: &BTreeMap<String, String>) -> String {
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         req.account_id,
         req.event_type,
         params,
         req.locale,
         req.subject,
     ]);
+    // only when given, so the hashes of events stored before the field existed stay the same
+    if !req.recipient_email.is_empty()
+        && let Some(fields) = canonical.as_array_mut()
+    {
+        fields.push(req.recipient_email.clone().into());
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -261,7 +342,11 @@ impl Notification {
                     update_time: now,
                 }
             };
-        let email = account.email.trim().to_string();
+        // CONTACT_VERIFICATION: the address being verified, not the account's
+        let email = match &parsed.recipient_email {
+            Some(address) => address.clone(),
+            None => account.email.trim().to_string(),
+        };
         let mut rows = vec![row(
             channel::EMAIL,
             email.clone(),
@@ -370,18 +455,27 @@ fn response(rows: &[delivery::Model], created: bool) -> SendNotificationResponse
 }
 
 /// Outcomes reach the applicant by email and SMS; acknowledgements (received, withdrawn,
-/// resubmitted) by email only, so a phone buzzes only when something was decided.
-fn sent_by_sms(event: NotificationEventType) -> bool {
+/// resubmitted) by email only, so a phone buzzes only when something was decided or needs
+/// action. The reachability warnings go by SMS too (the email address may be the one that
+/// fails); a contact verification goes to the address being verified only.
+pub fn sent_by_sms(event: NotificationEventType) -> bool {
     use NotificationEventType as E;
-    matches!(
-        event,
+    match event {
         E::ChangesRequested
-            | E::ApplicationApproved
-            | E::ApplicationRejected
-            | E::ModificationApproved
-            | E::ModificationRejected
-            | E::SellerExited
-    )
+        | E::ApplicationApproved
+        | E::ApplicationRejected
+        | E::ModificationApproved
+        | E::ModificationRejected
+        | E::SellerExited
+        | E::ContactUndeliverable
+        | E::SellerUnreachable => true,
+        E::Unspecified
+        | E::ApplicationReceived
+        | E::ApplicationResubmitted
+        | E::ApplicationWithdrawn
+        | E::ModificationReceived
+        | E::ContactVerification => false,
+    }
 }
 
 #[cfg(test)]
@@ -396,7 +490,99 @@ mod tests {
             template_parameters: [("company_name".to_string(), "ACME".to_string())].into(),
             locale: String::new(),
             subject: "applications/0193".into(),
+            recipient_email: String::new(),
         }
+    }
+
+    fn verification() -> SendNotificationRequest {
+        SendNotificationRequest {
+            event_type: NotificationEventType::ContactVerification as i32,
+            template_parameters: [
+                ("company_name", "ACME"),
+                ("contact_email", "s***@acme.example"),
+                ("verification_code", "7QK2-PX4M"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+            subject: "accounts/acct-1/contacts/c1".into(),
+            recipient_email: "support@acme.example".into(),
+            ..request()
+        }
+    }
+
+    #[test]
+    fn recipient_email_is_required_for_contact_verification_only() {
+        assert!(reasons(&verification()).is_empty());
+        let parsed = parse(&verification()).unwrap();
+        assert_eq!(
+            parsed.recipient_email.as_deref(),
+            Some("support@acme.example")
+        );
+        let mut r = verification();
+        r.recipient_email = String::new();
+        assert_eq!(reasons(&r), ["RECIPIENT_EMAIL_REQUIRED"]);
+        r.recipient_email = "  ".into();
+        assert_eq!(reasons(&r), ["RECIPIENT_EMAIL_REQUIRED"]);
+        for bad in [
+            "support",
+            "support@",
+            "@acme.example",
+            "support@acme",
+            "sup port@acme.example",
+            "support@acme..example",
+            "support@-acme.example",
+            "a@b@acme.example",
+            "<support@acme.example>",
+            "support@acme.example\r\nBcc: x@y.example",
+            "support@10.0.0.1",
+        ] {
+            r.recipient_email = bad.into();
+            assert_eq!(reasons(&r), ["RECIPIENT_EMAIL_INVALID"], "{bad:?}");
+        }
+        r.recipient_email = format!("{}@{}.example", "a".repeat(64), "b".repeat(250));
+        assert_eq!(reasons(&r), ["RECIPIENT_EMAIL_INVALID"], "too long");
+        r.recipient_email = "li.wei+shop@sub.acme-example.com.cn".into();
+        assert!(reasons(&r).is_empty());
+        for event in [
+            NotificationEventType::ApplicationApproved,
+            NotificationEventType::ContactUndeliverable,
+            NotificationEventType::SellerUnreachable,
+        ] {
+            let mut r = request();
+            r.event_type = event as i32;
+            r.recipient_email = "support@acme.example".into();
+            assert_eq!(reasons(&r), ["RECIPIENT_EMAIL_NOT_ALLOWED"], "{event:?}");
+            assert_eq!(parse(&request()).unwrap().recipient_email, None);
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_the_recipient_email_only_when_given() {
+        let h = |r: &SendNotificationRequest| {
+            request_hash(r, &r.template_parameters.clone().into_iter().collect())
+        };
+        let a = verification();
+        let mut b = verification();
+        b.recipient_email = "other@acme.example".into();
+        assert_ne!(h(&a), h(&b));
+        // a request without the field hashes as it did before the field existed
+        let r = request();
+        let params: BTreeMap<String, String> = r.template_parameters.clone().into_iter().collect();
+        let before = serde_json::json!([r.account_id, r.event_type, params, r.locale, r.subject]);
+        assert_eq!(
+            h(&r),
+            hex::encode(Sha256::digest(before.to_string().as_bytes()))
+        );
+    }
+
+    #[test]
+    fn sms_goes_to_decisions_exit_and_reachability_warnings() {
+        use NotificationEventType as E;
+        assert!(sent_by_sms(E::ContactUndeliverable));
+        assert!(sent_by_sms(E::SellerUnreachable));
+        assert!(sent_by_sms(E::ApplicationApproved));
+        assert!(!sent_by_sms(E::ContactVerification));
+        assert!(!sent_by_sms(E::ApplicationReceived));
     }
 
     fn reasons(req: &SendNotificationRequest) -> Vec<String> {

@@ -53,6 +53,8 @@ pub mod status {
     pub const SENT: &str = "SENT";
     pub const RETRYING: &str = "RETRYING";
     pub const FAILED: &str = "FAILED";
+    /// Accepted by the SMTP server (SENT), then reported undeliverable by a bounce report.
+    pub const BOUNCED: &str = "BOUNCED";
     /// The statuses the dispatcher works on.
     pub const OPEN: [&str; 2] = [PENDING, RETRYING];
 }
@@ -153,6 +155,28 @@ pub async fn mark_failed<C: ConnectionTrait>(
         .and_where(Col::DeliveryId.eq(delivery_id))
         .and_where(Col::LeaseOwner.eq(owner))
         .and_where(Col::Status.is_in(status::OPEN))
+        .to_owned();
+    Ok(db.execute(&update).await?.rows_affected())
+}
+
+/// Records that a sent email bounced: SENT → BOUNCED, only while the delivery is a SENT email
+/// (a report that arrives twice, or on two replicas at once, changes it once).
+pub async fn mark_bounced<C: ConnectionTrait>(
+    db: &C,
+    delivery_id: &str,
+    error: &str,
+    error_code: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let update = Query::update()
+        .table(delivery::Entity)
+        .value(Col::Status, status::BOUNCED)
+        .value(Col::LastError, error)
+        .value(Col::LastErrorCode, error_code)
+        .value(Col::UpdateTime, now)
+        .and_where(Col::DeliveryId.eq(delivery_id))
+        .and_where(Col::Channel.eq(channel::EMAIL))
+        .and_where(Col::Status.eq(status::SENT))
         .to_owned();
     Ok(db.execute(&update).await?.rows_affected())
 }

@@ -80,6 +80,9 @@ pub const KNOWN: &[&str] = &[
     "reason_titles",
     "comment",
     "console_url",
+    "contact_email",
+    "verification_code",
+    "contact",
 ];
 
 /// Required parameters that may be present with an empty value (a reviewer's comment is
@@ -425,6 +428,101 @@ A company entity can register with KooGallery only once, so this company entity 
             sms: "【云商店】{company_name}已退出云商店，不再是云商店商家。",
         },
     },
+    Template {
+        event: E::ContactVerification,
+        id: "contact_verification/v1",
+        required: &["company_name", "contact_email", "verification_code"],
+        en: Texts {
+            subject: "Verify the contact address of {company_name} on KooGallery",
+            body: "Hello,
+
+{contact_email} was given as a contact address of {company_name} on KooGallery. Please confirm that mail to this address arrives.
+
+Verification code: {verification_code}
+
+The code is valid for 24 hours. Enter it in the seller console (seller information, contacts), or run:
+  koogallery contacts verify {contact} --code {verification_code}
+Seller console: {console_url}
+
+If you did not expect this message, you can ignore it: the address will not be used until it is verified.
+",
+            sms: "[KooGallery] The verification code of the contact address of {company_name} was sent to {contact_email}.",
+        },
+        zh_cn: Texts {
+            subject: "请验证{company_name}在云商店的联系邮箱",
+            body: "您好：
+
+{contact_email}被登记为{company_name}在云商店（KooGallery）的联系邮箱，请确认该邮箱能够收到邮件。
+
+验证码：{verification_code}
+
+验证码24小时内有效。请在商家控制台（商家信息 > 联系方式）中输入验证码，或运行：
+  koogallery contacts verify {contact} --code {verification_code}
+商家控制台：{console_url}
+
+如果您没有预期收到此邮件，请忽略：该邮箱在验证之前不会被使用。
+",
+            sms: "【云商店】{company_name}联系邮箱的验证码已发送至{contact_email}。",
+        },
+    },
+    Template {
+        event: E::ContactUndeliverable,
+        id: "contact_undeliverable/v1",
+        required: &["company_name", "contact_email"],
+        en: Texts {
+            subject: "Mail to the contact address of {company_name} cannot be delivered",
+            body: "Hello,
+
+Mail from KooGallery to {contact_email}, a contact address of {company_name}, failed permanently: the receiving mail server refused it or reported it undeliverable.
+Seller: {seller}
+
+Customers may not be able to reach you. Please correct the address with a change of the seller information in the seller console, then verify the new address with the code we will mail to it.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] Mail to the contact address {contact_email} of {company_name} failed permanently. Please correct and verify it in the seller console.",
+        },
+        zh_cn: Texts {
+            subject: "无法投递到{company_name}的联系邮箱",
+            body: "您好：
+
+云商店（KooGallery）发送至{company_name}的联系邮箱{contact_email}的邮件永久投递失败：收件邮件服务器拒收或报告无法投递。
+商家编号：{seller}
+
+客户可能无法联系到您。请在商家控制台通过商家信息变更更正该邮箱，并使用我们发送到新邮箱的验证码完成验证。
+商家控制台：{console_url}
+",
+            sms: "【云商店】发送至{company_name}联系邮箱{contact_email}的邮件永久投递失败，请在商家控制台更正并验证。",
+        },
+    },
+    Template {
+        event: E::SellerUnreachable,
+        id: "seller_unreachable/v1",
+        required: &["company_name"],
+        en: Texts {
+            subject: "Customers cannot reach {company_name} on KooGallery",
+            body: "Hello,
+
+Mail to the contact addresses of {company_name} on KooGallery failed repeatedly: customers cannot reach you.
+Seller: {seller}
+
+Under the KooGallery seller guide, products of a seller whom customers cannot contact may be removed from the catalog. Please correct your contact address with a change of the seller information in the seller console and verify it with the code we will mail to it.
+Seller console: {console_url}
+",
+            sms: "[KooGallery] Customers cannot reach {company_name}: its contact addresses failed repeatedly. Products may be removed from the catalog; please correct and verify the address.",
+        },
+        zh_cn: Texts {
+            subject: "客户无法联系到{company_name}",
+            body: "您好：
+
+发送至{company_name}在云商店（KooGallery）的联系邮箱的邮件多次投递失败，客户无法联系到您。
+商家编号：{seller}
+
+根据《云商店商家指南》，客户无法联系的商家，其商品可能会被下架。请在商家控制台通过商家信息变更更正联系邮箱，并使用我们发送到该邮箱的验证码完成验证。
+商家控制台：{console_url}
+",
+            sms: "【云商店】客户无法联系到{company_name}：其联系邮箱多次投递失败，商品可能被下架，请尽快更正并验证联系邮箱。",
+        },
+    },
 ];
 
 const FOOTER_EN: &str = "
@@ -668,7 +766,7 @@ mod tests {
 
     #[test]
     fn every_event_type_has_one_template_with_known_placeholders() {
-        for value in 1..=10 {
+        for value in 1..=13 {
             let event = E::try_from(value).unwrap();
             let matching = TEMPLATES.iter().filter(|t| t.event == event).count();
             assert_eq!(matching, 1, "{event:?}");
@@ -816,6 +914,62 @@ mod tests {
             r.body
                 .contains("Comment from the reviewer: The real comment.")
         );
+    }
+
+    #[test]
+    fn reachability_templates_render_in_both_locales() {
+        let p = params(&[
+            ("company_name", "ACME"),
+            ("contact_email", "s***@acme.example"),
+            ("verification_code", "7QK2-PX4M"),
+            ("contact", "accounts/a-1/contacts/c-1"),
+        ]);
+        let en = render(E::ContactVerification, Locale::En, &p, TZ).unwrap();
+        assert_eq!(en.template, "contact_verification/v1");
+        assert!(
+            en.body.contains("Verification code: 7QK2-PX4M"),
+            "{}",
+            en.body
+        );
+        assert!(
+            en.body.contains("24 hours")
+                && en.body.contains(
+                    "koogallery contacts verify accounts/a-1/contacts/c-1 --code 7QK2-PX4M"
+                )
+        );
+        let zh = render(E::ContactVerification, Locale::ZhCn, &p, TZ).unwrap();
+        assert!(zh.body.contains("验证码：7QK2-PX4M") && zh.body.contains("24小时"));
+        assert_eq!(
+            render(
+                E::ContactVerification,
+                Locale::En,
+                &params(&[
+                    ("company_name", "ACME"),
+                    ("contact_email", "s***@acme.example")
+                ]),
+                TZ
+            ),
+            Err(RenderError::Missing("verification_code"))
+        );
+        let en = render(E::ContactUndeliverable, Locale::En, &p, TZ).unwrap();
+        assert_eq!(en.template, "contact_undeliverable/v1");
+        assert!(en.body.contains("s***@acme.example") && en.body.contains("failed permanently"));
+        assert!(en.sms.contains("s***@acme.example"));
+        assert_eq!(
+            render(
+                E::ContactUndeliverable,
+                Locale::ZhCn,
+                &params(&[("company_name", "ACME")]),
+                TZ
+            ),
+            Err(RenderError::Missing("contact_email"))
+        );
+        let p = params(&[("company_name", "ACME")]);
+        let en = render(E::SellerUnreachable, Locale::En, &p, TZ).unwrap();
+        assert_eq!(en.template, "seller_unreachable/v1");
+        assert!(en.body.contains("seller guide") && en.body.contains("removed from the catalog"));
+        let zh = render(E::SellerUnreachable, Locale::ZhCn, &p, TZ).unwrap();
+        assert!(zh.body.contains("下架"));
     }
 
     #[test]

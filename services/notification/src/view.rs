@@ -35,6 +35,7 @@ pub fn status_name(s: DeliveryStatus) -> Option<&'static str> {
         DeliveryStatus::Sent => Some(status::SENT),
         DeliveryStatus::Retrying => Some(status::RETRYING),
         DeliveryStatus::Failed => Some(status::FAILED),
+        DeliveryStatus::Bounced => Some(status::BOUNCED),
         DeliveryStatus::Unspecified => None,
     }
 }
@@ -45,6 +46,7 @@ fn status_of(s: &str) -> DeliveryStatus {
         status::SENT => DeliveryStatus::Sent,
         status::RETRYING => DeliveryStatus::Retrying,
         status::FAILED => DeliveryStatus::Failed,
+        status::BOUNCED => DeliveryStatus::Bounced,
         _ => DeliveryStatus::Unspecified,
     }
 }
@@ -77,7 +79,7 @@ pub fn notification(row: &delivery::Model) -> Notification {
         last_error: row.last_error.clone().unwrap_or_default(),
         last_error_code: row.last_error_code.clone().unwrap_or_default(),
         next_attempt_time: is(status::RETRYING).then(|| timestamp(row.next_attempt_time)),
-        sent_time: if is(status::SENT) {
+        sent_time: if is(status::SENT) || is(status::BOUNCED) {
             row.sent_time.map(timestamp)
         } else {
             None

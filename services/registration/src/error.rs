@@ -78,6 +78,14 @@ pub enum RegistrationError {
     ShuttingDown,
     #[error("too many open event streams (at most {0})")]
     TooManyStreams(usize),
+    #[error("contact {0} not found")]
+    ContactNotFound(String),
+    #[error("the verification code is not the one mailed")]
+    VerificationCodeInvalid { attempts_left: i32 },
+    #[error("the verification code expired or was tried too often")]
+    VerificationCodeExpired,
+    #[error("a code was mailed less than a minute ago")]
+    ResendTooSoon { retry_after_seconds: i64 },
     /// A stored message does not decode (logged where it was found); nothing is written.
     #[error(transparent)]
     StoredCorrupt(#[from] StoredCorrupt),
@@ -347,6 +355,40 @@ impl From<RegistrationError> for tonic::Status {
                 "this replica has as many event streams open as it serves; retry later or on another replica",
             )
             .with_metadata("max_streams", max.to_string()),
+            E::ContactNotFound(name) => ApiError::new(
+                Code::NotFound,
+                DOMAIN,
+                ErrorReason::ContactNotFound,
+                format!("{name} does not exist"),
+            )
+            .with_metadata("name", name),
+            E::VerificationCodeInvalid { attempts_left } => ApiError::new(
+                Code::InvalidArgument,
+                DOMAIN,
+                ErrorReason::VerificationCodeInvalid,
+                "the code is not the one mailed to this address; check it and try again",
+            )
+            .with_metadata("attempts_left", attempts_left.to_string()),
+            E::VerificationCodeExpired => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                ErrorReason::VerificationCodeExpired,
+                "the code ran out or was tried too often; ask for a new one (ResendContactVerification)",
+            )
+            .with_precondition(
+                "VERIFICATION_CODE_EXPIRED",
+                "code",
+                "a code is valid for 24 hours and 5 attempts",
+            ),
+            E::ResendTooSoon {
+                retry_after_seconds,
+            } => ApiError::new(
+                Code::ResourceExhausted,
+                DOMAIN,
+                ErrorReason::VerificationResendTooSoon,
+                "a code was mailed to this address less than a minute ago; wait before asking again",
+            )
+            .with_metadata("retry_after_seconds", retry_after_seconds.to_string()),
             // Logged with its column and key where it was decoded.
             E::StoredCorrupt(_) => ApiError::new(
                 Code::Internal,

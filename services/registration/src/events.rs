@@ -56,10 +56,13 @@ pub enum EventKind {
     ModificationRequested,
     ModificationRejected,
     ModificationWithdrawn,
+    ContactUndeliverable,
+    SellerUnreachable,
+    ContactVerified,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 15] = [
         Self::ApplicationSubmitted,
         Self::ApplicationChangesRequested,
         Self::ApplicationResubmitted,
@@ -72,6 +75,9 @@ impl EventKind {
         Self::ModificationRequested,
         Self::ModificationRejected,
         Self::ModificationWithdrawn,
+        Self::ContactUndeliverable,
+        Self::SellerUnreachable,
+        Self::ContactVerified,
     ];
 
     pub fn wire(self) -> RegistrationEventType {
@@ -89,6 +95,9 @@ impl EventKind {
             Self::ModificationRequested => T::ModificationRequested,
             Self::ModificationRejected => T::ModificationRejected,
             Self::ModificationWithdrawn => T::ModificationWithdrawn,
+            Self::ContactUndeliverable => T::ContactUndeliverable,
+            Self::SellerUnreachable => T::SellerUnreachable,
+            Self::ContactVerified => T::ContactVerified,
         }
     }
 
@@ -110,13 +119,19 @@ impl EventKind {
 }
 
 /// The subject of an event, from its resource name.
+#[derive(Clone, Copy)]
 enum Subject<'a> {
     Application(&'a str),
     Seller(&'a str),
     Modification { seller: &'a str, id: &'a str },
+    Contact { account: &'a str, id: &'a str },
 }
 
 fn parse_subject(name: &str) -> Option<Subject<'_>> {
+    if name.starts_with("accounts/") {
+        let (account, id) = crate::contacts::parse_contact_name(name).ok()?;
+        return Some(Subject::Contact { account, id });
+    }
     if let Some(id) = name.strip_prefix("applications/") {
         return (!id.contains('/')).then_some(Subject::Application(id));
     }
@@ -145,7 +160,7 @@ pub async fn record<C: ConnectionTrait>(
     })?;
     let (mut application_name, mut seller_name, mut modification) =
         (String::new(), String::new(), String::new());
-    let payload = match parsed {
+    let mut payload = match parsed {
         Subject::Application(id) => {
             application_name = subject.to_string();
             let row = application::Entity::find_by_id(id.to_string())
@@ -211,7 +226,24 @@ pub async fn record<C: ConnectionTrait>(
                 }
             }
         }
+        Subject::Contact { .. } => None,
     };
+    if let Subject::Contact { account, id } = parsed {
+        // The catalogue acts on the seller: name it when the account is one.
+        if let Some(s) = seller::Entity::find()
+            .filter(seller::Column::AccountId.eq(account))
+            .filter(seller::Column::State.eq(crate::store::state::SELLER_ACTIVE))
+            .one(db)
+            .await?
+        {
+            seller_name = format!("sellers/{}", s.seller_id);
+            application_name = format!("applications/{}", s.application_id);
+        }
+        let row = crate::contacts::query::by_id(db, account, id).await?;
+        payload = row
+            .as_ref()
+            .map(|c| Payload::ContactSnapshot(crate::contacts::view::contact(c)));
+    }
     let snapshot = payload.map(|p| {
         RegistrationEvent {
             payload: Some(p),

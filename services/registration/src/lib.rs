@@ -1,6 +1,7 @@
 //! registration: applications, sellers and the guarantee that one company entity registers once.
 
 pub mod agreement;
+pub mod contacts;
 pub mod decision;
 pub mod error;
 pub mod events;
@@ -111,6 +112,19 @@ pub struct Config {
     /// TOO_MANY_STREAMS.
     #[arg(long, env = "KG_WATCH_MAX_STREAMS", default_value_t = 1_000)]
     pub watch_max_streams: usize,
+
+    /// How long a verification code mailed to a contact address is valid, in hours.
+    #[arg(long, env = "KG_CONTACT_CODE_TTL_HOURS", default_value_t = 24)]
+    pub contact_code_ttl_hours: u32,
+
+    /// Permanent delivery failures of an account's contact addresses, within the window below,
+    /// that mark the account unreachable (SELLER_UNREACHABLE event).
+    #[arg(long, env = "KG_CONTACT_UNREACHABLE_FAILURES", default_value_t = 3)]
+    pub contact_unreachable_failures: u32,
+
+    /// The window of KG_CONTACT_UNREACHABLE_FAILURES, in hours (default 30 days).
+    #[arg(long, env = "KG_CONTACT_FAILURE_WINDOW_HOURS", default_value_t = 720)]
+    pub contact_failure_window_hours: u32,
 }
 
 pub fn agreement() -> Agreement {
@@ -175,6 +189,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     registration.watch_heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(1));
     registration.limit_watch_streams(config.watch_max_streams);
     registration.shutdown = Some(shutdown.clone());
+    registration.contacts = contacts::Settings {
+        code_ttl: chrono::Duration::hours(i64::from(config.contact_code_ttl_hours.max(1))),
+        unreachable_failures: u64::from(config.contact_unreachable_failures.max(1)),
+        failure_window: chrono::Duration::hours(i64::from(
+            config.contact_failure_window_hours.max(1),
+        )),
+        ..contacts::Settings::default()
+    };
+    registration.contact_metrics = Some(contacts::handlers::ContactMetrics::register(
+        &mut options.metrics.registry,
+    ));
 
     let service =
         RegistrationServiceServer::new(registration).max_decoding_message_size(MAX_MESSAGE_BYTES);

@@ -170,6 +170,47 @@ CREATE INDEX registration_events_unsequenced ON registration_events (seq) WHERE 
                 name: "m0007_outbox_leases",
                 sql: outbox_leases,
             }),
+            // Contact reachability (contacts/): one row per address an account gave, the
+            // permanent failures reported for it (report_id deduplicates), and per account
+            // whether it is marked unreachable. The reachability row is also the per-account
+            // lock that serializes reports and verifications (see contacts/store.rs).
+            Box::new(SqlMigration {
+                name: "m0008_contacts",
+                sql: r#"
+CREATE TABLE registration_contacts (
+    contact_id          VARCHAR(36) PRIMARY KEY,
+    account_id          VARCHAR(64) NOT NULL,
+    email               VARCHAR(320) NOT NULL,
+    state               VARCHAR(16) NOT NULL,
+    code_sha256         VARCHAR(64),
+    code_expire_time    {ts},
+    code_sent_time      {ts},
+    code_attempts       INTEGER NOT NULL DEFAULT 0,
+    verify_time         {ts},
+    failure_count       INTEGER NOT NULL DEFAULT 0,
+    last_failure        TEXT,
+    last_failure_source VARCHAR(16),
+    last_failure_time   {ts},
+    create_time         {ts} NOT NULL,
+    update_time         {ts} NOT NULL
+);
+CREATE UNIQUE INDEX registration_contacts_by_address ON registration_contacts (account_id, email);
+CREATE TABLE registration_contact_failures (
+    report_id    VARCHAR(64) PRIMARY KEY,
+    account_id   VARCHAR(64) NOT NULL,
+    contact_id   VARCHAR(36) NOT NULL,
+    source       VARCHAR(16) NOT NULL,
+    failure_time {ts} NOT NULL
+);
+CREATE INDEX registration_contact_failures_by_account
+    ON registration_contact_failures (account_id, failure_time);
+CREATE TABLE registration_reachability (
+    account_id       VARCHAR(64) PRIMARY KEY,
+    unreachable_time {ts},
+    clear_time       {ts}
+)
+"#,
+            }),
         ]
     }
 

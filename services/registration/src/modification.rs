@@ -631,6 +631,7 @@ impl Registration {
         key: &Key,
         row: modification::Model,
         seller_etag: &str,
+        new_contacts: &[String],
     ) -> Result<ModificationRequest, RegistrationError> {
         let seller_name = format!("sellers/{}", row.seller_id);
         let name = modification_name(&row.seller_id, &row.modification_id);
@@ -655,6 +656,15 @@ impl Registration {
                 .insert(&txn)
                 .await?;
             key.record(&name, row.create_time).insert(&txn).await?;
+            crate::contacts::enroll::enroll(
+                &txn,
+                &self.contacts,
+                &row.account_id,
+                &current.company_name,
+                new_contacts,
+                row.create_time,
+            )
+            .await?;
             outbox::announce(
                 &txn,
                 EventKind::ModificationRequested,

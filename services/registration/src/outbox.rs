@@ -8,6 +8,10 @@ use sea_orm::{ConnectionTrait, DbErr};
 use crate::events::{self, EventKind};
 use crate::migrations::OUTBOX;
 
+use base64::Engine;
+use kg_proto::notification::SendNotificationRequest;
+use prost::Message;
+
 pub const REVIEW: &str = "review";
 pub const NOTIFICATION: &str = "notification";
 
@@ -39,4 +43,15 @@ pub async fn announce<C: ConnectionTrait>(
         .await?;
     }
     events::record(db, kind, account_id, subject, actor).await
+}
+
+/// The payload key of a frozen SendNotificationRequest (base64 of its encoding): the relay sends
+/// exactly these bytes on every attempt (see relay.rs).
+pub const FROZEN_REQUEST: &str = "send_notification";
+
+/// An outbox payload holding `request` frozen.
+pub fn frozen_payload(request: &SendNotificationRequest) -> serde_json::Value {
+    serde_json::json!({
+        FROZEN_REQUEST: base64::engine::general_purpose::STANDARD.encode(request.encode_to_vec()),
+    })
 }

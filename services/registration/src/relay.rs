@@ -26,7 +26,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Que
 
 use crate::migrations::OUTBOX;
 use crate::modification::proposed_profile;
-use crate::outbox::{NOTIFICATION, REVIEW};
+use crate::outbox::{FROZEN_REQUEST, NOTIFICATION, REVIEW};
 use crate::sellers::live_profile;
 use crate::store::{application, modification, seller, state};
 use crate::view;
@@ -198,6 +198,9 @@ impl Deliverer {
         if let Some(id) = event.subject.strip_prefix("sellers/") {
             return self.seller_notification(event, id).await;
         }
+        if event.subject.starts_with("accounts/") {
+            return self.contact_notification(event).await;
+        }
         let app = self.application(&event.subject).await?;
         application_notification(event, &app)
     }
@@ -207,9 +210,7 @@ impl Deliverer {
         seq: i64,
         request: &SendNotificationRequest,
     ) -> Result<(), DeliveryError> {
-        let payload = serde_json::json!({
-            FROZEN_REQUEST: base64::engine::general_purpose::STANDARD.encode(request.encode_to_vec()),
-        });
+        let payload = crate::outbox::frozen_payload(request);
         use sea_orm::sea_query::ExprTrait as _;
         let update = Query::update()
             .table(Alias::new(OUTBOX))
@@ -220,9 +221,6 @@ impl Deliverer {
         Ok(())
     }
 }
-
-/// The payload key of a frozen SendNotificationRequest (base64 of its encoding).
-const FROZEN_REQUEST: &str = "send_notification";
 
 /// The request frozen by an earlier attempt, if any. One that cannot be read is refused rather
 /// than rebuilt: a different body would be a reused key at the receiver.
@@ -316,6 +314,7 @@ fn request(
         template_parameters: params,
         locale: String::new(),
         subject: event.subject.clone(),
+        recipient_email: String::new(),
     }
 }
 
@@ -480,6 +479,40 @@ impl Deliverer {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    /// Contact events: the account is told on its bound email and mobile that an address
+    /// failed for good, or that customers cannot reach it.
+    async fn contact_notification(
+        &self,
+        event: &OutboxEvent,
+    ) -> Result<Option<SendNotificationRequest>, DeliveryError> {
+        let event_type = match event.event_type.as_str() {
+            "CONTACT_UNDELIVERABLE" => NotificationEventType::ContactUndeliverable,
+            "SELLER_UNREACHABLE" => NotificationEventType::SellerUnreachable,
+            other => {
+                tracing::error!(kind = other, event = %event.event_id, "no notification for this event; dropping");
+                return Ok(None);
+            }
+        };
+        let (account, id) = crate::contacts::parse_contact_name(&event.subject)
+            .map_err(|_| DeliveryError::refused(format!("{} is not a contact", event.subject)))?;
+        let contact = crate::contacts::query::by_id(&self.db, account, id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| DeliveryError::refused(format!("{} vanished", event.subject)))?;
+        let company = crate::contacts::handlers::company_name_of(&self.db, account)
+            .await
+            .map_err(db_error)?;
+        let params = HashMap::from([
+            ("company_name".to_string(), company),
+            (
+                "contact_email".to_string(),
+                kg_runtime::redact::email(&contact.email),
+            ),
+            ("contact".to_string(), event.subject.clone()),
+        ]);
+        Ok(Some(request(event, account, event_type, params)))
     }
 
     /// Seller events: the exit notification.

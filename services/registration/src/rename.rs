@@ -112,6 +112,6 @@ impl Registration {
             review_deadline: None,
             review_task: None,
         };
-        self.open_request(caller, key, row, &req.etag).await
+        self.open_request(caller, key, row, &req.etag, &[]).await
     }
 }

@@ -98,6 +98,7 @@ impl Registration {
         if !violations.is_empty() {
             return Err(RegistrationError::Invalid(violations));
         }
+        let new_contacts = crate::contacts::new_addresses(&current, &proposed);
 
         // The materials the mask names are checked again, changed or not: a resubmission may
         // correct what is behind an unchanged value (the website's content, say).
@@ -159,6 +160,15 @@ impl Registration {
             return Err(RegistrationError::InvalidState(now_row.state));
         }
         key.record(&req.name, now).insert(&txn).await?;
+        crate::contacts::enroll::enroll(
+            &txn,
+            &self.contacts,
+            &row.account_id,
+            &row.company_name,
+            &new_contacts,
+            now,
+        )
+        .await?;
         outbox::announce(
             &txn,
             EventKind::ApplicationResubmitted,

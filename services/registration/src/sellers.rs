@@ -61,6 +61,8 @@ pub fn seller_view(row: &seller::Model, with_logo: bool) -> Result<Seller, Store
         exit_reason: row.exit_reason.clone().unwrap_or_default(),
         etag: etag(row.update_time),
         agreement: None,
+        contacts: Vec::new(),
+        unreachable: false,
     })
 }
 

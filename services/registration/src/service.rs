@@ -50,6 +50,9 @@ pub struct Registration {
     /// Longer than the identity checks can take, so the lock outlives the work it guards.
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
+    /// Verification and reachability rules of contact addresses.
+    pub contacts: crate::contacts::Settings,
+    pub contact_metrics: Option<crate::contacts::handlers::ContactMetrics>,
 }
 
 impl Registration {
@@ -74,6 +77,8 @@ impl Registration {
             watch_max_streams: 1_000,
             lock_ttl: Duration::from_secs(30),
             lock_wait: Duration::from_secs(2),
+            contacts: crate::contacts::Settings::default(),
+            contact_metrics: None,
         }
     }
 }
@@ -141,9 +146,16 @@ impl RegistrationService for Registration {
     ) -> Result<Response<GetApplicationResponse>, Status> {
         let caller = caller(&request);
         let name = request.into_inner().name;
-        let application = self.application_by_name(&name).await?;
+        let mut application = self.application_by_name(&name).await?;
         if !caller.may_see(&application.account_id) {
             return Err(RegistrationError::ApplicationNotFound(name).into());
+        }
+        if let Some(profile) = &application.profile {
+            let rows =
+                crate::contacts::query::of_profile(&self.db, &application.account_id, profile)
+                    .await
+                    .map_err(RegistrationError::from)?;
+            application.contacts = rows.iter().map(crate::contacts::view::contact).collect();
         }
         Ok(Response::new(GetApplicationResponse {
             application: Some(application),
@@ -200,10 +212,21 @@ impl RegistrationService for Registration {
     ) -> Result<Response<GetSellerResponse>, Status> {
         let caller = caller(&request);
         let name = request.into_inner().name;
-        let seller = self.seller_by_name(&name).await?;
+        let mut seller = self.seller_by_name(&name).await?;
         if !caller.may_see(&seller.account_id) {
             return Err(RegistrationError::SellerNotFound(name).into());
         }
+        if let Some(profile) = &seller.profile {
+            let rows = crate::contacts::query::of_profile(&self.db, &seller.account_id, profile)
+                .await
+                .map_err(RegistrationError::from)?;
+            seller.contacts = rows.iter().map(crate::contacts::view::contact).collect();
+        }
+        seller.unreachable =
+            crate::contacts::query::unreachable_since(&self.db, &seller.account_id)
+                .await
+                .map_err(RegistrationError::from)?
+                .is_some();
         Ok(Response::new(GetSellerResponse {
             seller: Some(seller),
         }))
@@ -306,6 +329,48 @@ impl RegistrationService for Registration {
     ) -> Result<Response<ApplyReviewDecisionResponse>, Status> {
         Ok(Response::new(
             self.apply_decision(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<ListContactsRequest>,
+    ) -> Result<Response<ListContactsResponse>, Status> {
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.list_contacts(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn verify_contact(
+        &self,
+        request: Request<VerifyContactRequest>,
+    ) -> Result<Response<VerifyContactResponse>, Status> {
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.verify_contact(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn resend_contact_verification(
+        &self,
+        request: Request<ResendContactVerificationRequest>,
+    ) -> Result<Response<ResendContactVerificationResponse>, Status> {
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.resend_contact_verification(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn report_contact_undeliverable(
+        &self,
+        request: Request<ReportContactUndeliverableRequest>,
+    ) -> Result<Response<ReportContactUndeliverableResponse>, Status> {
+        let caller = caller(&request);
+        Ok(Response::new(
+            self.report_contact_undeliverable(&caller, request.into_inner())
+                .await?,
         ))
     }
 

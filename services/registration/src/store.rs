@@ -197,3 +197,76 @@ pub mod state {
     pub const KIND_PROFILE: &str = "PROFILE_UPDATE";
     pub const KIND_NAME: &str = "COMPANY_NAME_CHANGE";
 }
+
+pub mod contact {
+    use super::*;
+
+    /// An email address an account gave as contact or customer-service email (contacts/).
+    /// `code_sha256` is the hash of the outstanding verification code, never the code.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_contacts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        pub account_id: String,
+        pub email: String,
+        pub state: String,
+        pub code_sha256: Option<String>,
+        pub code_expire_time: Option<DateTime<Utc>>,
+        pub code_sent_time: Option<DateTime<Utc>>,
+        pub code_attempts: i32,
+        pub verify_time: Option<DateTime<Utc>>,
+        pub failure_count: i32,
+        pub last_failure: Option<String>,
+        pub last_failure_source: Option<String>,
+        pub last_failure_time: Option<DateTime<Utc>>,
+        pub create_time: DateTime<Utc>,
+        pub update_time: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod contact_failure {
+    use super::*;
+
+    /// One permanent delivery failure reported for a contact; `report_id` deduplicates reports.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_contact_failures")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub report_id: String,
+        pub account_id: String,
+        pub contact_id: String,
+        pub source: String,
+        pub failure_time: DateTime<Utc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod reachability {
+    use super::*;
+
+    /// Whether an account is marked unreachable (`unreachable_time` set), and since when its
+    /// failures count (`clear_time`: the last verification that cleared it).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_reachability")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub account_id: String,
+        pub unreachable_time: Option<DateTime<Utc>>,
+        pub clear_time: Option<DateTime<Utc>>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

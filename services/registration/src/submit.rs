@@ -339,6 +339,12 @@ impl Registration {
     ) -> Result<Application, RegistrationError> {
         let entity_key = row.entity_key.clone();
         let account_id = row.account_id.clone();
+        let profile: kg_proto::common::SellerProfile = kg_runtime::stored::decode(
+            &row.profile,
+            "registration_applications.profile",
+            &row.application_id,
+        )?;
+        let contacts = crate::contacts::addresses(&profile);
         let txn = self.db.begin().await?;
         if let Some(rule) = Self::entity_rule(&txn, &entity_key).await? {
             return Err(RegistrationError::EntityTaken(rule));
@@ -348,6 +354,15 @@ impl Registration {
         let inserted = async {
             active.insert(&txn).await?;
             key.record(&name, row.create_time).insert(&txn).await?;
+            crate::contacts::enroll::enroll(
+                &txn,
+                &self.contacts,
+                &account_id,
+                &row.company_name,
+                &contacts,
+                row.create_time,
+            )
+            .await?;
             outbox::announce(
                 &txn,
                 EventKind::ApplicationSubmitted,

@@ -70,6 +70,7 @@ impl Registration {
             return Err(RegistrationError::Invalid(violations));
         }
         let changes = diff(&current, &proposed);
+        let new_contacts = crate::contacts::new_addresses(&current, &proposed);
         if changes.is_empty() {
             return Err(RegistrationError::NoChanges);
         }
@@ -111,6 +112,7 @@ impl Registration {
             review_deadline: None,
             review_task: None,
         };
-        self.open_request(caller, key, row, &req.etag).await
+        self.open_request(caller, key, row, &req.etag, &new_contacts)
+            .await
     }
 }

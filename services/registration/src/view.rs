@@ -105,6 +105,7 @@ pub fn application(row: &application::Model) -> Result<Application, StoredCorrup
         withdraw_reason: row.withdraw_reason.clone().unwrap_or_default(),
         resubmit_time: None,
         resubmit_count: 0,
+        contacts: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@ use kg_proto::review::{
 };
 use kg_runtime::auth::Caller;
 use prost::Message;
+use sea_orm::EntityTrait;
 
 use crate::catalogue::{self, Verdict};
 use crate::claims::{check_etag, check_not_own};
@@ -68,6 +69,7 @@ impl Review {
     ) -> Result<ReviewTask, ReviewError> {
         let (v, _) = checked_key(&req.request_id, &req.name);
         let verdict = catalogue::verdict(&[], &req.comment, false, v)?;
+        self.check_contacts_verified(&req.name).await?;
         self.decide(
             caller,
             Decide {
@@ -125,6 +127,59 @@ impl Review {
             },
         )
         .await
+    }
+
+    /// With KG_REQUIRE_VERIFIED_CONTACTS: every contact address of the task's profile must be
+    /// VERIFIED at registration. (Checked before the decision's transaction; an address that
+    /// fails later is registration's reachability to handle, not a reason to undo approval.)
+    async fn check_contacts_verified(&self, name: &str) -> Result<(), ReviewError> {
+        let Some(registration) = &self.contact_gate else {
+            return Ok(());
+        };
+        let id = view::parse_task_name("name", name)?;
+        let Some(row) = task::Entity::find_by_id(id).one(&self.db).await? else {
+            return Ok(()); // the decision reports REVIEW_TASK_NOT_FOUND
+        };
+        let profile: kg_proto::common::SellerProfile = kg_runtime::stored::decode(
+            &row.profile,
+            "review_tasks.profile",
+            &format!("reviewTasks/{}", row.task_id),
+        )?;
+        let contact = profile.contact.as_ref().map(|c| c.email.as_str());
+        let mut wanted: Vec<String> = [contact.unwrap_or(""), &profile.customer_service_email]
+            .iter()
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty())
+            .collect();
+        wanted.dedup();
+        let known = registration
+            .clone()
+            .list_contacts(kg_proto::registration::ListContactsRequest {
+                account_id: row.account_id.clone(),
+            })
+            .await
+            .map_err(|s| ReviewError::DependencyUnavailable("registration", s))?
+            .into_inner()
+            .contacts;
+        let mut missing = Vec::new();
+        for email in &wanted {
+            let state = known
+                .iter()
+                .find(|c| &c.email == email)
+                .map_or("UNKNOWN", |c| {
+                    kg_proto::registration::ContactState::try_from(c.state).map_or("UNKNOWN", |s| {
+                        s.as_str_name().trim_start_matches("CONTACT_STATE_")
+                    })
+                });
+            if state != "VERIFIED" {
+                missing.push(format!("{}={state}", kg_runtime::redact::email(email)));
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ReviewError::ContactNotVerified(missing.join(",")))
+        }
     }
 
     async fn decide(&self, caller: &Caller, d: Decide<'_>) -> Result<ReviewTask, ReviewError> {

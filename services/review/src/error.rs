@@ -49,6 +49,9 @@ pub enum ReviewError {
     Contended,
     #[error("{0} unavailable: {1}")]
     DependencyUnavailable(&'static str, tonic::Status),
+    /// Approval waits for these addresses (`email=STATE`) to be verified.
+    #[error("contact addresses not verified: {0}")]
+    ContactNotVerified(String),
     /// A stored message does not decode (logged where it was found); nothing is written.
     #[error(transparent)]
     StoredCorrupt(#[from] StoredCorrupt),
@@ -234,6 +237,13 @@ impl From<ReviewError> for tonic::Status {
                 .with_metadata("service", service)
             }
             // Logged with its column and key where it was decoded.
+            E::ContactNotVerified(contacts) => ApiError::new(
+                Code::FailedPrecondition,
+                DOMAIN,
+                ErrorReason::ContactNotVerified,
+                "approval waits until the applicant has verified its contact addresses (KG_REQUIRE_VERIFIED_CONTACTS)",
+            )
+            .with_metadata("contacts", contacts),
             E::StoredCorrupt(_) => ApiError::new(
                 Code::Internal,
                 DOMAIN,

@@ -104,6 +104,11 @@ pub struct Config {
     /// How often the gauges (overdue tasks, outbox backlog) are refreshed, in milliseconds.
     #[arg(long, env = "KG_METRICS_REFRESH_MS", default_value_t = 15_000)]
     pub metrics_refresh_ms: u64,
+
+    /// Approval waits until the applicant's contact email and customer-service email are
+    /// verified (ApproveReviewTask is FAILED_PRECONDITION CONTACT_NOT_VERIFIED until then).
+    #[arg(long, env = "KG_REQUIRE_VERIFIED_CONTACTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_verified_contacts: bool,
 }
 
 #[derive(Parser)]
@@ -204,8 +209,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         shutdown,
     ));
 
-    let service = ReviewServiceServer::new(Review::new(db, calendar, identity, wake))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut review = Review::new(db, calendar, identity, wake);
+    if config.require_verified_contacts {
+        review.contact_gate = Some(RegistrationServiceClient::new(config.common.outbound(
+            &config.registration_url,
+            timeout,
+            auth.as_ref(),
+            SERVICE,
+        )?));
+    }
+    let service = ReviewServiceServer::new(review).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let served = serve(options, service).await;
 
     stop_relay.trigger();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
+use kg_proto::registration::registration_service_client::RegistrationServiceClient;
 use kg_proto::review::review_service_server::ReviewService;
 use kg_proto::review::*;
 use kg_runtime::auth::Caller;
@@ -22,6 +23,9 @@ pub struct Review {
     pub(crate) identity: IdentityCheckServiceClient<OutboundChannel>,
     /// Wakes the outbox relay after a decision commits.
     pub(crate) outbox: Arc<Notify>,
+    /// Set when approval waits for the applicant's contact addresses to be verified
+    /// (KG_REQUIRE_VERIFIED_CONTACTS): registration, asked for their states.
+    pub contact_gate: Option<RegistrationServiceClient<OutboundChannel>>,
 }
 
 impl Review {
@@ -36,6 +40,7 @@ impl Review {
             calendar,
             identity,
             outbox,
+            contact_gate: None,
         }
     }
 }

@@ -452,7 +452,10 @@ pub fn allowed_roles(path: &str) -> &'static [Role] {
             _ => &[],
         },
         ("koogallery.registration.v1.RegistrationService", m) => match m {
-            "ApplyReviewDecision" => SERVICE_ONLY,
+            "ApplyReviewDecision" | "ReportContactUndeliverable" => SERVICE_ONLY,
+            // Applicants see and verify their own account's addresses; the handler enforces it.
+            "ListContacts" => &[Applicant, Reviewer, Operator, Service],
+            "VerifyContact" | "ResendContactVerification" => &[Applicant, Operator],
             "SubmitApplication"
             | "ResubmitApplication"
             | "UpdateSellerInfo"
