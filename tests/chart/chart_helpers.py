@@ -65,7 +65,7 @@ CRD_GROUPS = ("monitoring.coreos.com/",)
 # The callee -> callers graph of the mesh (what the NetworkPolicies must allow, and nothing else).
 CALLERS = {
     "identity-check": {"registration", "review", "notification"},
-    "registration": {"review"},
+    "registration": {"review", "notification"},
     "review": {"registration"},
     "notification": {"registration", "review"},
 }

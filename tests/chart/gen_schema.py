@@ -332,6 +332,34 @@ def build() -> Schema:
             desc="The working-day calendar (calendar.yaml, KG_CALENDAR_FILE).",
         ),
     }
+    review_extra["requireVerifiedContacts"] = boolean(
+        "KG_REQUIRE_VERIFIED_CONTACTS: approval waits until the applicant's addresses are verified."
+    )
+    registration_extra = {
+        "contacts": obj(
+            {
+                "unreachableFailures": integer(1, desc="KG_CONTACT_UNREACHABLE_FAILURES."),
+                "failureWindowHours": integer(1, desc="KG_CONTACT_FAILURE_WINDOW_HOURS."),
+            },
+            desc="When an account counts as unreachable.",
+        ),
+    }
+    notification_extra = {
+        "bounceAddress": string(
+            'KG_SMTP_BOUNCE_ADDRESS, the envelope sender; "" = the From address.',
+            pattern=r"^([^\s@<>]+@[^\s@<>]+)?$",
+            maxLength=320,
+        ),
+        "bounceMailbox": obj(
+            {
+                "existingClaim": string(
+                    'A PersistentVolumeClaim with the bounce Maildir (KG_BOUNCE_MAILDIR); "" = off.',
+                    pattern=DNS_NAME,
+                    maxLength=253,
+                ),
+            },
+        ),
+    }
     egress_names = ["dns", "postgres", "redis", "smtp", "sms", "otlp", "websites"]
     props: dict[str, Schema] = {
         "nameOverride": string(maxLength=63),
@@ -486,7 +514,22 @@ def build() -> Schema:
             desc="files/grafana-dashboard.json as a ConfigMap for the Grafana sidecar.",
         ),
         "prometheusRule": obj(
-            {"enabled": boolean(), "labels": string_map()},
+            {
+                "enabled": boolean(),
+                "labels": string_map(),
+                "thresholds": obj(
+                    {
+                        "contactsUndeliverablePerHour": integer(
+                            0, desc="KooGalleryContactsUndeliverable: addresses an hour."
+                        ),
+                        "malformedBounceReportsPerHour": integer(
+                            0, desc="KooGalleryBounceReportsMalformed: malformed reports an hour."
+                        ),
+                    },
+                    required=True,
+                    desc="Alert thresholds written into the rules.",
+                ),
+            },
             required=True,
             desc="files/prometheus-rules.yaml as a PrometheusRule.",
         ),
@@ -514,9 +557,9 @@ def build() -> Schema:
         "services": obj(
             {
                 "identity-check": service(),
-                "registration": service(),
+                "registration": service(registration_extra),
                 "review": service(review_extra),
-                "notification": service(),
+                "notification": service(notification_extra),
             },
             required=True,
         ),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import subprocess
 from typing import Any
 
 import helm_python
@@ -524,6 +526,83 @@ def test_review_calendar_and_timezone() -> None:
     assert mount["mountPath"] == "/etc/koogallery/calendar"
 
 
+def test_contact_reachability_settings_defaults() -> None:
+    objs = ch.scenario_manifests("defaults")
+    data = {svc: ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"] for svc in ch.SERVICES}
+    assert data["registration"]["KG_CONTACT_UNREACHABLE_FAILURES"] == "3"
+    assert data["registration"]["KG_CONTACT_FAILURE_WINDOW_HOURS"] == "720"
+    assert data["review"]["KG_REQUIRE_VERIFIED_CONTACTS"] == "false"
+    # notification reports undeliverable addresses to registration, as review sends it decisions
+    assert data["notification"]["KG_REGISTRATION_URL"] == data["review"]["KG_REGISTRATION_URL"]
+    assert data["notification"]["KG_REGISTRATION_URL"] == "http://koogallery-registration:50051"
+    # no bounce mailbox unless one is given
+    assert not {"KG_BOUNCE_MAILDIR", "KG_SMTP_BOUNCE_ADDRESS"} & set(data["notification"])
+    spec = ch.pod_spec(ch.one(objs, "Deployment", "koogallery-notification"))
+    assert "bounces" not in {v["name"] for v in spec["volumes"]}
+    assert "bounces" not in {m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    owned = {
+        "KG_CONTACT_UNREACHABLE_FAILURES": "registration",
+        "KG_CONTACT_FAILURE_WINDOW_HOURS": "registration",
+        "KG_REQUIRE_VERIFIED_CONTACTS": "review",
+    }
+    for name, owner in owned.items():
+        assert [svc for svc in ch.SERVICES if name in data[svc]] == [owner], name
+
+
+def test_contact_reachability_settings_production() -> None:
+    objs = ch.scenario_manifests("production")
+    data = {svc: ch.one(objs, "ConfigMap", f"koogallery-{svc}")["data"] for svc in ch.SERVICES}
+    assert data["registration"]["KG_CONTACT_UNREACHABLE_FAILURES"] == "5"
+    assert data["registration"]["KG_CONTACT_FAILURE_WINDOW_HOURS"] == "168"
+    assert data["review"]["KG_REQUIRE_VERIFIED_CONTACTS"] == "true"
+    assert data["notification"]["KG_REGISTRATION_URL"] == "https://koogallery-registration:50051"
+    assert data["notification"]["KG_SMTP_BOUNCE_ADDRESS"] == "bounces@koogallery.example.com"
+    assert data["notification"]["KG_BOUNCE_MAILDIR"] == "/var/lib/koogallery/bounces"
+    for svc in ("identity-check", "registration", "review"):
+        assert not {"KG_BOUNCE_MAILDIR", "KG_SMTP_BOUNCE_ADDRESS"} & set(data[svc]), svc
+    spec = ch.pod_spec(ch.one(objs, "Deployment", "koogallery-notification"))
+    volume = next(v for v in spec["volumes"] if v["name"] == "bounces")
+    assert volume == {"name": "bounces", "persistentVolumeClaim": {"claimName": "koogallery-bounces"}}
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "bounces")
+    assert mount["mountPath"] == data["notification"]["KG_BOUNCE_MAILDIR"]
+    assert not mount.get("readOnly"), "the service moves read reports from new/ to cur/"
+    assert spec["securityContext"]["fsGroup"] == 65532, "the non-root process may write the claim"
+    for svc in ("identity-check", "registration", "review"):
+        other = ch.pod_spec(ch.one(objs, "Deployment", f"koogallery-{svc}"))
+        assert "bounces" not in {v["name"] for v in other["volumes"]}, svc
+
+
+def test_bounce_address_and_mailbox_are_independent() -> None:
+    values = {"services": {"notification": {"bounceAddress": "bounces@example.com"}}}
+    data = ch.one(ch.manifests(values), "ConfigMap", "koogallery-notification")["data"]
+    assert data["KG_SMTP_BOUNCE_ADDRESS"] == "bounces@example.com"
+    assert "KG_BOUNCE_MAILDIR" not in data
+    values = {"services": {"notification": {"bounceMailbox": {"existingClaim": "mail"}}}}
+    data = ch.one(ch.manifests(values), "ConfigMap", "koogallery-notification")["data"]
+    assert data["KG_BOUNCE_MAILDIR"] == "/var/lib/koogallery/bounces"
+    assert "KG_SMTP_BOUNCE_ADDRESS" not in data
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"services": {"notification": {"bounceAddress": "not an address"}}}, ["/services/notification/bounceAddress"]),
+        ({"services": {"notification": {"bounceMailbox": {"existingClaim": "Bad_Claim"}}}}, ["/services/notification/bounceMailbox/existingClaim"]),
+        ({"services": {"notification": {"bounceMailbox": {"claim": "x"}}}}, ["/services/notification/bounceMailbox", "claim"]),
+        ({"services": {"registration": {"contacts": {"unreachableFailures": 0}}}}, ["/services/registration/contacts/unreachableFailures"]),
+        ({"services": {"registration": {"contacts": {"failureWindowHours": "30d"}}}}, ["/services/registration/contacts/failureWindowHours"]),
+        ({"services": {"review": {"requireVerifiedContacts": "yes"}}}, ["/services/review/requireVerifiedContacts", "want boolean"]),
+        ({"services": {"review": {"bounceAddress": "a@b.c"}}}, ["/services/review", "bounceAddress"]),
+        ({"prometheusRule": {"thresholds": {"contactsUndeliverablePerHour": -1}}}, ["/prometheusRule/thresholds/contactsUndeliverablePerHour"]),
+    ],
+    ids=["bounce-address", "claim-name", "claim-unknown-key", "failures-zero", "window-type", "verified-type", "notification-only-key", "threshold"],
+)
+def test_schema_refuses_bad_contact_settings(values: dict[str, Any], expected: list[str]) -> None:
+    message = ch.schema_error(values)
+    for text in expected:
+        assert text in message, f"{text!r} not in {message!r}"
+
+
 def test_config_change_rolls_the_pods() -> None:
     before = ch.one(ch.manifests({}), "Deployment", "koogallery-registration")
     after = ch.one(ch.manifests({"defaults": {"rustLog": "debug"}}), "Deployment", "koogallery-registration")
@@ -974,6 +1053,88 @@ def test_prometheus_rule_is_the_rules_file() -> None:
     # the file verbatim: Prometheus's own {{ $value }} templates survive Helm
     assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
     assert "{{ $value }}" in json.dumps(rule["spec"])
+
+
+RULES_TEST_FILE = ch.CHART_DIR / "files" / "prometheus-rules.test.yaml"
+# alert -> (values key under prometheusRule.thresholds, the number in the rules file)
+RULE_THRESHOLDS = {
+    "KooGalleryContactsUndeliverable": "contactsUndeliverablePerHour",
+    "KooGalleryBounceReportsMalformed": "malformedBounceReportsPerHour",
+}
+
+
+def _rules_by_alert(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in spec["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_rule_thresholds_default_to_the_rules_file() -> None:
+    """Plain Prometheus (rule_files) and the chart's defaults alert at the same numbers."""
+    rules = _rules_by_alert(yaml.safe_load(RULES_FILE.read_text()))
+    defaults = ch.chart().values["prometheusRule"]["thresholds"]
+    assert set(defaults) == set(RULE_THRESHOLDS.values())
+    for alert, key in RULE_THRESHOLDS.items():
+        number = re.search(r">\s*([0-9.]+)\s*$", rules[alert]["expr"]).group(1)
+        assert float(number) == defaults[key], alert
+
+
+def test_rule_thresholds_are_written_into_the_rules() -> None:
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "thresholds": {"contactsUndeliverablePerHour": 150, "malformedBounceReportsPerHour": 0},
+        }
+    }
+    rule = ch.one(ch.manifests(values), "PrometheusRule", "koogallery-alerts")
+    check_prometheus_rule(rule)
+    expected = yaml.safe_load(RULES_FILE.read_text())
+    by_alert = _rules_by_alert(expected)
+    for alert, number in (("KooGalleryContactsUndeliverable", 150), ("KooGalleryBounceReportsMalformed", 0)):
+        by_alert[alert]["expr"] = re.sub(r">\s*[0-9.]+\s*$", f"> {number}", by_alert[alert]["expr"])
+    assert rule["spec"] == expected, "only the two thresholds change"
+    rendered = _rules_by_alert(rule["spec"])
+    assert rendered["KooGalleryContactsUndeliverable"]["expr"].endswith("[1h])) > 150")
+    assert rendered["KooGalleryBounceReportsMalformed"]["expr"].endswith("[1h])) > 0")
+
+
+def test_contact_alerts() -> None:
+    rules = _rules_by_alert(yaml.safe_load(RULES_FILE.read_text()))
+    undeliverable = rules["KooGalleryContactsUndeliverable"]
+    assert "increase(koogallery_registration_contacts_undeliverable_total[1h])" in undeliverable["expr"]
+    malformed = rules["KooGalleryBounceReportsMalformed"]
+    assert 'koogallery_notification_bounce_reports_total{outcome="malformed"}[1h]' in malformed["expr"]
+    for rule in (undeliverable, malformed):
+        assert rule["for"] == "15m"
+        assert rule["labels"] == {"severity": "warning"}
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+        assert rule["annotations"]["runbook_url"] == "docs/operations.md#undeliverable-contacts"
+    # the runbook the alerts point at exists
+    assert "\n## Undeliverable contacts\n" in OPERATIONS_MD.read_text()
+
+
+def test_every_alert_has_a_promtool_unit_test() -> None:
+    """scripts/test runs `promtool test rules prometheus-rules.test.yaml`: each alert is tested
+    firing (a non-empty exp_alerts) and not firing (an empty one)."""
+    alerts = set(_rules_by_alert(yaml.safe_load(RULES_FILE.read_text())))
+    suite = yaml.safe_load(RULES_TEST_FILE.read_text())
+    assert suite["rule_files"] == [RULES_FILE.name]
+    cases = [c for group in suite["tests"] for c in group.get("alert_rule_test", [])]
+    firing = {c["alertname"] for c in cases if c["exp_alerts"]}
+    quiet = {c["alertname"] for c in cases if not c["exp_alerts"]}
+    new = set(RULE_THRESHOLDS)
+    assert new <= firing and new <= quiet, "the contact alerts are tested both ways"
+    assert alerts <= firing, f"alerts never tested firing: {sorted(alerts - firing)}"
+
+
+def test_rules_pass_promtool() -> None:
+    """`promtool check rules` and `promtool test rules`, as scripts/test runs them (skipped
+    without promtool: Debian's prometheus package has it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    files = RULES_FILE.parent
+    for args in (["check", "rules", RULES_FILE.name], ["test", "rules", RULES_TEST_FILE.name]):
+        done = subprocess.run([promtool, *args], cwd=files, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}{done.stderr}"
 
 
 # --- the demo profile ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ identity-check registration review notification
 {{/* callee -> callers: the mesh's own gRPC paths. */}}
 {{- define "kg.callers" -}}
 identity-check: [registration, review, notification]
-registration: [review]
+registration: [review, notification]
 review: [registration]
 notification: [registration, review]
 {{- end -}}

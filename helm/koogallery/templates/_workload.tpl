@@ -2,6 +2,7 @@
 {{- define "kg.tlsDir" -}}/etc/koogallery/tls{{- end -}}
 {{- define "kg.jwtDir" -}}/etc/koogallery/jwt{{- end -}}
 {{- define "kg.calendarDir" -}}/etc/koogallery/calendar{{- end -}}
+{{- define "kg.bounceMaildir" -}}/var/lib/koogallery/bounces{{- end -}}
 
 {{/*
 The plain (non-secret) configuration of one service, as a map of environment variables.
@@ -46,9 +47,22 @@ Call with (list $root "registration" $settings); returns YAML.
 {{- if eq $v.secrets.jwt.mode "jwks" -}}
 {{- $_ := set $cfg "KG_JWT_JWKS_FILE" (printf "%s/%s" (include "kg.jwtDir" $root) $v.secrets.jwt.jwksKey) -}}
 {{- end -}}
+{{- if eq $name "registration" -}}
+{{- $_ := set $cfg "KG_CONTACT_UNREACHABLE_FAILURES" ($s.contacts.unreachableFailures | int | toString) -}}
+{{- $_ := set $cfg "KG_CONTACT_FAILURE_WINDOW_HOURS" ($s.contacts.failureWindowHours | int | toString) -}}
+{{- end -}}
 {{- if eq $name "review" -}}
 {{- $_ := set $cfg "KG_TIMEZONE" $s.timezone -}}
 {{- $_ := set $cfg "KG_CALENDAR_FILE" (printf "%s/calendar.yaml" (include "kg.calendarDir" $root)) -}}
+{{- $_ := set $cfg "KG_REQUIRE_VERIFIED_CONTACTS" (ternary "true" "false" (eq (toString $s.requireVerifiedContacts) "true")) -}}
+{{- end -}}
+{{- if eq $name "notification" -}}
+{{- with $s.bounceAddress -}}
+{{- $_ := set $cfg "KG_SMTP_BOUNCE_ADDRESS" . -}}
+{{- end -}}
+{{- if $s.bounceMailbox.existingClaim -}}
+{{- $_ := set $cfg "KG_BOUNCE_MAILDIR" (include "kg.bounceMaildir" $root) -}}
+{{- end -}}
 {{- end -}}
 {{- range $k, $val := $s.env -}}
 {{- $_ := set $cfg $k (toString $val) -}}
@@ -267,6 +281,10 @@ spec:
               mountPath: {{ include "kg.calendarDir" $root }}
               readOnly: true
             {{- end }}
+            {{- if and (eq .name "notification") $s.bounceMailbox.existingClaim }}
+            - name: bounces
+              mountPath: {{ include "kg.bounceMaildir" $root }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -291,6 +309,11 @@ spec:
         - name: calendar
           configMap:
             name: {{ include "kg.resourceName" (list $root "review-calendar") }}
+        {{- end }}
+        {{- if and (eq .name "notification") $s.bounceMailbox.existingClaim }}
+        - name: bounces
+          persistentVolumeClaim:
+            claimName: {{ $s.bounceMailbox.existingClaim }}
         {{- end }}
       {{- if $s.topologySpread.enabled }}
       topologySpreadConstraints:
