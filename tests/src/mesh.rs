@@ -60,7 +60,7 @@ pub fn common(database_url: &str) -> CommonConfig {
     CommonConfig {
         database_url: Some(database_url.into()),
         shutdown_grace_secs: 10,
-        // tests drive the services hard from one caller; tests/tests/security.rs turns it on
+        // tests drive the services hard from one caller; tests/tests/security turns it on
         rate_limit_per_sec: 0.0,
         ..Default::default()
     }

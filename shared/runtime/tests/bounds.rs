@@ -5,7 +5,7 @@
 //!   with no RPC in flight after the idle timeout, while an open stream keeps its connection;
 //! - health turns NOT_SERVING within about a second of a dependency failing or hanging;
 //! - SQLite pools carry their busy timeout (PostgreSQL's session timeouts are shown against the
-//!   tests' own PostgreSQL server in tests/tests/db_sessions.rs).
+//!   tests' own PostgreSQL server in tests/tests/flows/db_sessions.rs).
 
 use std::convert::Infallible;
 use std::io;

@@ -216,17 +216,7 @@ async fn an_address_refused_with_550_becomes_undeliverable_and_a_450_does_not() 
     assert_eq!(busy.failure_count, 0);
 
     // The seller's own addresses were mailed at submission and are still pending.
-    let got = m
-        .reg()
-        .await
-        .get_seller(m.operator(GetSellerRequest {
-            name: seller.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .seller
-        .unwrap();
+    let got = m.get_seller(&seller.name).await;
     let states: Vec<_> = got
         .contacts
         .iter()
@@ -461,17 +451,7 @@ async fn a_corrected_and_verified_address_clears_the_state() {
     // Approved, the seller's contacts show the verified address.
     m.decide(&request.name, true).await;
     m.decided(&request.name).await;
-    let got = m
-        .reg()
-        .await
-        .get_seller(m.operator(GetSellerRequest {
-            name: seller.name.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .seller
-        .unwrap();
+    let got = m.get_seller(&seller.name).await;
     let help_state = got
         .contacts
         .iter()

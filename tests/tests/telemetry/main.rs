@@ -1,3 +1,7 @@
+//! The OpenTelemetry tests, in a binary of their own: they install the process-wide tracer
+//! provider (and point it at an OTLP receiver this test runs through the environment), which no
+//! other test may share.
+//!
 //! One submission seen by an OTLP receiver this test runs: registration's server span, its
 //! client span to identity-check and identity-check's server span in one trace, database spans
 //! of both, the website check's HTTP client span, status codes on the RPC spans, span names
@@ -163,6 +167,29 @@ async fn one_submission_gives_client_server_database_and_http_spans_per_service(
     .await
     .unwrap();
 
+    // A trace started by a client reaches the second service with the same trace id also when
+    // the request is refused: the account is unknown, so registration refuses the submission
+    // after asking identity-check.
+    let refused_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = Request::new(kg_tests::fixtures::submission(
+        "acct-trace-unknown",
+        7,
+        "http://127.0.0.1:9/",
+    ));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{refused_trace}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let err = kg_proto::registration::registration_service_client::RegistrationServiceClient::new(
+        registration.channel().await.unwrap(),
+    )
+    .submit_application(request)
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+
     registration.stop().await.unwrap();
     identity.stop().await.unwrap();
     drop(telemetry); // flushes the batch exporters
@@ -254,5 +281,27 @@ async fn one_submission_gives_client_server_database_and_http_spans_per_service(
         http.attr("http.response.status_code"),
         Some("200"),
         "{http:?}"
+    );
+
+    // the refused submission's trace: registration's server span and identity-check's
+    let refused: Vec<Seen> = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id == refused_trace)
+        .cloned()
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|s| s.service == "registration" && s.name == submit && s.kind == SERVER),
+        "{refused:#?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|s| s.service == "identity-check" && s.name == eligibility && s.kind == SERVER),
+        "{refused:#?}"
     );
 }

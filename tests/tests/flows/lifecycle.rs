@@ -18,7 +18,6 @@ use tonic::Code;
 
 const SECRET: &str = "lifecycle-test-secret-with-at-least-32-bytes";
 
-#[path = "lifecycle/contacts.rs"]
 mod contacts;
 
 /// A valid profile with another introduction.
