@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
 use kg_runtime::error::DecodedError;
 use secrecy::{ExposeSecret, SecretString};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 pub const MESH_FILE: &str = "mesh.json";
 pub const SECRET_FILE: &str = "dev-jwt-secret";
@@ -273,7 +273,7 @@ impl Global {
         timeout: Option<Duration>,
     ) -> anyhow::Result<Client> {
         let target = self.target(service)?;
-        match crate::status::connect(&target.addr, timeout).await {
+        match connect(&target.addr, timeout).await {
             Ok(channel) => Ok(Client { channel, target }),
             Err(err) => anyhow::bail!(
                 "cannot reach {target}: UNAVAILABLE: {}",
@@ -304,6 +304,49 @@ impl Global {
 pub struct Client {
     pub channel: Channel,
     pub target: Target,
+}
+
+/// A channel to `addr` (`host:port` is plaintext; `https://host:port` speaks TLS), connected
+/// now so that a wrong address fails here; `timeout` bounds each call (`None` for streams).
+/// Over TLS the CLI trusts `KG_TLS_CA` and, when the server asks for a client certificate
+/// (mutual TLS), presents `KG_TLS_CERT`/`KG_TLS_KEY`: the variables the services read, so the
+/// chart's test pod and an operator's shell inside the mesh need nothing else.
+pub async fn connect(addr: &str, timeout: Option<Duration>) -> anyhow::Result<Channel> {
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
+    if url.starts_with("https://") {
+        let Some(tls) = tls_from_env()? else {
+            anyhow::bail!("{addr} speaks TLS: set KG_TLS_CA to the CA that signed its certificate");
+        };
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    Ok(endpoint.connect().await?)
+}
+
+fn tls_from_env() -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    let path = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    kg_runtime::tls::TlsFiles {
+        cert: path("KG_TLS_CERT"),
+        key: path("KG_TLS_KEY"),
+        client_ca: None,
+        ca: path("KG_TLS_CA"),
+    }
+    .client()
 }
 
 /// A gRPC code as the protocol spells it: `FAILED_PRECONDITION`, not `FailedPrecondition`.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -12,7 +12,7 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-use crate::mesh::{Global, Output, Service, print_json, root_cause};
+use crate::mesh::{Global, Output, Service, connect, print_json, root_cause};
 use crate::table::Table;
 
 /// Takes the mesh from the global options (--data-dir, --base-port, the per-service addresses).
@@ -118,49 +118,6 @@ pub async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
 /// A channel to `addr` for unary calls (60 s each).
 pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
     connect(addr, Some(Duration::from_secs(60))).await
-}
-
-/// A channel to `addr` (`host:port` is plaintext; `https://host:port` speaks TLS), connected
-/// now so that a wrong address fails here; `timeout` bounds each call (`None` for streams).
-/// Over TLS the CLI trusts `KG_TLS_CA` and, when the server asks for a client certificate
-/// (mutual TLS), presents `KG_TLS_CERT`/`KG_TLS_KEY`: the variables the services read, so the
-/// chart's test pod and an operator's shell inside the mesh need nothing else.
-pub async fn connect(addr: &str, timeout: Option<Duration>) -> anyhow::Result<Channel> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let mut endpoint = Endpoint::from_shared(url.clone())?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    if let Some(timeout) = timeout {
-        endpoint = endpoint.timeout(timeout);
-    }
-    if url.starts_with("https://") {
-        let Some(tls) = tls_from_env()? else {
-            anyhow::bail!("{addr} speaks TLS: set KG_TLS_CA to the CA that signed its certificate");
-        };
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    Ok(endpoint.connect().await?)
-}
-
-fn tls_from_env() -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
-    let path = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    };
-    kg_runtime::tls::TlsFiles {
-        cert: path("KG_TLS_CERT"),
-        key: path("KG_TLS_KEY"),
-        client_ca: None,
-        ca: path("KG_TLS_CA"),
-    }
-    .client()
 }
 
 async fn check(channel: Channel, service: &str) -> anyhow::Result<String> {

@@ -5,7 +5,9 @@
 //!
 //! * `auth.rs`: who is signed in (the auth proxy's `Authorization` header, or the
 //!   development sign-in's cookie on a local mesh) and the CSRF token of every form;
-//! * `pages.rs`: the queue, the task page, the logo and the actions;
+//! * `pages/`: the queue (`queue.rs`), the task page and the logo (`task.rs`), the actions
+//!   (`actions.rs`) and the development sign-in (`signin.rs`); the router and what the pages
+//!   share in `mod.rs`;
 //! * `view.rs`: what the templates show, built from the protos (time left, evidence, diffs);
 //! * `logo.rs`: the logo's real format by its magic bytes (only PNG and JPEG are served);
 //! * `upstream.rs`: the gRPC clients and how a refusal reads.

@@ -3,16 +3,17 @@
 //! * `SendNotification` (internal, called by the outbox relays) stores one delivery per channel,
 //!   idempotently by event id (`send.rs`);
 //! * a dispatcher task sends due deliveries with retries and backoff (`dispatcher.rs`) over SMTP
-//!   (`email.rs`) and an SMS provider's HTTP API (`sms.rs`);
+//!   (`email.rs`) and an SMS provider's HTTP API (`sms.rs`), each send ending in an outcome of
+//!   `outcome.rs`;
 //! * `GetNotification`/`ListNotifications` read the deliveries (`queries.rs`), recipients
 //!   always masked (`mask.rs`);
-//! * the texts are data in `templates.rs`;
+//! * the texts are data: files in `templates/`, built in and rendered by `templates.rs`;
 //! * contact reachability: CONTACT_VERIFICATION mails a code to the address being verified
 //!   (`recipient_email`); an email the SMTP server refuses with a 5xx reply (`dispatcher.rs`)
-//!   or that comes back as a bounce report in the bounce Maildir (`bounces.rs`,
-//!   `KG_BOUNCE_MAILDIR`, with `KG_SMTP_BOUNCE_ADDRESS` as the envelope sender) is reported to
-//!   registration's `ReportContactUndeliverable` through the `notification_outbox` table and its
-//!   relay (`outbox.rs`, `KG_REGISTRATION_URL`).
+//!   or that comes back as a bounce report in the bounce Maildir (`bounces.rs`, parsed by
+//!   `dsn.rs`, `KG_BOUNCE_MAILDIR`, with `KG_SMTP_BOUNCE_ADDRESS` as the envelope sender) is
+//!   reported to registration's `ReportContactUndeliverable` through the `notification_outbox`
+//!   table and its relay (`outbox.rs`, `KG_REGISTRATION_URL`).
 //!
 //! A channel without its URL (`KG_SMTP_URL`, `KG_SMS_URL`) is disabled: its deliveries are
 //! stored and stay PENDING until a notification service with the channel configured runs.
@@ -26,11 +27,13 @@
 
 pub mod bounces;
 pub mod dispatcher;
+pub mod dsn;
 pub mod email;
 pub mod error;
 pub mod mask;
 pub mod migrations;
 pub mod outbox;
+pub mod outcome;
 pub mod queries;
 pub mod send;
 pub mod service;

@@ -27,8 +27,8 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::dispatcher::code;
 use crate::error::NotificationError;
+use crate::outcome::code;
 use crate::service::Notification;
 use crate::store::{self, channel, delivery, status};
 use crate::templates::{self, Locale, RenderError};

@@ -25,7 +25,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument;
 
-use crate::dispatcher::{Accepted, SendError, code};
+use crate::outcome::{Accepted, SendError, code};
 
 pub struct SmsSender {
     client: reqwest::Client,

@@ -2,6 +2,12 @@
 //! subject and body, and a short SMS text. They are data; [`render`] fills them by plain
 //! `{name}` substitution in one pass (a value that contains `{...}` is never expanded again).
 //!
+//! The texts are files, `services/notification/templates/<name>.<version>.<locale>.txt` (the
+//! template id with `/` as `.`, the locale as [`Locale::as_str`]), built into the binary with
+//! `include_str!`: a `Subject:` line, an `SMS:` line, an empty line, then the email body to
+//! the end of the file. The email footer is `footer.<locale>.txt`. A file that does not have
+//! this shape fails the build (it is read by a `const fn`).
+//!
 //! Rules of the rendering:
 //! * a body line whose placeholder has no value (an optional parameter that was not given, or
 //!   is empty) is left out, so optional lines ("Seller console: {console_url}") simply vanish;
@@ -70,6 +76,61 @@ pub struct Template {
     pub zh_cn: Texts,
 }
 
+/// The texts of one template file (see the module docs): `Subject: …`, `SMS: …`, an empty
+/// line, the body. Evaluated at compile time, so a malformed file is a build error.
+const fn texts_of(file: &'static str) -> Texts {
+    let (subject, rest) = header_line(file, "Subject: ");
+    let (sms, rest) = header_line(rest, "SMS: ");
+    let body = match rest.as_bytes() {
+        [b'\n', ..] => rest.split_at(1).1,
+        [b'\r', b'\n', ..] => rest.split_at(2).1,
+        _ => panic!("a template file needs an empty line after its SMS: line"),
+    };
+    Texts { subject, body, sms }
+}
+
+/// The value of the header line `name` (the prefix, with its `: `) that `text` starts with,
+/// and the text after that line.
+const fn header_line(text: &'static str, name: &str) -> (&'static str, &'static str) {
+    let bytes = text.as_bytes();
+    let prefix = name.as_bytes();
+    let mut i = 0;
+    while i < prefix.len() {
+        if i >= bytes.len() || bytes[i] != prefix[i] {
+            panic!("a template file starts with a Subject: line and an SMS: line");
+        }
+        i += 1;
+    }
+    let mut end = prefix.len();
+    while end < bytes.len() && bytes[end] != b'\n' {
+        end += 1;
+    }
+    if end == bytes.len() {
+        panic!("a template file needs a body after its Subject: and SMS: lines");
+    }
+    let rest = text.split_at(end + 1).1;
+    // a CRLF file: the CR is not part of the value
+    let value_end = if end > prefix.len() && bytes[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    (text.split_at(value_end).0.split_at(prefix.len()).1, rest)
+}
+
+/// The [`Texts`] of template file `templates/<name>.<locale>.txt`, read at compile time.
+macro_rules! texts {
+    ($name:literal, $locale:literal) => {
+        texts_of(include_str!(concat!(
+            "../templates/",
+            $name,
+            ".",
+            $locale,
+            ".txt"
+        )))
+    };
+}
+
 /// Every parameter name the templates know. Other keys of a request are ignored.
 pub const KNOWN: &[&str] = &[
     "company_name",
@@ -96,447 +157,100 @@ pub const TEMPLATES: &[Template] = &[
         event: E::ApplicationReceived,
         id: "application_received/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "We received the KooGallery seller application of {company_name}",
-            body: "Hello,
-
-We received the application of {company_name} to become a seller on KooGallery. It is waiting for review; reviews take up to three working days.
-Application: {application}
-Review expected by: {review_deadline}
-
-We will send the result to this email address, and by SMS when a mobile number is bound to your account.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] We received the seller application of {company_name}. The review result will follow within three working days.",
-        },
-        zh_cn: Texts {
-            subject: "已收到{company_name}的云商店商家入驻申请",
-            body: "您好：
-
-我们已收到{company_name}的云商店（KooGallery）商家入驻申请，申请正在等待审核，审核将在三个工作日内完成。
-申请编号：{application}
-预计审核完成时间：{review_deadline}
-
-审核结果将发送到此邮箱；如账号绑定了手机号，也将通过短信通知。
-商家控制台：{console_url}
-",
-            sms: "【云商店】已收到{company_name}的商家入驻申请，审核结果将在三个工作日内通知您。",
-        },
+        en: texts!("application_received.v1", "en"),
+        zh_cn: texts!("application_received.v1", "zh-CN"),
     },
     Template {
         event: E::ApplicationResubmitted,
         id: "application_resubmitted/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "We received the corrected KooGallery seller application of {company_name}",
-            body: "Hello,
-
-We received the corrected application of {company_name} to become a seller on KooGallery. It is waiting for review again.
-Application: {application}
-Review expected by: {review_deadline}
-
-We will send the result to this email address, and by SMS when a mobile number is bound to your account.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] We received the corrected seller application of {company_name}. The review result will follow.",
-        },
-        zh_cn: Texts {
-            subject: "已收到{company_name}修改后的云商店商家入驻申请",
-            body: "您好：
-
-我们已收到{company_name}修改后的云商店（KooGallery）商家入驻申请，申请正在重新等待审核。
-申请编号：{application}
-预计审核完成时间：{review_deadline}
-
-审核结果将发送到此邮箱；如账号绑定了手机号，也将通过短信通知。
-商家控制台：{console_url}
-",
-            sms: "【云商店】已收到{company_name}修改后的商家入驻申请，审核结果将另行通知。",
-        },
+        en: texts!("application_resubmitted.v1", "en"),
+        zh_cn: texts!("application_resubmitted.v1", "zh-CN"),
     },
     Template {
         event: E::ChangesRequested,
         id: "changes_requested/v1",
         required: REASONS,
-        en: Texts {
-            subject: "Changes needed: KooGallery seller application of {company_name}",
-            body: "Hello,
-
-The reviewer asked for changes to the application of {company_name} to become a seller on KooGallery.
-Application: {application}
-
-What to change:
-{reason_titles}
-
-Comment from the reviewer: {comment}
-
-Please correct the application in the seller console and submit it again.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] The seller application of {company_name} needs changes. The details were sent to your email.",
-        },
-        zh_cn: Texts {
-            subject: "请修改{company_name}的云商店商家入驻申请",
-            body: "您好：
-
-审核人员要求修改{company_name}的云商店（KooGallery）商家入驻申请。
-申请编号：{application}
-
-需要修改的内容：
-{reason_titles}
-
-审核意见：{comment}
-
-请在商家控制台修改申请后重新提交。
-商家控制台：{console_url}
-",
-            sms: "【云商店】{company_name}的商家入驻申请需要修改，详情已发送至您的邮箱。",
-        },
+        en: texts!("changes_requested.v1", "en"),
+        zh_cn: texts!("changes_requested.v1", "zh-CN"),
     },
     Template {
         event: E::ApplicationApproved,
         id: "application_approved/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "Approved: {company_name} is now a KooGallery seller",
-            body: "Hello,
-
-Congratulations! The application of {company_name} to become a seller on KooGallery has been approved. Your account is now a KooGallery seller.
-Application: {application}
-Seller: {seller}
-Comment from the reviewer: {comment}
-
-Sign in to the seller console to complete your seller information and release your products.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] Congratulations! The seller application of {company_name} has been approved. The details were sent to your email.",
-        },
-        zh_cn: Texts {
-            subject: "恭喜，{company_name}的云商店商家入驻申请已通过审核",
-            body: "您好：
-
-恭喜！{company_name}的云商店（KooGallery）商家入驻申请已通过审核，您的账号现已成为云商店商家。
-申请编号：{application}
-商家编号：{seller}
-审核意见：{comment}
-
-请登录商家控制台完善商家信息并发布商品。
-商家控制台：{console_url}
-",
-            sms: "【云商店】恭喜！{company_name}的商家入驻申请已通过审核，详情已发送至您的邮箱。",
-        },
+        en: texts!("application_approved.v1", "en"),
+        zh_cn: texts!("application_approved.v1", "zh-CN"),
     },
     Template {
         event: E::ApplicationRejected,
         id: "application_rejected/v1",
         required: REASONS,
-        en: Texts {
-            subject: "Not approved: KooGallery seller application of {company_name}",
-            body: "Hello,
-
-We are sorry: the application of {company_name} to become a seller on KooGallery was not approved.
-Application: {application}
-
-Reasons:
-{reason_titles}
-
-Comment from the reviewer: {comment}
-
-You may correct these points and apply again.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] The seller application of {company_name} was not approved. The reasons were sent to your email.",
-        },
-        zh_cn: Texts {
-            subject: "{company_name}的云商店商家入驻申请未通过审核",
-            body: "您好：
-
-很抱歉，{company_name}的云商店（KooGallery）商家入驻申请未通过审核。
-申请编号：{application}
-
-未通过原因：
-{reason_titles}
-
-审核意见：{comment}
-
-您可以根据上述原因修改后重新申请。
-商家控制台：{console_url}
-",
-            sms: "【云商店】很抱歉，{company_name}的商家入驻申请未通过审核，原因已发送至您的邮箱。",
-        },
+        en: texts!("application_rejected.v1", "en"),
+        zh_cn: texts!("application_rejected.v1", "zh-CN"),
     },
     Template {
         event: E::ApplicationWithdrawn,
         id: "application_withdrawn/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "Withdrawn: KooGallery seller application of {company_name}",
-            body: "Hello,
-
-The application of {company_name} to become a seller on KooGallery was withdrawn and will not be reviewed.
-Application: {application}
-Reason given: {comment}
-
-You may apply again at any time.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] The seller application of {company_name} was withdrawn.",
-        },
-        zh_cn: Texts {
-            subject: "{company_name}的云商店商家入驻申请已撤回",
-            body: "您好：
-
-{company_name}的云商店（KooGallery）商家入驻申请已撤回，不会再进行审核。
-申请编号：{application}
-撤回原因：{comment}
-
-您可以随时重新申请。
-商家控制台：{console_url}
-",
-            sms: "【云商店】{company_name}的商家入驻申请已撤回。",
-        },
+        en: texts!("application_withdrawn.v1", "en"),
+        zh_cn: texts!("application_withdrawn.v1", "zh-CN"),
     },
     Template {
         event: E::ModificationReceived,
         id: "modification_received/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "We received the change of the KooGallery seller information of {company_name}",
-            body: "Hello,
-
-We received the change of the seller information of {company_name} on KooGallery. It is waiting for review; until it is approved, the current information stays in effect.
-Seller: {seller}
-Modification request: {modification_request}
-Review expected by: {review_deadline}
-
-We will send the result to this email address, and by SMS when a mobile number is bound to your account.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] We received the change of the seller information of {company_name}. The review result will follow.",
-        },
-        zh_cn: Texts {
-            subject: "已收到{company_name}的云商店商家信息变更申请",
-            body: "您好：
-
-我们已收到{company_name}的云商店（KooGallery）商家信息变更申请，申请正在等待审核；审核通过前，现有信息保持不变。
-商家编号：{seller}
-变更申请编号：{modification_request}
-预计审核完成时间：{review_deadline}
-
-审核结果将发送到此邮箱；如账号绑定了手机号，也将通过短信通知。
-商家控制台：{console_url}
-",
-            sms: "【云商店】已收到{company_name}的商家信息变更申请，审核结果将另行通知。",
-        },
+        en: texts!("modification_received.v1", "en"),
+        zh_cn: texts!("modification_received.v1", "zh-CN"),
     },
     Template {
         event: E::ModificationApproved,
         id: "modification_approved/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "Approved: change of the KooGallery seller information of {company_name}",
-            body: "Hello,
-
-The change of the seller information of {company_name} on KooGallery was approved and is now in effect.
-Seller: {seller}
-Modification request: {modification_request}
-Comment from the reviewer: {comment}
-
-Seller console: {console_url}
-",
-            sms: "[KooGallery] The change of the seller information of {company_name} was approved and is now in effect.",
-        },
-        zh_cn: Texts {
-            subject: "{company_name}的云商店商家信息变更已通过审核",
-            body: "您好：
-
-{company_name}的云商店（KooGallery）商家信息变更已通过审核并已生效。
-商家编号：{seller}
-变更申请编号：{modification_request}
-审核意见：{comment}
-
-商家控制台：{console_url}
-",
-            sms: "【云商店】{company_name}的商家信息变更已通过审核并已生效。",
-        },
+        en: texts!("modification_approved.v1", "en"),
+        zh_cn: texts!("modification_approved.v1", "zh-CN"),
     },
     Template {
         event: E::ModificationRejected,
         id: "modification_rejected/v1",
         required: REASONS,
-        en: Texts {
-            subject: "Not approved: change of the KooGallery seller information of {company_name}",
-            body: "Hello,
-
-The change of the seller information of {company_name} on KooGallery was not approved. Your seller information stays as it was.
-Seller: {seller}
-Modification request: {modification_request}
-
-Reasons:
-{reason_titles}
-
-Comment from the reviewer: {comment}
-
-Seller console: {console_url}
-",
-            sms: "[KooGallery] The change of the seller information of {company_name} was not approved. The reasons were sent to your email.",
-        },
-        zh_cn: Texts {
-            subject: "{company_name}的云商店商家信息变更未通过审核",
-            body: "您好：
-
-{company_name}的云商店（KooGallery）商家信息变更未通过审核，商家信息保持不变。
-商家编号：{seller}
-变更申请编号：{modification_request}
-
-未通过原因：
-{reason_titles}
-
-审核意见：{comment}
-
-商家控制台：{console_url}
-",
-            sms: "【云商店】{company_name}的商家信息变更未通过审核，原因已发送至您的邮箱。",
-        },
+        en: texts!("modification_rejected.v1", "en"),
+        zh_cn: texts!("modification_rejected.v1", "zh-CN"),
     },
     Template {
         event: E::SellerExited,
         id: "seller_exited/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "{company_name} has exited KooGallery",
-            body: "Hello,
-
-{company_name} has exited KooGallery and is no longer a seller.
-Seller: {seller}
-Comment: {comment}
-
-A company entity can register with KooGallery only once, so this company entity cannot register again.
-",
-            sms: "[KooGallery] {company_name} has exited KooGallery and is no longer a seller.",
-        },
-        zh_cn: Texts {
-            subject: "{company_name}已退出云商店",
-            body: "您好：
-
-{company_name}已退出云商店（KooGallery），不再是云商店商家。
-商家编号：{seller}
-说明：{comment}
-
-同一公司主体只能入驻云商店一次，该公司主体不能再次申请入驻。
-",
-            sms: "【云商店】{company_name}已退出云商店，不再是云商店商家。",
-        },
+        en: texts!("seller_exited.v1", "en"),
+        zh_cn: texts!("seller_exited.v1", "zh-CN"),
     },
     Template {
         event: E::ContactVerification,
         id: "contact_verification/v1",
         required: &["company_name", "contact_email", "verification_code"],
-        en: Texts {
-            subject: "Verify the contact address of {company_name} on KooGallery",
-            body: "Hello,
-
-{contact_email} was given as a contact address of {company_name} on KooGallery. Please confirm that mail to this address arrives.
-
-Verification code: {verification_code}
-
-The code is valid for 24 hours. Enter it in the seller console (seller information, contacts), or run:
-  koogallery contacts verify {contact} --code {verification_code}
-Seller console: {console_url}
-
-If you did not expect this message, you can ignore it: the address will not be used until it is verified.
-",
-            sms: "[KooGallery] The verification code of the contact address of {company_name} was sent to {contact_email}.",
-        },
-        zh_cn: Texts {
-            subject: "请验证{company_name}在云商店的联系邮箱",
-            body: "您好：
-
-{contact_email}被登记为{company_name}在云商店（KooGallery）的联系邮箱，请确认该邮箱能够收到邮件。
-
-验证码：{verification_code}
-
-验证码24小时内有效。请在商家控制台（商家信息 > 联系方式）中输入验证码，或运行：
-  koogallery contacts verify {contact} --code {verification_code}
-商家控制台：{console_url}
-
-如果您没有预期收到此邮件，请忽略：该邮箱在验证之前不会被使用。
-",
-            sms: "【云商店】{company_name}联系邮箱的验证码已发送至{contact_email}。",
-        },
+        en: texts!("contact_verification.v1", "en"),
+        zh_cn: texts!("contact_verification.v1", "zh-CN"),
     },
     Template {
         event: E::ContactUndeliverable,
         id: "contact_undeliverable/v1",
         required: &["company_name", "contact_email"],
-        en: Texts {
-            subject: "Mail to the contact address of {company_name} cannot be delivered",
-            body: "Hello,
-
-Mail from KooGallery to {contact_email}, a contact address of {company_name}, failed permanently: the receiving mail server refused it or reported it undeliverable.
-Seller: {seller}
-
-Customers may not be able to reach you. Please correct the address with a change of the seller information in the seller console, then verify the new address with the code we will mail to it.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] Mail to the contact address {contact_email} of {company_name} failed permanently. Please correct and verify it in the seller console.",
-        },
-        zh_cn: Texts {
-            subject: "无法投递到{company_name}的联系邮箱",
-            body: "您好：
-
-云商店（KooGallery）发送至{company_name}的联系邮箱{contact_email}的邮件永久投递失败：收件邮件服务器拒收或报告无法投递。
-商家编号：{seller}
-
-客户可能无法联系到您。请在商家控制台通过商家信息变更更正该邮箱，并使用我们发送到新邮箱的验证码完成验证。
-商家控制台：{console_url}
-",
-            sms: "【云商店】发送至{company_name}联系邮箱{contact_email}的邮件永久投递失败，请在商家控制台更正并验证。",
-        },
+        en: texts!("contact_undeliverable.v1", "en"),
+        zh_cn: texts!("contact_undeliverable.v1", "zh-CN"),
     },
     Template {
         event: E::SellerUnreachable,
         id: "seller_unreachable/v1",
         required: &["company_name"],
-        en: Texts {
-            subject: "Customers cannot reach {company_name} on KooGallery",
-            body: "Hello,
-
-Mail to the contact addresses of {company_name} on KooGallery failed repeatedly: customers cannot reach you.
-Seller: {seller}
-
-Under the KooGallery seller guide, products of a seller whom customers cannot contact may be removed from the catalog. Please correct your contact address with a change of the seller information in the seller console and verify it with the code we will mail to it.
-Seller console: {console_url}
-",
-            sms: "[KooGallery] Customers cannot reach {company_name}: its contact addresses failed repeatedly. Products may be removed from the catalog; please correct and verify the address.",
-        },
-        zh_cn: Texts {
-            subject: "客户无法联系到{company_name}",
-            body: "您好：
-
-发送至{company_name}在云商店（KooGallery）的联系邮箱的邮件多次投递失败，客户无法联系到您。
-商家编号：{seller}
-
-根据《云商店商家指南》，客户无法联系的商家，其商品可能会被下架。请在商家控制台通过商家信息变更更正联系邮箱，并使用我们发送到该邮箱的验证码完成验证。
-商家控制台：{console_url}
-",
-            sms: "【云商店】客户无法联系到{company_name}：其联系邮箱多次投递失败，商品可能被下架，请尽快更正并验证联系邮箱。",
-        },
+        en: texts!("seller_unreachable.v1", "en"),
+        zh_cn: texts!("seller_unreachable.v1", "zh-CN"),
     },
 ];
 
-const FOOTER_EN: &str = "
---
-KooGallery Seller Operations
-This message was sent automatically. Please do not reply to it.
-";
+/// The footer of every email body, after an empty line.
+const FOOTER_EN: &str = concat!("\n", include_str!("../templates/footer.en.txt"));
 
-const FOOTER_ZH: &str = "
---
-云商店商家运营团队
-本邮件由系统自动发送，请勿直接回复。
-";
-
+/// The footer of every email body in Simplified Chinese, after an empty line.
+const FOOTER_ZH: &str = concat!("\n", include_str!("../templates/footer.zh-CN.txt"));
 /// The template of an event type; `None` for UNSPECIFIED.
 pub fn template(event: E) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.event == event)

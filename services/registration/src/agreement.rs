@@ -5,7 +5,15 @@
 use kg_proto::registration::GetSellerAgreementResponse;
 use sha2::Digest;
 
-use crate::service::Agreement;
+/// The agreement version applicants must accept, and the SHA-256 of its text.
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    pub version: String,
+    pub text_sha256: String,
+    /// What GetSellerAgreement serves besides the two above.
+    pub text: String,
+    pub effective_date: String,
+}
 
 /// The version SubmitApplication accepts.
 pub const VERSION: &str = "2026-01";

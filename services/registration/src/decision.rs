@@ -11,11 +11,11 @@ use kg_proto::registration::{
 use prost::Message;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::queries::parse_application_name;
-use crate::service::Registration;
+use crate::names::parse_application_name;
 use crate::store::{application, name_history, seller, state};
 use crate::{outbox, view};
 

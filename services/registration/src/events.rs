@@ -29,7 +29,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use crate::migrations::EVENTS;
-use crate::sellers::seller_details;
+use crate::reads::seller_details;
 use crate::store::{application, event, modification, seller};
 use crate::view;
 
@@ -216,7 +216,7 @@ pub async fn record<C: ConnectionTrait>(
                     .await?
                 {
                     Some(row) => {
-                        let mut m = crate::modification::view(&row, false)?;
+                        let mut m = view::modification::view(&row, false)?;
                         if let Some(p) = m.proposed_profile.as_mut() {
                             p.logo.clear();
                         }

@@ -8,12 +8,12 @@ use kg_proto::registration::{ExitSellerRequest, Seller};
 use kg_runtime::auth::{Caller, Role};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::modification::{modification_name, pending_of};
-use crate::sellers::parse_seller_name;
-use crate::service::Registration;
+use crate::names::{modification_name, parse_seller_name};
+use crate::reads::pending_of;
 use crate::store::{seller, state};
 use crate::{outbox, view};
 

@@ -1,6 +1,9 @@
 //! registration: applications, sellers and the guarantee that one company entity registers once.
 
 pub mod agreement;
+pub mod app;
+pub mod contact_enroll;
+pub mod contact_handlers;
 pub mod contacts;
 pub mod decision;
 pub mod error;
@@ -12,8 +15,11 @@ pub mod migrations;
 pub mod modification;
 pub mod modification_decision;
 pub mod modifications;
+pub mod names;
 pub mod outbox;
+pub mod profile_mask;
 pub mod queries;
+pub mod reads;
 pub mod relay;
 pub mod rename;
 pub mod resubmit;
@@ -43,7 +49,8 @@ use sea_orm_migration::MigratorTrait;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
-pub use service::{Agreement, Registration};
+pub use agreement::Agreement;
+pub use app::Registration;
 
 pub const SERVICE: &str = "registration";
 
@@ -197,7 +204,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         )),
         ..contacts::Settings::default()
     };
-    registration.contact_metrics = Some(contacts::handlers::ContactMetrics::register(
+    registration.contact_metrics = Some(contacts::metrics::ContactMetrics::register(
         &mut options.metrics.registry,
     ));
 

@@ -16,14 +16,17 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::modification::{changes_of, copy_leaf, parse_modification_name, proposed_profile, view};
+use crate::names::parse_modification_name;
 use crate::outbox;
-use crate::sellers::{live_profile, name_history_of, seller_details};
-use crate::service::Registration;
+use crate::profile_mask::copy_leaf;
+use crate::reads::{name_history_of, seller_details};
 use crate::store::{modification, name_history, seller, state};
+use crate::view::modification::{changes_of, proposed_profile, view};
+use crate::view::seller::live_profile;
 
 impl Registration {
     /// `key`: the event id, as checked by `apply_decision`.

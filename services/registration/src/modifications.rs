@@ -12,17 +12,15 @@ use sea_orm::{
     QuerySelect, Set, TransactionTrait,
 };
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::modification::{
-    kind_name, modification_name, parse_modification_name, state_name, view,
-};
+use crate::names::{modification_name, parse_modification_name, parse_seller_name};
 use crate::outbox;
 use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::sellers::parse_seller_name;
-use crate::service::Registration;
 use crate::store::{modification, seller, state};
+use crate::view::modification::{kind_name, state_name, view};
 
 const WITHDRAW_RPC: &str = "WithdrawModificationRequest";
 const MAX_REASON: usize = 1000;

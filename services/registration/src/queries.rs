@@ -12,27 +12,16 @@ use sea_orm::{
     QuerySelect, Set, TransactionTrait,
 };
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::service::Registration;
+use crate::names::parse_application_name;
 use crate::store::{application, state};
 use crate::{outbox, view};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
-
-pub fn parse_application_name(name: &str) -> Result<String, RegistrationError> {
-    let id = name.strip_prefix("applications/").unwrap_or_default();
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(RegistrationError::field(
-            "name",
-            "NAME_INVALID",
-            "expected applications/{application_id} with a UUID id",
-        ));
-    }
-    Ok(id.to_string())
-}
 
 impl Registration {
     pub async fn application_by_name(&self, name: &str) -> Result<Application, RegistrationError> {

@@ -25,11 +25,11 @@ use sea_orm::sea_query::{Alias, Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::migrations::OUTBOX;
-use crate::modification::proposed_profile;
 use crate::outbox::{FROZEN_REQUEST, NOTIFICATION, REVIEW};
-use crate::sellers::live_profile;
 use crate::store::{application, modification, seller, state};
 use crate::view;
+use crate::view::modification::proposed_profile;
+use crate::view::seller::live_profile;
 
 pub struct Deliverer {
     pub db: DatabaseConnection,
@@ -501,7 +501,7 @@ impl Deliverer {
             .await
             .map_err(db_error)?
             .ok_or_else(|| DeliveryError::refused(format!("{} vanished", event.subject)))?;
-        let company = crate::contacts::handlers::company_name_of(&self.db, account)
+        let company = crate::contacts::query::company_name_of(&self.db, account)
             .await
             .map_err(db_error)?;
         let params = HashMap::from([

@@ -7,12 +7,15 @@ use kg_proto::identity::GetAccountRequest;
 use kg_proto::registration::{ChangeCompanyNameRequest, ModificationRequest};
 use kg_runtime::auth::Caller;
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::idempotency::Key;
-use crate::modification::{Change, check_company_name, modification_name, pending_of};
-use crate::service::Registration;
+use crate::names::modification_name;
+use crate::profile_mask::check_company_name;
+use crate::reads::pending_of;
 use crate::store::{modification as row, state};
 use crate::view;
+use crate::view::modification::Change;
 
 pub const RPC: &str = "ChangeCompanyName";
 

@@ -14,12 +14,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sha2::{Digest, Sha256};
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::modification::{check_proposed, copy_leaf, masked_leaves};
-use crate::queries::parse_application_name;
-use crate::service::Registration;
+use crate::names::parse_application_name;
+use crate::profile_mask::{check_proposed, copy_leaf, masked_leaves};
 use crate::store::{application, state};
 use crate::{outbox, view};
 
@@ -160,7 +160,7 @@ impl Registration {
             return Err(RegistrationError::InvalidState(now_row.state));
         }
         key.record(&req.name, now).insert(&txn).await?;
-        crate::contacts::enroll::enroll(
+        crate::contact_enroll::enroll(
             &txn,
             &self.contacts,
             &row.account_id,

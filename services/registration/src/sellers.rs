@@ -2,129 +2,18 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kg_proto::common::{CompanyEntity, SellerProfile};
 use kg_proto::registration::CompanyNameChange;
 use kg_proto::registration::{ListSellersRequest, ListSellersResponse, Seller, SellerState};
-use kg_runtime::stored::{self, StoredCorrupt};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
-use crate::modification::{modification_name, pending_of};
+use crate::names::{modification_name, parse_seller_name};
 use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::service::Registration;
+use crate::reads::seller_details;
 use crate::store::{modification, name_history, seller, state};
-use crate::view::{etag, timestamp};
-
-pub fn parse_seller_name(name: &str) -> Result<String, RegistrationError> {
-    let id = name.strip_prefix("sellers/").unwrap_or_default();
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(RegistrationError::field(
-            "name",
-            "NAME_INVALID",
-            "expected sellers/{seller_id} with a UUID id",
-        ));
-    }
-    Ok(id.to_string())
-}
-
-/// The seller as a wire message; its stored profile must decode (see `kg_runtime::stored`).
-pub fn seller_view(row: &seller::Model, with_logo: bool) -> Result<Seller, StoredCorrupt> {
-    let mut profile = live_profile(row)?;
-    if with_logo {
-        profile.logo = row.logo.clone().unwrap_or_default();
-    }
-    let (country, number) = row
-        .entity_key
-        .split_once(':')
-        .unwrap_or(("", &row.entity_key));
-    Ok(Seller {
-        name: format!("sellers/{}", row.seller_id),
-        seller_id: row.seller_id.clone(),
-        account_id: row.account_id.clone(),
-        company_name: row.company_name.clone(),
-        entity: Some(CompanyEntity {
-            country: country.to_string(),
-            registration_number: number.to_string(),
-        }),
-        profile: Some(profile),
-        state: if row.state == state::SELLER_EXITED {
-            SellerState::Exited
-        } else {
-            SellerState::Active
-        } as i32,
-        name_history: Vec::new(),
-        create_time: Some(timestamp(row.create_time)),
-        update_time: Some(timestamp(row.update_time)),
-        exit_time: row.exit_time.map(timestamp),
-        open_modification_request: String::new(),
-        application: format!("applications/{}", row.application_id),
-        exit_reason: row.exit_reason.clone().unwrap_or_default(),
-        etag: etag(row.update_time),
-        agreement: None,
-        contacts: Vec::new(),
-        unreachable: false,
-    })
-}
-
-/// The seller's live profile as stored (without the logo bytes, kept in their own column).
-/// Bytes that do not decode are an error, never an empty profile: one written back would
-/// erase the seller's information.
-pub fn live_profile(row: &seller::Model) -> Result<SellerProfile, StoredCorrupt> {
-    stored::decode(
-        &row.profile,
-        "registration_sellers.profile",
-        &format!("sellers/{}", row.seller_id),
-    )
-}
-
-/// Every company name of a seller, oldest first. A seller created before names were recorded
-/// has no rows: its one name is its current one, since its creation.
-pub async fn name_history_of<C: ConnectionTrait>(
-    db: &C,
-    row: &seller::Model,
-) -> Result<Vec<name_history::Model>, sea_orm::DbErr> {
-    let rows = name_history::Entity::find()
-        .filter(name_history::Column::SellerId.eq(row.seller_id.clone()))
-        .order_by_asc(name_history::Column::Seq)
-        .all(db)
-        .await?;
-    if !rows.is_empty() {
-        return Ok(rows);
-    }
-    Ok(vec![name_history::Model {
-        seller_id: row.seller_id.clone(),
-        seq: 0,
-        company_name: row.company_name.clone(),
-        change_time: row.create_time,
-        modification_id: None,
-    }])
-}
-
-/// The seller with what lives in other tables: its name history and its pending request.
-pub async fn seller_details<C: ConnectionTrait>(
-    db: &C,
-    row: &seller::Model,
-    with_logo: bool,
-) -> Result<Seller, sea_orm::DbErr> {
-    let mut out = seller_view(row, with_logo)?;
-    out.name_history = name_history_of(db, row)
-        .await?
-        .into_iter()
-        .map(|h| CompanyNameChange {
-            company_name: h.company_name,
-            change_time: Some(timestamp(h.change_time)),
-            modification_request: h
-                .modification_id
-                .map(|m| modification_name(&h.seller_id, &m))
-                .unwrap_or_default(),
-        })
-        .collect();
-    out.open_modification_request = pending_of(db, &row.seller_id)
-        .await?
-        .map(|m| modification_name(&m.seller_id, &m.modification_id))
-        .unwrap_or_default();
-    Ok(out)
-}
+use crate::view::seller::seller_view;
+use crate::view::timestamp;
 
 /// `seller_details` for a page of sellers in two queries rather than two per seller.
 async fn page_details(

@@ -1,101 +1,15 @@
 //! The RegistrationService trait implementation: each RPC delegates to the module named after it.
+//! This is the top of the crate's layering: it imports the application state (app.rs) and the
+//! handlers' helpers, and nothing imports it.
 
-use std::pin::Pin;
-use std::sync::Arc;
-
-use std::time::Duration;
-use tokio::sync::Notify;
-
-use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::registration::registration_service_server::RegistrationService;
 use kg_proto::registration::*;
 use kg_runtime::auth::{Caller, Role};
-use kg_runtime::client::OutboundChannel;
-use kg_runtime::lock::EntityLock;
-use kg_runtime::shutdown::Shutdown;
-use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
-use crate::feed::Feed;
-
-/// The agreement version applicants must accept, and the SHA-256 of its text.
-#[derive(Debug, Clone)]
-pub struct Agreement {
-    pub version: String,
-    pub text_sha256: String,
-    /// What GetSellerAgreement serves besides the two above.
-    pub text: String,
-    pub effective_date: String,
-}
-
-pub struct Registration {
-    pub(crate) db: DatabaseConnection,
-    pub(crate) lock: EntityLock,
-    pub(crate) identity: IdentityCheckServiceClient<OutboundChannel>,
-    /// Wakes the outbox relay after a commit.
-    pub(crate) relay: Arc<Notify>,
-    pub(crate) agreement: Agreement,
-    /// The replica's event sequencer and tailer, woken after every commit that wrote events.
-    pub(crate) feed: Arc<Feed>,
-    /// Ends the WatchEvents streams (UNAVAILABLE SERVER_SHUTTING_DOWN) so shutdown is not held
-    /// up by them; `None`: they run until the client leaves.
-    pub shutdown: Option<Shutdown>,
-    /// A WatchEvents stream sends a heartbeat when it sent nothing for this long.
-    pub watch_heartbeat: Duration,
-    /// One permit per open WatchEvents stream (each is a task fed by the tailer), out of
-    /// `watch_max_streams`; set both with [`Registration::limit_watch_streams`].
-    pub(crate) watch_streams: Arc<tokio::sync::Semaphore>,
-    pub(crate) watch_max_streams: usize,
-    /// Longer than the identity checks can take, so the lock outlives the work it guards.
-    pub lock_ttl: Duration,
-    pub lock_wait: Duration,
-    /// Verification and reachability rules of contact addresses.
-    pub contacts: crate::contacts::Settings,
-    pub contact_metrics: Option<crate::contacts::handlers::ContactMetrics>,
-}
-
-impl Registration {
-    pub fn new(
-        db: DatabaseConnection,
-        lock: EntityLock,
-        identity: IdentityCheckServiceClient<OutboundChannel>,
-        agreement: Agreement,
-        relay: Arc<Notify>,
-        feed: Arc<Feed>,
-    ) -> Self {
-        Self {
-            db,
-            lock,
-            identity,
-            relay,
-            agreement,
-            feed,
-            shutdown: None,
-            watch_heartbeat: Duration::from_secs(30),
-            watch_streams: Arc::new(tokio::sync::Semaphore::new(1_000)),
-            watch_max_streams: 1_000,
-            lock_ttl: Duration::from_secs(30),
-            lock_wait: Duration::from_secs(2),
-            contacts: crate::contacts::Settings::default(),
-            contact_metrics: None,
-        }
-    }
-}
-
-impl Registration {
-    /// At most `max` WatchEvents streams open at once; more are RESOURCE_EXHAUSTED.
-    pub fn limit_watch_streams(&mut self, max: usize) {
-        self.watch_streams = Arc::new(tokio::sync::Semaphore::new(max));
-        self.watch_max_streams = max;
-    }
-
-    /// After a commit that announced: wake the outbox relay and the event streams.
-    pub(crate) fn committed(&self) {
-        self.relay.notify_one();
-        self.feed.committed();
-    }
-}
+use crate::watch::EventStream;
 
 /// The authenticated caller; the auth layer always sets one in front of this service.
 fn caller<T>(request: &Request<T>) -> Caller {
@@ -114,9 +28,6 @@ impl Visibility for Caller {
         self.role != Role::Applicant || self.subject == account_id
     }
 }
-
-pub type EventStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RegistrationService for Registration {

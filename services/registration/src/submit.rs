@@ -9,10 +9,10 @@ use kg_runtime::error::{FieldViolation, PreconditionViolation};
 use prost::Message;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
+use crate::app::Registration;
 use crate::error::{EntityRule, RegistrationError};
 use crate::events::EventKind;
 use crate::idempotency::Key;
-use crate::service::Registration;
 use crate::store::{application, seller, state};
 use crate::{outbox, view};
 
@@ -354,7 +354,7 @@ impl Registration {
         let inserted = async {
             active.insert(&txn).await?;
             key.record(&name, row.create_time).insert(&txn).await?;
-            crate::contacts::enroll::enroll(
+            crate::contact_enroll::enroll(
                 &txn,
                 &self.contacts,
                 &account_id,

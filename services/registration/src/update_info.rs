@@ -8,12 +8,12 @@ use kg_runtime::auth::Caller;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::idempotency::Key;
-use crate::modification::{
-    check_proposed, copy_leaf, diff, masked_leaves, modification_name, pending_of,
-};
-use crate::service::Registration;
+use crate::names::modification_name;
+use crate::profile_mask::{check_proposed, copy_leaf, diff, masked_leaves};
+use crate::reads::pending_of;
 use crate::store::{modification as row, state};
 use crate::view;
 
@@ -53,7 +53,7 @@ impl Registration {
 
         // A live profile that does not decode is refused: a diff against an empty one would
         // propose (and, approved, write) every leaf over the seller's data.
-        let mut current = crate::sellers::live_profile(&seller)?;
+        let mut current = crate::view::seller::live_profile(&seller)?;
         current.logo = seller.logo.clone().unwrap_or_default();
         let mut input = req.profile.clone().unwrap_or_default();
         input.logo_sha256 = if input.logo.is_empty() {

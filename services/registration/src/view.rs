@@ -1,4 +1,10 @@
-//! Stored rows as wire messages, and small parsers shared by the handlers.
+//! Stored rows as wire messages, and small parsers shared by the handlers: the application here,
+//! the seller in `view/seller.rs`, the modification request in `view/modification.rs` (a
+//! contact's is contacts/view.rs). The bottom layer: it imports only store (and names), so the
+//! event log, the relay and the handlers can all build the same messages.
+
+pub mod modification;
+pub mod seller;
 
 use chrono::{DateTime, Utc};
 use kg_proto::common::{

@@ -25,12 +25,17 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::{self, EventKind, Position};
 use crate::feed::{Batch, Live, Subscription};
-use crate::service::{EventStream, Registration};
 use crate::store::event;
 use crate::view;
+
+/// The WatchEvents reply stream (RegistrationService's `WatchEventsStream`).
+pub type EventStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<WatchEventsResponse, tonic::Status>> + Send>,
+>;
 
 /// Messages buffered per stream; when full, the stream's reader waits for the client.
 const CHANNEL: usize = 64;

@@ -7,7 +7,7 @@ use kg_proto::common::RejectionReason;
 use kg_proto::review::{ListRejectionReasonsRequest, ListRejectionReasonsResponse};
 
 use crate::error::{ReviewError, Violations};
-use crate::queries::page_size;
+use crate::paging::page_size;
 use crate::view;
 
 /// At most this many reason codes per decision.

@@ -10,7 +10,7 @@
 //!   (`lifecycle.rs`); checks can be rerun through identity-check (`checks.rs`);
 //! * decisions reach registration's ApplyReviewDecision through the outbox (`relay.rs`);
 //! * the queue, the audit trail and the rejection-reason catalogue are read in `queries.rs` and
-//!   `catalogue.rs`; gauges in `metrics.rs`;
+//!   `catalogue.rs` (their page sizes: `paging.rs`); gauges in `metrics.rs`;
 //! * duplicate signals (other accounts' tasks sharing the website's registrable domain, the
 //!   contact mobile, an email, or a similar company name) are computed at read time from match
 //!   keys stored at creation (`matchkeys.rs`: the pure normalization; `signals.rs`: storage and
@@ -34,6 +34,7 @@ pub mod lifecycle;
 pub mod matchkeys;
 pub mod metrics;
 pub mod migrations;
+pub mod paging;
 pub mod queries;
 pub mod relay;
 pub mod service;

@@ -24,21 +24,8 @@ use crate::service::Review;
 use crate::store::{audit, state, task};
 use crate::{signals, view};
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 500;
-
-/// The page size of a List request: 0 means the default, larger values are capped.
-pub fn page_size(requested: i32) -> Result<u64, ReviewError> {
-    match requested {
-        n if n < 0 => Err(ReviewError::field(
-            "page_size",
-            "PAGE_SIZE_INVALID",
-            "page_size must not be negative",
-        )),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n => Ok(Ord::min(n as u64, MAX_PAGE_SIZE)),
-    }
-}
+// moved to `paging.rs` (the catalogue pages too); re-exported for existing paths
+pub use crate::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_size};
 
 fn filter_hash(filters: &serde_json::Value) -> String {
     hex::encode(&Sha256::digest(filters.to_string().as_bytes())[..12])

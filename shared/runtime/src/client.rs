@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::auth::{Authenticator, Role};
+use crate::config::{CommonConfig, ExposeSecret as _};
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -250,6 +251,30 @@ pub fn outbound_with(
         service,
         url,
     ))
+}
+
+// Defined here rather than in `config`, which sits below this module: the settings do not
+// need to know how a channel is built.
+impl CommonConfig {
+    /// A channel to another service of the mesh: deadline `call_timeout` on every call, TLS for
+    /// `https://` URLs (trusting KG_TLS_CA, presenting this service's certificate), and a
+    /// short-lived service token with `service` as subject when `auth` can mint.
+    pub fn outbound(
+        &self,
+        url: &str,
+        call_timeout: Duration,
+        auth: Option<&Authenticator>,
+        service: &str,
+    ) -> anyhow::Result<OutboundChannel> {
+        let tls = self.tls_files().client()?;
+        let interceptor = OutboundInterceptor::new(auth.cloned().map(|a| (a, service)))
+            .with_fixed_token(self.service_token.as_ref().map(|t| t.expose_secret()))?;
+        Ok(Observed::new(
+            InterceptedService::new(channel_with(url, call_timeout, tls.as_ref())?, interceptor),
+            service,
+            url,
+        ))
+    }
 }
 
 #[cfg(test)]

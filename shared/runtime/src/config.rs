@@ -1,11 +1,21 @@
 //! Configuration shared by every service: command-line flags, each with a `KG_*` environment
 //! variable behind it (flag > environment > default).
+//!
+//! This module sits above auth, db, telemetry and tls (it builds their settings) and below
+//! client and server: [`CommonConfig::outbound`], which builds a channel from these settings,
+//! is defined in [`crate::client`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 pub use secrecy::{ExposeSecret, SecretString};
+
+pub use crate::db::{
+    DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS, DEFAULT_DB_LOCK_TIMEOUT_MS,
+    DEFAULT_DB_STATEMENT_TIMEOUT_MS,
+};
+pub use crate::telemetry::LogFormat;
 
 /// Settings every service binary accepts. The secrets (see [`SECRET_SETTINGS`]) are
 /// [`SecretString`]s: `Debug` prints them redacted, `.expose_secret()` reads them where used.
@@ -232,9 +242,6 @@ impl Default for LimitsConfig {
 pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 50.0;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 100;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
-pub const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 10_000;
-pub const DEFAULT_DB_LOCK_TIMEOUT_MS: u64 = 5_000;
-pub const DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
@@ -342,30 +349,6 @@ impl CommonConfig {
         }
     }
 
-    /// A channel to another service of the mesh: deadline `call_timeout` on every call, TLS for
-    /// `https://` URLs (trusting KG_TLS_CA, presenting this service's certificate), and a
-    /// short-lived service token with `service` as subject when `auth` can mint.
-    pub fn outbound(
-        &self,
-        url: &str,
-        call_timeout: std::time::Duration,
-        auth: Option<&crate::auth::Authenticator>,
-        service: &str,
-    ) -> anyhow::Result<crate::client::OutboundChannel> {
-        let tls = self.tls_files().client()?;
-        let interceptor =
-            crate::client::OutboundInterceptor::new(auth.cloned().map(|a| (a, service)))
-                .with_fixed_token(self.service_token.as_ref().map(|t| t.expose_secret()))?;
-        Ok(crate::client::Observed::new(
-            tonic::service::interceptor::InterceptedService::new(
-                crate::client::channel_with(url, call_timeout, tls.as_ref())?,
-                interceptor,
-            ),
-            service,
-            url,
-        ))
-    }
-
     /// The listen address, or `127.0.0.1:<default_port>`.
     pub fn listen_addr_or(&self, default_port: u16) -> SocketAddr {
         self.listen_addr
@@ -434,12 +417,6 @@ pub fn command_with_secret_files<C: clap::CommandFactory>(
         command = command.mut_arg(id, |a| a.default_value(value).hide_default_value(true));
     }
     Ok(command)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// Default ports of the local mesh (`koogallery up`).

@@ -10,6 +10,8 @@ use sea_orm::{
 };
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
+use crate::health::{PROBE_TIMEOUT, Probe};
+
 /// Server-side bounds on what one pooled connection may hold. Zero switches a bound off.
 ///
 /// On PostgreSQL they are session settings sent in the start-up packet of every connection
@@ -26,12 +28,14 @@ pub struct DbTimeouts {
     pub idle_in_transaction: Duration,
 }
 
+/// The defaults of [`DbTimeouts`] (and of the KG_DB_*_TIMEOUT_MS flags, which
+/// [`crate::config`] re-exports), in milliseconds.
+pub const DEFAULT_DB_STATEMENT_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_DB_LOCK_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 5_000;
+
 impl Default for DbTimeouts {
     fn default() -> Self {
-        use crate::config::{
-            DEFAULT_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS, DEFAULT_DB_LOCK_TIMEOUT_MS,
-            DEFAULT_DB_STATEMENT_TIMEOUT_MS,
-        };
         Self {
             statement: Duration::from_millis(DEFAULT_DB_STATEMENT_TIMEOUT_MS),
             lock: Duration::from_millis(DEFAULT_DB_LOCK_TIMEOUT_MS),
@@ -122,14 +126,21 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-/// Answers when the database answers a trivial query within [`crate::health::PROBE_TIMEOUT`].
+/// Answers when the database answers a trivial query within [`PROBE_TIMEOUT`].
 pub async fn ping(db: &DatabaseConnection) -> bool {
-    tokio::time::timeout(
-        crate::health::PROBE_TIMEOUT,
-        db.execute_unprepared("SELECT 1"),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok())
+    tokio::time::timeout(PROBE_TIMEOUT, db.execute_unprepared("SELECT 1"))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+impl Probe {
+    /// The database's health probe: [`ping`].
+    pub fn database(db: DatabaseConnection) -> Self {
+        Self::new("database", move || {
+            let db = db.clone();
+            async move { ping(&db).await }
+        })
+    }
 }
 
 /// One forward migration: SQL statements separated by `;`, placeholders substituted per backend.

@@ -125,7 +125,7 @@ impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
         let mut details = ErrorDetails::new();
         let mut metadata = err.metadata;
-        let trace_id = crate::telemetry::current_trace_id();
+        let trace_id = crate::trace_context::current_trace_id();
         if trace_id.bytes().any(|b| b != b'0') {
             metadata.insert("trace_id".to_string(), trace_id);
         }
@@ -162,7 +162,7 @@ pub fn message_too_large(domain: &str, size: Option<u64>, limit: Option<u64>) ->
     if let Some(limit) = limit {
         metadata.insert("limit_bytes".to_string(), limit.to_string());
     }
-    let trace_id = crate::telemetry::current_trace_id();
+    let trace_id = crate::trace_context::current_trace_id();
     if trace_id.bytes().any(|b| b != b'0') {
         metadata.insert("trace_id".to_string(), trace_id);
     }

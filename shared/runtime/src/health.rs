@@ -10,7 +10,9 @@ use tonic_health::server::HealthReporter;
 
 use crate::shutdown::Shutdown;
 
-/// A named dependency check.
+/// A named dependency check. The probes of this crate's dependencies are built next to what
+/// they probe, so that this module needs neither: [`Probe::database`] in [`crate::db`],
+/// [`Probe::lock`] in [`crate::lock`].
 #[derive(Clone)]
 pub struct Probe {
     pub name: &'static str,
@@ -27,20 +29,6 @@ impl Probe {
             name,
             check: Arc::new(move || Box::pin(check())),
         }
-    }
-
-    pub fn database(db: sea_orm::DatabaseConnection) -> Self {
-        Self::new("database", move || {
-            let db = db.clone();
-            async move { crate::db::ping(&db).await }
-        })
-    }
-
-    pub fn lock(lock: crate::lock::EntityLock) -> Self {
-        Self::new("redis", move || {
-            let lock = lock.clone();
-            async move { lock.ping().await }
-        })
     }
 
     pub async fn check(&self) -> bool {

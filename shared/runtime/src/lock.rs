@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
+use crate::health::{PROBE_TIMEOUT, Probe};
+
 const RELEASE_SCRIPT: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   return redis.call("DEL", KEYS[1])
@@ -112,6 +114,16 @@ impl EntityLock {
     }
 }
 
+impl Probe {
+    /// The lock's health probe (named `redis`): [`EntityLock::ping`].
+    pub fn lock(lock: EntityLock) -> Self {
+        Self::new("redis", move || {
+            let lock = lock.clone();
+            async move { lock.ping().await }
+        })
+    }
+}
+
 pub struct RedisLock {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
@@ -172,7 +184,7 @@ impl RedisLock {
         Ok(deleted == 1)
     }
 
-    /// PONG within [`crate::health::PROBE_TIMEOUT`] (connecting included): a Redis that has
+    /// PONG within [`PROBE_TIMEOUT`] (connecting included): a Redis that has
     /// gone away must not hold the health check for the client's own timeouts.
     async fn ping(&self) -> bool {
         let pong = async {
@@ -180,10 +192,7 @@ impl RedisLock {
             let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
             pong.ok()
         };
-        matches!(
-            tokio::time::timeout(crate::health::PROBE_TIMEOUT, pong).await,
-            Ok(Some(_))
-        )
+        matches!(tokio::time::timeout(PROBE_TIMEOUT, pong).await, Ok(Some(_)))
     }
 }
 

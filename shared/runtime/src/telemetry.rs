@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use clap::ValueEnum;
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry::{Key, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -30,8 +30,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
-use crate::metrics::Side;
+use crate::names::Side;
+pub use crate::trace_context::{current_trace_id, inject_current};
+
+/// Log output format (`KG_LOG_FORMAT`, [`crate::config::CommonConfig::log_format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Span attribute naming the service a span belongs to; the exporter turns it into the
 /// resource's `service.name` and drops it from the span.
@@ -222,34 +229,10 @@ impl SpanExporter for RoutingExporter {
     }
 }
 
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
-
-impl Injector for MetadataInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(key), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
-            value.parse(),
-        ) {
-            self.0.insert(key, value);
-        }
-    }
-}
-
 /// The span a server opens for each incoming RPC, child of the caller's `traceparent`. The
 /// status code is recorded when the call ends ([`record_rpc_status`]).
 pub fn server_span(service: &'static str, request: &http::Request<()>) -> tracing::Span {
-    let method = crate::metrics::method_label(request.uri().path());
+    let method = crate::names::method_label(request.uri().path());
     let span = tracing::info_span!(
         "grpc.server",
         otel.name = %method,
@@ -261,7 +244,7 @@ pub fn server_span(service: &'static str, request: &http::Request<()>) -> tracin
         otel.status_code = tracing::field::Empty,
         kg.service = service,
     );
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    let parent = crate::trace_context::extract(request.headers());
     let _ = span.set_parent(parent);
     span
 }
@@ -269,7 +252,7 @@ pub fn server_span(service: &'static str, request: &http::Request<()>) -> tracin
 /// The span of one outgoing RPC of `path` (child of the current span) from `service` to `peer`.
 pub fn client_span(service: &str, peer: &http::Uri, path: &str) -> tracing::Span {
     let uri = peer;
-    let method = crate::metrics::method_label(path);
+    let method = crate::names::method_label(path);
     tracing::info_span!(
         "grpc.client",
         otel.name = %method,
@@ -289,7 +272,7 @@ pub fn client_span(service: &str, peer: &http::Uri, path: &str) -> tracing::Span
 /// the server failed (the conventions' rule); a client span for anything but OK.
 pub fn record_rpc_status(span: &tracing::Span, code: tonic::Code, side: Side) {
     use tonic::Code::*;
-    let name = crate::metrics::code_name(code);
+    let name = crate::names::code_name(code);
     span.record("rpc.response.status_code", name);
     let failed = match side {
         Side::Client => code != Ok,
@@ -436,22 +419,6 @@ fn sql_summary(sql: &str) -> (String, Option<String>) {
     })
     .filter(|t| !t.is_empty());
     (operation, table)
-}
-
-/// Writes the current span's context into outgoing request metadata.
-pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
-    let cx: Context = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
-}
-
-/// The trace id of the current span, as 32 hex digits (all zeros when there is none).
-pub fn current_trace_id() -> String {
-    tracing::Span::current()
-        .context()
-        .span()
-        .span_context()
-        .trace_id()
-        .to_string()
 }
 
 #[cfg(test)]

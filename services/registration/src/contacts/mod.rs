@@ -1,19 +1,22 @@
 //! Contact reachability. The seller guide asks that customers can reach a seller by email;
-//! this module keeps track of whether they can:
+//! registration keeps track of whether they can:
 //!
 //! * The contact email and customer-service email of every submission, resubmission and
-//!   seller-information change are enrolled (`enroll.rs`): an address not verified yet gets a
-//!   code, mailed to it through the outbox (CONTACT_VERIFICATION notification).
-//! * VerifyContact checks the code (`handlers.rs`); a verified address stays verified.
+//!   seller-information change are enrolled (`contact_enroll.rs`): an address not verified yet
+//!   gets a code, mailed to it through the outbox (CONTACT_VERIFICATION notification).
+//! * VerifyContact checks the code (`contact_handlers.rs`); a verified address stays verified.
 //! * NotificationService reports permanent failures (an SMTP 5xx refusal, a bounce report):
 //!   the address becomes UNDELIVERABLE (CONTACT_UNDELIVERABLE event, the account is told), and
 //!   enough failures within the window mark the account unreachable (SELLER_UNREACHABLE).
 //!   Verifying an address again clears both (CONTACT_VERIFIED).
 //!
-//! Storage is `store::{contact, contact_failure, reachability}`; the queries are in `query.rs`.
+//! This folder is the bottom layer of contacts, what the event log (events.rs), the relay and
+//! the handlers all stand on: the stored states, the rules (`Settings`), codes and resource
+//! names here, the queries in `query.rs`, the wire view in `view.rs`, the counters in
+//! `metrics.rs`. It imports only error, view and store, never a handler or the outbox. Storage
+//! is `store::{contact, contact_failure, reachability}`.
 
-pub mod enroll;
-pub mod handlers;
+pub mod metrics;
 pub mod query;
 pub mod view;
 

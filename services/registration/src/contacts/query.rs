@@ -7,7 +7,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 
-use crate::store::{contact, contact_failure, reachability};
+use crate::store::{application, contact, contact_failure, reachability, seller};
 
 /// The account's addresses, oldest first.
 pub async fn of_account<C: ConnectionTrait>(
@@ -122,4 +122,26 @@ pub async fn failure_seen<C: ConnectionTrait>(db: &C, report_id: &str) -> Result
         .one(db)
         .await?
         .is_some())
+}
+
+/// The company name the account is known by: its seller's, else its latest application's.
+pub async fn company_name_of<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+) -> Result<String, DbErr> {
+    if let Some(s) = seller::Entity::find()
+        .filter(seller::Column::AccountId.eq(account_id))
+        .order_by_desc(seller::Column::CreateTime)
+        .one(db)
+        .await?
+    {
+        return Ok(s.company_name);
+    }
+    Ok(application::Entity::find()
+        .filter(application::Column::AccountId.eq(account_id))
+        .order_by_desc(application::Column::CreateTime)
+        .one(db)
+        .await?
+        .map(|a| a.company_name)
+        .unwrap_or_default())
 }

@@ -1,4 +1,6 @@
-//! ListContacts, VerifyContact, ResendContactVerification and ReportContactUndeliverable.
+//! ListContacts, VerifyContact, ResendContactVerification and ReportContactUndeliverable: the
+//! handlers of the contact resources. What they stand on (states, names, codes, queries, the
+//! wire view, the counters) is contacts/; enrolment and the mailed codes are contact_enroll.rs.
 
 use kg_proto::registration::{
     ListContactsRequest, ListContactsResponse, ReportContactUndeliverableRequest,
@@ -7,61 +9,23 @@ use kg_proto::registration::{
 };
 use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::FieldViolation;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-use super::enroll::{mail_code, reissue};
-use super::{Source, State, code_hash, counting_since, new_code, normalize, parse_contact_name};
+use crate::app::Registration;
+use crate::contact_enroll::{mail_code, reissue};
+use crate::contacts::metrics::SourceLabels;
+use crate::contacts::{
+    Source, State, code_hash, contact_name, counting_since, new_code, normalize,
+    parse_contact_name, query, view,
+};
 use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::outbox;
-use crate::service::Registration;
-use crate::store::{application, contact, contact_failure, reachability, seller};
+use crate::store::{contact, contact_failure, reachability};
 
 const MAX_DETAIL_CHARS: usize = 500;
 const MAX_EMAIL_LEN: usize = 320;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabels {
-    source: String,
-}
-
-/// Counters behind the undeliverable-contacts alert (helm/.../prometheusrule).
-#[derive(Clone, Default)]
-pub struct ContactMetrics {
-    undeliverable: Family<SourceLabels, Counter>,
-    unreachable: Counter,
-    verified: Counter,
-}
-
-impl ContactMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        registry.register(
-            "registration_contacts_undeliverable",
-            "Contact addresses that became undeliverable, by where the failure was learnt",
-            metrics.undeliverable.clone(),
-        );
-        registry.register(
-            "registration_accounts_unreachable",
-            "Accounts marked unreachable (repeated permanent failures of their addresses)",
-            metrics.unreachable.clone(),
-        );
-        registry.register(
-            "registration_contacts_verified",
-            "Contact addresses verified with the mailed code",
-            metrics.verified.clone(),
-        );
-        metrics
-    }
-}
 
 /// The caller's own account for applicants (defaulted), the named one for everybody else.
 fn account_for(caller: &Caller, requested: &str) -> Result<String, RegistrationError> {
@@ -92,10 +56,10 @@ impl Registration {
         req: ListContactsRequest,
     ) -> Result<ListContactsResponse, RegistrationError> {
         let account = account_for(caller, &req.account_id)?;
-        let rows = super::query::of_account(&self.db, &account).await?;
-        let since = super::query::unreachable_since(&self.db, &account).await?;
+        let rows = query::of_account(&self.db, &account).await?;
+        let since = query::unreachable_since(&self.db, &account).await?;
         Ok(ListContactsResponse {
-            contacts: rows.iter().map(super::view::contact).collect(),
+            contacts: rows.iter().map(view::contact).collect(),
             unreachable: since.is_some(),
             unreachable_time: since.map(crate::view::timestamp),
         })
@@ -117,14 +81,14 @@ impl Registration {
         }
         let now = kg_runtime::db::now();
         let txn = self.db.begin().await?;
-        let reach = super::query::lock_account(&txn, account).await?;
-        let row = super::query::by_id(&txn, account, id)
+        let reach = query::lock_account(&txn, account).await?;
+        let row = query::by_id(&txn, account, id)
             .await?
             .ok_or_else(|| RegistrationError::ContactNotFound(req.name.clone()))?;
         // A repeat after success (a retry, a double click) answers the verified contact.
         if row.state == State::Verified.as_str() {
             return Ok(VerifyContactResponse {
-                contact: Some(super::view::contact(&row)),
+                contact: Some(view::contact(&row)),
             });
         }
         let usable = row.code_sha256.is_some()
@@ -158,7 +122,7 @@ impl Registration {
         reach.unreachable_time = Set(None);
         reach.clear_time = Set(Some(now));
         reach.update(&txn).await?;
-        let name = super::contact_name(account, id);
+        let name = contact_name(account, id);
         outbox::announce(
             &txn,
             EventKind::ContactVerified,
@@ -174,7 +138,7 @@ impl Registration {
             m.verified.inc();
         }
         Ok(VerifyContactResponse {
-            contact: Some(super::view::contact(&verified)),
+            contact: Some(view::contact(&verified)),
         })
     }
 
@@ -186,13 +150,13 @@ impl Registration {
         let (account, id) = owned_name(caller, &req.name)?;
         let now = kg_runtime::db::now();
         let txn = self.db.begin().await?;
-        super::query::lock_account(&txn, account).await?;
-        let row = super::query::by_id(&txn, account, id)
+        query::lock_account(&txn, account).await?;
+        let row = query::by_id(&txn, account, id)
             .await?
             .ok_or_else(|| RegistrationError::ContactNotFound(req.name.clone()))?;
         if row.state == State::Verified.as_str() {
             return Ok(ResendContactVerificationResponse {
-                contact: Some(super::view::contact(&row)),
+                contact: Some(view::contact(&row)),
             });
         }
         if let Some(sent) = row.code_sent_time {
@@ -206,15 +170,15 @@ impl Registration {
         let code = new_code();
         let expire = now + self.contacts.code_ttl;
         reissue(&txn, id, &code, now, expire).await?;
-        let company = company_name_of(&txn, account).await?;
+        let company = query::company_name_of(&txn, account).await?;
         mail_code(&txn, account, &company, id, &row.email, &code, expire).await?;
-        let row = super::query::by_id(&txn, account, id)
+        let row = query::by_id(&txn, account, id)
             .await?
             .ok_or_else(|| RegistrationError::ContactNotFound(req.name.clone()))?;
         txn.commit().await?;
         self.committed();
         Ok(ResendContactVerificationResponse {
-            contact: Some(super::view::contact(&row)),
+            contact: Some(view::contact(&row)),
         })
     }
 
@@ -227,16 +191,13 @@ impl Registration {
         let email = normalize(&req.email);
         let now = kg_runtime::db::now();
         let txn = self.db.begin().await?;
-        let reach = super::query::lock_account(&txn, &req.account_id).await?;
-        let found = super::query::by_address(&txn, &req.account_id, &email).await?;
-        let (Some(row), false) = (
-            found,
-            super::query::failure_seen(&txn, &req.report_id).await?,
-        ) else {
+        let reach = query::lock_account(&txn, &req.account_id).await?;
+        let found = query::by_address(&txn, &req.account_id, &email).await?;
+        let (Some(row), false) = (found, query::failure_seen(&txn, &req.report_id).await?) else {
             // An address the account never gave, or a report already recorded: nothing changes.
-            let current = super::query::by_address(&txn, &req.account_id, &email).await?;
+            let current = query::by_address(&txn, &req.account_id, &email).await?;
             return Ok(ReportContactUndeliverableResponse {
-                contact: current.as_ref().map(super::view::contact),
+                contact: current.as_ref().map(view::contact),
                 recorded: false,
             });
         };
@@ -279,7 +240,7 @@ impl Registration {
             .exec(&txn)
             .await?;
         let since = counting_since(now, self.contacts.failure_window, reach.clear_time);
-        let failures = super::query::failures_since(&txn, &req.account_id, since).await?;
+        let failures = query::failures_since(&txn, &req.account_id, since).await?;
         let marked = reach.unreachable_time.is_none()
             && failures >= self.contacts.unreachable_failures.max(1);
         if marked {
@@ -287,7 +248,7 @@ impl Registration {
             reach.unreachable_time = Set(Some(now));
             reach.update(&txn).await?;
         }
-        let name = super::contact_name(&req.account_id, &row.contact_id);
+        let name = contact_name(&req.account_id, &row.contact_id);
         if became {
             outbox::announce(
                 &txn,
@@ -310,7 +271,7 @@ impl Registration {
             )
             .await?;
         }
-        let after = super::query::by_id(&txn, &req.account_id, &row.contact_id).await?;
+        let after = query::by_id(&txn, &req.account_id, &row.contact_id).await?;
         txn.commit().await?;
         self.committed();
         tracing::warn!(
@@ -334,7 +295,7 @@ impl Registration {
             }
         }
         Ok(ReportContactUndeliverableResponse {
-            contact: after.as_ref().map(super::view::contact),
+            contact: after.as_ref().map(view::contact),
             recorded: true,
         })
     }
@@ -386,26 +347,4 @@ fn parse_report(req: &ReportContactUndeliverableRequest) -> Result<Source, Regis
         Some(source) if violations.is_empty() => Ok(source),
         _ => Err(RegistrationError::Invalid(violations)),
     }
-}
-
-/// The company name the account is known by: its seller's, else its latest application's.
-pub(crate) async fn company_name_of<C: ConnectionTrait>(
-    db: &C,
-    account_id: &str,
-) -> Result<String, DbErr> {
-    if let Some(s) = seller::Entity::find()
-        .filter(seller::Column::AccountId.eq(account_id))
-        .order_by_desc(seller::Column::CreateTime)
-        .one(db)
-        .await?
-    {
-        return Ok(s.company_name);
-    }
-    Ok(application::Entity::find()
-        .filter(application::Column::AccountId.eq(account_id))
-        .order_by_desc(application::Column::CreateTime)
-        .one(db)
-        .await?
-        .map(|a| a.company_name)
-        .unwrap_or_default())
 }

@@ -1,6 +1,9 @@
 //! Enrolment: the addresses of a submitted profile get a code unless already verified, and the
 //! code is mailed through the outbox, in the transaction of the submission itself (a submission
 //! that rolls back mails nothing; one that commits always mails).
+//!
+//! It writes to the outbox, so it sits above contacts/ (which the event log reads) and below
+//! the handlers that enrol: submit, resubmit, the modification requests and contact_handlers.
 
 use std::collections::HashMap;
 
@@ -12,7 +15,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
 };
 
-use super::{Settings, State, code_hash, contact_name, new_code, query};
+use crate::contacts::{Settings, State, code_hash, contact_name, new_code, query};
 use crate::migrations::OUTBOX;
 use crate::outbox::{NOTIFICATION, frozen_payload};
 use crate::store::contact;
