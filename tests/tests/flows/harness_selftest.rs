@@ -543,7 +543,7 @@ async fn servers_die_with_a_killed_test_binary() {
         .args([
             "--ignored",
             "--exact",
-            "hold_servers_until_killed",
+            "harness_selftest::hold_servers_until_killed",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -581,7 +581,7 @@ async fn servers_die_with_a_killed_test_binary() {
     let probe = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "redis_restart_while_running_and_stop_of_paused_server",
+            "harness_selftest::redis_restart_while_running_and_stop_of_paused_server",
             "--quiet",
         ])
         .stdout(std::process::Stdio::null())
