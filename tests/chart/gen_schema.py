@@ -317,8 +317,34 @@ def settings(full: bool) -> dict[str, Schema]:
     }
 
 
+SERVICE_NAMES = ["identity-check", "registration", "review", "notification"]
+
+# What a service's binary talks to: the templates derive its secret files, NetworkPolicy rules and
+# the back office's settings from this, never from the service's name. Not part of `defaults`.
+WIRING = obj(
+    {
+        "calls": array(
+            {"enum": SERVICE_NAMES},
+            "The services it calls over gRPC (NetworkPolicy egress here, ingress there).",
+            uniqueItems=True,
+        ),
+        "calledByBackoffice": boolean(
+            "The back office calls its public API (KG_<SERVICE>_URL, NetworkPolicy)."
+        ),
+        "redis": boolean("KG_REDIS_URL_FILE (secrets.redis) and egress to networkPolicy.egress.redis."),
+        "smtp": boolean("KG_SMTP_URL_FILE (secrets.smtp) and egress to networkPolicy.egress.smtp."),
+        "sms": boolean(
+            "With secrets.sms.enabled: KG_SMS_URL_FILE, KG_SMS_TOKEN_FILE and egress to networkPolicy.egress.sms."
+        ),
+        "websites": boolean("Egress to networkPolicy.egress.websites (the website check)."),
+    },
+    desc="What the service's binary talks to; fixed by its code. A switch left out is off.",
+)
+DEFINITIONS["wiring"] = WIRING
+
+
 def service(extra: dict[str, Schema] | None = None) -> Schema:
-    props = {"enabled": boolean(), **settings(full=False), **(extra or {})}
+    props = {"enabled": boolean(), **settings(full=False), "wiring": ref("wiring"), **(extra or {})}
     return obj(props)
 
 

@@ -196,8 +196,10 @@ def test_chart_defaults_satisfy_the_schema() -> None:
         ({"defaults": {"probes": {"readiness": {"path": "/"}}}}, ["/defaults/probes/readiness", "path"]),
         ({"secrets": {"jwt": {"secret": "hunter2"}}}, ["/secrets/jwt", "secret"]),
         ({"services": {"registration": {"timezone": "UTC"}}}, ["/services/registration", "timezone"]),
+        ({"defaults": {"wiring": {"redis": True}}}, ["/defaults", "wiring"]),
+        ({"services": {"review": {"wiring": {"kafka": True}}}}, ["/services/review/wiring", "kafka"]),
     ],
-    ids=["top-level", "service", "unknown-service", "probe", "plain-secret", "review-only-key"],
+    ids=["top-level", "service", "unknown-service", "probe", "plain-secret", "review-only-key", "wiring-in-defaults", "wiring-key"],
 )
 def test_schema_refuses_unknown_keys(values: dict[str, Any], expected: list[str]) -> None:
     message = ch.schema_error(values)
@@ -215,8 +217,10 @@ def test_schema_refuses_unknown_keys(values: dict[str, Any], expected: list[str]
         ({"defaults": {"resources": {"limits": {"cpu": "lots"}}}}, ["/defaults/resources/limits/cpu", "lots"]),
         ({"secrets": {"jwt": {"mode": "rs256"}}}, ["/secrets/jwt/mode", "must be one of 'hs256', 'jwks'"]),
         ({"image": {"digest": "latest"}}, ["/image/digest", "latest"]),
+        ({"services": {"review": {"wiring": {"calls": ["billing"]}}}}, ["/services/review/wiring/calls/0", "must be one of"]),
+        ({"services": {"review": {"wiring": {"redis": "yes"}}}}, ["/services/review/wiring/redis", "want boolean"]),
     ],
-    ids=["integer", "boolean", "port-range", "array", "cpu-quantity", "enum", "digest"],
+    ids=["integer", "boolean", "port-range", "array", "cpu-quantity", "enum", "digest", "wiring-callee", "wiring-switch"],
 )
 def test_schema_refuses_wrong_types(values: dict[str, Any], expected: list[str]) -> None:
     message = ch.schema_error(values)
@@ -756,6 +760,45 @@ def test_ingress_controller_may_reach_services_with_an_ingress() -> None:
         assert has_rule == (svc in {"registration", "review"}), svc
 
 
+def test_wiring_values_decide_secrets_egress_and_mesh_paths() -> None:
+    """services.<name>.wiring, not the service's name, decides a service's secret files, its
+    external egress, the mesh paths and the back office's callees."""
+    values = {
+        "backoffice": {"enabled": True},
+        "services": {
+            "review": {"wiring": {"calls": ["identity-check"], "calledByBackoffice": False, "redis": True}},
+            "notification": {"wiring": {"sms": False, "websites": True}},
+        },
+    }
+    objs = ch.manifests(values)
+    assert set(_secret_refs(objs, "review")) == {"KG_DATABASE_URL", "KG_JWT_SECRET", "KG_SERVICE_TOKEN", "KG_REDIS_URL"}
+    assert set(_secret_refs(objs, "notification")) == {"KG_DATABASE_URL", "KG_JWT_SECRET", "KG_SERVICE_TOKEN", "KG_SMTP_URL"}
+
+    def policy(svc: str) -> tuple[set[str], set[str], set[tuple[Any, str]]]:
+        spec = ch.one(objs, "NetworkPolicy", f"koogallery-{svc}")["spec"]
+        grpc_in = [r for r in spec["ingress"] if _ports(r) == {("grpc", "TCP")}]
+        callers = set().union(*(_peer_components(r["from"]) for r in grpc_in))
+        callees = set().union(*(_peer_components(r["to"]) for r in spec["egress"] if _ports(r) == {(50051, "TCP")}))
+        return callers, callees, set().union(*(_ports(r) for r in spec["egress"]))
+
+    callers, callees, ports = policy("review")
+    assert callers == {"registration", "test"}  # no back office
+    assert callees == {"identity-check"}
+    assert (6379, "TCP") in ports
+    assert policy("registration")[0] == {"notification", "test", "backoffice"}
+    assert policy("notification")[0] == {"registration", "test"}
+    egress = ch.one(objs, "NetworkPolicy", "koogallery-notification")["spec"]["egress"]
+    assert [_ports(r) for r in egress if (587, "TCP") in _ports(r)] == [{(25, "TCP"), (465, "TCP"), (587, "TCP")}]
+    assert [_ports(r) for r in egress if (443, "TCP") in _ports(r)] == [{(80, "TCP"), (443, "TCP")}]  # websites, no SMS
+
+    backoffice = ch.one(objs, "Deployment", "koogallery-backoffice")
+    urls = [n for n in ch.container_env(ch.pod_spec(backoffice)["containers"][0]) if n.endswith("_URL")]
+    assert urls == ["KG_IDENTITY_CHECK_URL", "KG_REGISTRATION_URL"]
+    np = ch.one(objs, "NetworkPolicy", "koogallery-backoffice")
+    mesh = set().union(*(_peer_components(r["to"]) for r in np["spec"]["egress"] if _ports(r) == {(50051, "TCP")}))
+    assert mesh == {"identity-check", "registration"}
+
+
 # --- ServiceMonitor and Ingress --------------------------------------------------------------------
 
 
@@ -894,6 +937,60 @@ def test_helm_test_pod_checks_every_service(scenario: str) -> None:
     for svc, command in commands.items():
         addr = f"https://koogallery-{svc}:50051" if tls else f"koogallery-{svc}:50051"
         assert command == ["koogallery", "health", "--addr", addr]
+
+
+# --- templates are driven by values, never by a service's name ---------------------------------------
+
+_NAMED_SERVICE = re.compile(r'"(identity-check|registration|review|notification|backoffice)"')
+# comparisons (eq $name "review", has $name (list "registration" ...), hasKey $m "review", ...) and
+# lookups of one named entry (index $callers "registration", .Values.services.review)
+_NAME_TEST = re.compile(r"\b(eq|ne|has|mustHas|hasKey|hasPrefix|hasSuffix|contains|regexMatch|index|get|dig|pluck)\b")
+_NAMED_VALUES = re.compile(r"\.services\.(registration|review|notification)\b")
+_ACTION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_TEMPLATE_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+
+def _service_name_tests(text: str) -> list[tuple[int, str]]:
+    """(line, action) of every template action that tests or looks up a service by its name."""
+    found = []
+    for match in _ACTION.finditer(text):
+        action = _TEMPLATE_COMMENT.sub("", match.group(1))
+        if (_NAME_TEST.search(action) and _NAMED_SERVICE.search(action)) or _NAMED_VALUES.search(action):
+            found.append((text.count("\n", 0, match.start()) + 1, " ".join(match.group(0).split())))
+    return found
+
+
+def test_name_test_detector_catches_the_old_branches() -> None:
+    for branch in [
+        '{{- if eq $name "review" }}',
+        '{{- if and (eq .name "notification") $s.bounceMailbox.existingClaim }}',
+        '{{- if and $v.backoffice.enabled (has $name (list "identity-check" "registration" "review")) -}}',
+        '{{ if ne .name\n "identity-check" }}',
+        '{{- if hasKey $callers "registration" }}',
+        '{{- range index $callers "review" }}',
+        '{{- if .Values.services.notification.enabled }}',
+    ]:
+        assert _service_name_tests(branch), branch
+    for fine in [
+        '{{- $name := "backoffice" -}}',
+        '{{ include "kg.serviceUrl" (list $root "registration") }}',
+        '{{- if has $name (include "kg.wiring" (list $root $caller) | fromYaml).calls -}}',
+        '{{- /* the back office calls "review", never eq to "notification" */ -}}',
+    ]:
+        assert not _service_name_tests(fine), fine
+
+
+def test_no_template_branches_on_a_service_name() -> None:
+    """What differs between services comes from services.<name> (wiring, and the settings keys
+    only one service has), so no template compares a service's name to a literal."""
+    templates = sorted(p for p in (ch.REPO / "helm").glob("*/templates/**/*") if p.is_file())
+    assert len(templates) >= 5
+    found = [
+        f"{path.relative_to(ch.REPO)}:{line}: {action}"
+        for path in templates
+        for line, action in _service_name_tests(path.read_text())
+    ]
+    assert not found, "templates that branch on a service's name:\n" + "\n".join(found)
 
 
 # --- disabling services ----------------------------------------------------------------------------

@@ -1,14 +1,28 @@
-{{/* The four services, in a fixed order, and who calls whom (the NetworkPolicy graph). */}}
+{{/*
+The four services, in a fixed order. What each one talks to (the mesh's gRPC paths, Redis, SMTP,
+SMS, websites, the back office) is not decided here by name: it is services.<name>.wiring, see
+kg.wiring.
+*/}}
 {{- define "kg.serviceNames" -}}
 identity-check registration review notification
 {{- end -}}
 
-{{/* callee -> callers: the mesh's own gRPC paths. */}}
-{{- define "kg.callers" -}}
-identity-check: [registration, review, notification]
-registration: [review, notification]
-review: [registration]
-notification: [registration, review]
+{{/*
+The wiring of one service (services.<name>.wiring, with every switch present): calls (the
+services it calls over gRPC), calledByBackoffice, redis, smtp, sms and websites. Read from
+services.<name> only, not from defaults: it says what a binary does, which no default changes.
+Call with (list $root "registration"); returns YAML.
+*/}}
+{{- define "kg.wiring" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $w := dig $name "wiring" dict $root.Values.services -}}
+calls: {{ $w.calls | default list | toJson }}
+calledByBackoffice: {{ $w.calledByBackoffice | default false }}
+redis: {{ $w.redis | default false }}
+smtp: {{ $w.smtp | default false }}
+sms: {{ $w.sms | default false }}
+websites: {{ $w.websites | default false }}
 {{- end -}}
 
 {{- define "kg.name" -}}
@@ -179,18 +193,20 @@ secret value is in the pod's environment. Call with (list $root "registration" $
   file: service-token
   secret: {{ include "kg.secretName" (list $root $sec.serviceToken) }}
   key: {{ $sec.serviceToken.key }}
-{{- if eq $name "registration" }}
+{{- $w := include "kg.wiring" (list $root $name) | fromYaml }}
+{{- if $w.redis }}
 - env: KG_REDIS_URL
   file: redis-url
   secret: {{ include "kg.secretName" (list $root $sec.redis) }}
   key: {{ $sec.redis.key }}
 {{- end }}
-{{- if eq $name "notification" }}
+{{- if $w.smtp }}
 - env: KG_SMTP_URL
   file: smtp-url
   secret: {{ include "kg.secretName" (list $root $sec.smtp) }}
   key: {{ $sec.smtp.key }}
-{{- if $sec.sms.enabled }}
+{{- end }}
+{{- if and $w.sms $sec.sms.enabled }}
 - env: KG_SMS_URL
   file: sms-url
   secret: {{ include "kg.secretName" (list $root $sec.sms) }}
@@ -199,7 +215,6 @@ secret value is in the pod's environment. Call with (list $root "registration" $
   file: sms-token
   secret: {{ include "kg.secretName" (list $root $sec.sms) }}
   key: {{ $sec.sms.tokenKey }}
-{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -40,25 +40,24 @@ ports and protocols (default [TCP]).
 {{- $v := $root.Values -}}
 {{- $np := $v.networkPolicy -}}
 {{- $name := .name -}}
-{{- $callers := include "kg.callers" $root | fromYaml -}}
+{{- $w := include "kg.wiring" (list $root $name) | fromYaml -}}
+{{- /* the mesh's own paths, from services.<name>.wiring.calls: ingress from every service that
+calls this one, egress to every service this one calls */ -}}
 {{- $meshPeers := list -}}
-{{- range $caller := index $callers $name -}}
+{{- range $caller := splitList " " (include "kg.serviceNames" $root) -}}
+{{- if has $name (include "kg.wiring" (list $root $caller) | fromYaml).calls -}}
 {{- $peer := dict "podSelector" (dict "matchLabels" (include "kg.selectorLabels" (list $root $caller) | fromYaml)) -}}
 {{- $meshPeers = append $meshPeers $peer -}}
+{{- end -}}
 {{- end -}}
 {{- if $v.tests.enabled -}}
 {{- $meshPeers = append $meshPeers (dict "podSelector" (dict "matchLabels" (include "kg.selectorLabels" (list $root "test") | fromYaml))) -}}
 {{- end -}}
-{{- /* the back office calls review, registration and identity-check, never notification */ -}}
-{{- if and $v.backoffice.enabled (has $name (list "identity-check" "registration" "review")) -}}
+{{- /* the back office calls the services whose wiring.calledByBackoffice is set */ -}}
+{{- if and $v.backoffice.enabled $w.calledByBackoffice -}}
 {{- $meshPeers = append $meshPeers (dict "podSelector" (dict "matchLabels" (include "kg.selectorLabels" (list $root "backoffice") | fromYaml))) -}}
 {{- end -}}
-{{- $callees := list -}}
-{{- range $callee, $calleeCallers := $callers -}}
-{{- if has $name $calleeCallers -}}
-{{- $callees = append $callees $callee -}}
-{{- end -}}
-{{- end -}}
+{{- $callees := $w.calls | uniq | sortAlpha -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -124,16 +123,16 @@ spec:
           protocol: TCP
     {{- end }}
     {{- include "kg.egressRules" $np.egress.postgres }}
-    {{- if eq $name "registration" }}
+    {{- if $w.redis }}
     {{- include "kg.egressRules" $np.egress.redis }}
     {{- end }}
-    {{- if eq $name "notification" }}
+    {{- if $w.smtp }}
     {{- include "kg.egressRules" $np.egress.smtp }}
-    {{- if $v.secrets.sms.enabled }}
+    {{- end }}
+    {{- if and $w.sms $v.secrets.sms.enabled }}
     {{- include "kg.egressRules" $np.egress.sms }}
     {{- end }}
-    {{- end }}
-    {{- if eq $name "identity-check" }}
+    {{- if $w.websites }}
     {{- include "kg.egressRules" $np.egress.websites }}
     {{- end }}
     {{- if $v.otel.endpoint }}

@@ -4,6 +4,11 @@
 {{- define "kg.calendarDir" -}}/etc/koogallery/calendar{{- end -}}
 {{- define "kg.bounceMaildir" -}}/var/lib/koogallery/bounces{{- end -}}
 
+{{/* The bounce mailbox claim of a service's settings (bounceMailbox.existingClaim), or "". */}}
+{{- define "kg.bounceClaim" -}}
+{{- dig "bounceMailbox" "existingClaim" "" . -}}
+{{- end -}}
+
 {{/*
 The plain (non-secret) configuration of one service, as a map of environment variables.
 Call with (list $root "registration" $settings); returns YAML.
@@ -47,22 +52,29 @@ Call with (list $root "registration" $settings); returns YAML.
 {{- if eq $v.secrets.jwt.mode "jwks" -}}
 {{- $_ := set $cfg "KG_JWT_JWKS_FILE" (printf "%s/%s" (include "kg.jwtDir" $root) $v.secrets.jwt.jwksKey) -}}
 {{- end -}}
-{{- if eq $name "registration" -}}
-{{- $_ := set $cfg "KG_CONTACT_UNREACHABLE_FAILURES" ($s.contacts.unreachableFailures | int | toString) -}}
-{{- $_ := set $cfg "KG_CONTACT_FAILURE_WINDOW_HOURS" ($s.contacts.failureWindowHours | int | toString) -}}
+{{- /*
+The settings only some services have: each is written when the service's values hold its key
+(services.<name>: contacts, timezone, calendar, requireVerifiedContacts, bounceAddress,
+bounceMailbox), never by the service's name.
+*/ -}}
+{{- with $s.contacts -}}
+{{- $_ := set $cfg "KG_CONTACT_UNREACHABLE_FAILURES" (.unreachableFailures | int | toString) -}}
+{{- $_ := set $cfg "KG_CONTACT_FAILURE_WINDOW_HOURS" (.failureWindowHours | int | toString) -}}
 {{- end -}}
-{{- if eq $name "review" -}}
-{{- $_ := set $cfg "KG_TIMEZONE" $s.timezone -}}
+{{- with $s.timezone -}}
+{{- $_ := set $cfg "KG_TIMEZONE" . -}}
+{{- end -}}
+{{- if $s.calendar -}}
 {{- $_ := set $cfg "KG_CALENDAR_FILE" (printf "%s/calendar.yaml" (include "kg.calendarDir" $root)) -}}
+{{- end -}}
+{{- if hasKey $s "requireVerifiedContacts" -}}
 {{- $_ := set $cfg "KG_REQUIRE_VERIFIED_CONTACTS" (ternary "true" "false" (eq (toString $s.requireVerifiedContacts) "true")) -}}
 {{- end -}}
-{{- if eq $name "notification" -}}
 {{- with $s.bounceAddress -}}
 {{- $_ := set $cfg "KG_SMTP_BOUNCE_ADDRESS" . -}}
 {{- end -}}
-{{- if $s.bounceMailbox.existingClaim -}}
+{{- if include "kg.bounceClaim" $s -}}
 {{- $_ := set $cfg "KG_BOUNCE_MAILDIR" (include "kg.bounceMaildir" $root) -}}
-{{- end -}}
 {{- end -}}
 {{- range $k, $val := $s.env -}}
 {{- $_ := set $cfg $k (toString $val) -}}
@@ -115,11 +127,16 @@ holidays: {{ .s.calendar.holidays | default list | toJson }}
 extra_working_days: {{ .s.calendar.extraWorkingDays | default list | toJson }}
 {{- end -}}
 
+{{/* The ConfigMap of a service's calendar ("<fullname>-<service>-calendar"). */}}
+{{- define "kg.calendarName" -}}
+{{- include "kg.resourceName" (list .root (printf "%s-calendar" .name)) -}}
+{{- end -}}
+
 {{- define "kg.calendarConfigMap" -}}
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: {{ include "kg.resourceName" (list .root "review-calendar") }}
+  name: {{ include "kg.calendarName" . }}
   namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "kg.componentLabels" (list .root .name) | nindent 4 }}
@@ -176,6 +193,7 @@ failureThreshold: {{ .probe.failureThreshold }}
 {{- $s := .s -}}
 {{- $probePort := ternary $v.tls.healthPort $v.ports.grpc $v.tls.enabled | int -}}
 {{- $secretFiles := include "kg.secretFiles" (list $root .name $s) | fromYamlArray -}}
+{{- $bounceClaim := include "kg.bounceClaim" $s -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -205,7 +223,7 @@ spec:
         {{- end }}
       annotations:
         checksum/config: {{ toJson .config | sha256sum }}
-        {{- if eq .name "review" }}
+        {{- if $s.calendar }}
         checksum/calendar: {{ include "kg.calendar" . | sha256sum }}
         {{- end }}
         {{- with $s.podAnnotations }}
@@ -276,12 +294,12 @@ spec:
               mountPath: {{ include "kg.jwtDir" $root }}
               readOnly: true
             {{- end }}
-            {{- if eq .name "review" }}
+            {{- if $s.calendar }}
             - name: calendar
               mountPath: {{ include "kg.calendarDir" $root }}
               readOnly: true
             {{- end }}
-            {{- if and (eq .name "notification") $s.bounceMailbox.existingClaim }}
+            {{- if $bounceClaim }}
             - name: bounces
               mountPath: {{ include "kg.bounceMaildir" $root }}
             {{- end }}
@@ -305,15 +323,15 @@ spec:
               - key: {{ $v.secrets.jwt.jwksKey }}
                 path: {{ $v.secrets.jwt.jwksKey }}
         {{- end }}
-        {{- if eq .name "review" }}
+        {{- if $s.calendar }}
         - name: calendar
           configMap:
-            name: {{ include "kg.resourceName" (list $root "review-calendar") }}
+            name: {{ include "kg.calendarName" . }}
         {{- end }}
-        {{- if and (eq .name "notification") $s.bounceMailbox.existingClaim }}
+        {{- if $bounceClaim }}
         - name: bounces
           persistentVolumeClaim:
-            claimName: {{ $s.bounceMailbox.existingClaim }}
+            claimName: {{ $bounceClaim }}
         {{- end }}
       {{- if $s.topologySpread.enabled }}
       topologySpreadConstraints:
