@@ -26,7 +26,9 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .trace_fn(|request| kg_runtime::telemetry::server_span("kg-bench-echo", request))
         .layer(metrics.layer())
-        .layer(AuthLayer::new(None))
+        .layer(AuthLayer::new(None, "", |_| {
+            kg_runtime::auth::roles::EVERYONE
+        }))
         .layer(RateLimitLayer::new(None))
         .add_service(health)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {

@@ -1,6 +1,8 @@
 //! `koogallery accounts import` and `koogallery apply` against `koogallery up`: the example files
 //! work, the preflight runs, and a refused submission prints its reasons.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::process::Command;

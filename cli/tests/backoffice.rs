@@ -7,6 +7,8 @@
 //! the queue and the task are written under the test target folder (`backoffice-screenshots/`),
 //! and over docs/backoffice/ when KG_UPDATE_DOCS_SCREENSHOTS=1.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::path::{Path, PathBuf};

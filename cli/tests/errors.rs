@@ -2,6 +2,8 @@
 //! address (and by where the address came from) with the status and the cause once; something
 //! permanent is not done without a confirmation; completions print a script.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use common::client;

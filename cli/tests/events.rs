@@ -1,6 +1,8 @@
 //! `koogallery events watch` against `koogallery up`: one line per event with its resume token;
 //! resuming with a printed token continues with the next event; type filters; bad input refused.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::io::Read;

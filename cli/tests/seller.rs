@@ -2,6 +2,8 @@
 //! reviewed change (one at a time), lists and withdraws it, is refused an unverified rename,
 //! exits, and its account cannot apply again.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use common::{Mesh, word};

@@ -2,6 +2,8 @@
 //! (`koogallery status`) finds each SERVING and listing its own service through reflection; the
 //! reviewers' back office answers on the fifth port; and SIGTERM stops the mesh with exit code 0.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

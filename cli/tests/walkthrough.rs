@@ -3,6 +3,8 @@
 //! namespace of their own with only loopback (no route to the internet) when `unshare -n` works
 //! here, so the offline demo is what is tested. A README that drifts from the CLI fails.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::io::Read as _;

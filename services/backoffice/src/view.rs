@@ -15,14 +15,9 @@ pub fn last_segment(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-/// Task ids are UUIDs; anything else in a path is refused before it reaches a service.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+/// Ids in a path are plain ids (task ids are UUIDs); anything else is refused before it reaches
+/// a service.
+pub use kg_runtime::idempotency::is_plain_id as valid_id;
 
 pub fn time(ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     let ts = ts?;

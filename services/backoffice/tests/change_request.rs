@@ -1,6 +1,8 @@
 //! A seller's change request in the back office: the queue shows its kind, the task page shows
 //! the field diff and the seller's logo (the request keeps it), and the filters narrow the queue.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;

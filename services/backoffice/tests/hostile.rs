@@ -2,6 +2,8 @@
 //! in a company name, a stored logo that is not the image it claims to be, forged form posts.
 //! The mesh behind it is real (every service over TCP, authentication on).
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! `KG_JWT_SECRET_FILE` verifies the proxy's bearer tokens, `KG_BACKOFFICE_CSRF_SECRET_FILE` is
 //! read and checked like the variable, and setting both forms of one secret is refused.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::path::Path;

@@ -7,6 +7,9 @@ use kg_proto::identity::{Account, VerificationType};
 
 use crate::account_store::AccountRow;
 use crate::convert::timestamp;
+use kg_runtime::error::ServiceError as _;
+use kg_runtime::error::{CommonError, Violations};
+
 use crate::error::IdentityError;
 
 pub const MAX_IMPORT: usize = 1000;
@@ -37,7 +40,7 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), IdentityError> {
 
 /// Validates a wire account and turns it into a row. Every problem is reported at once.
 pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
-    let mut violations = Vec::new();
+    let mut violations = Violations::default();
     let id = if a.account_id.is_empty() {
         a.name
             .strip_prefix("accounts/")
@@ -46,8 +49,10 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
     } else {
         a.account_id.clone()
     };
-    if let Err(IdentityError::Invalid(v)) = validate_id(&format!("{prefix}account_id"), &id) {
-        violations.extend(v);
+    if let Err(IdentityError::Common(CommonError::Invalid(v))) =
+        validate_id(&format!("{prefix}account_id"), &id)
+    {
+        violations.0.extend(v);
     }
     let verification = match VerificationType::try_from(a.verification_type) {
         Ok(VerificationType::Enterprise) => "ENTERPRISE",
@@ -60,11 +65,11 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
             }
         }
         Err(_) => {
-            violations.push((
+            violations.add(
                 format!("{prefix}verification_type"),
                 "VERIFICATION_TYPE_INVALID",
                 "unknown verification type".to_string(),
-            ));
+            );
             "NONE"
         }
     };
@@ -74,7 +79,7 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         match kg_checks::contact::parse_email(&format!("{prefix}email"), &a.email) {
             Ok(e) => e,
             Err(f) => {
-                violations.push((f.field, f.code, f.message));
+                violations.add(f.field, f.code, f.message);
                 String::new()
             }
         }
@@ -85,17 +90,17 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         match kg_checks::contact::parse_e164(&format!("{prefix}mobile"), &a.mobile) {
             Ok(m) => Some(m),
             Err(f) => {
-                violations.push((f.field, f.code, f.message));
+                violations.add(f.field, f.code, f.message);
                 None
             }
         }
     };
     if a.verified_enterprise_name.chars().count() > 256 {
-        violations.push((
+        violations.add(
             format!("{prefix}verified_enterprise_name"),
             "NAME_TOO_LONG",
             "at most 256 characters".to_string(),
-        ));
+        );
     }
     // Free text is stored as given: no control characters (PostgreSQL refuses NUL in text and
     // JSON), bounded lengths.
@@ -106,10 +111,10 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         256,
     );
     if !a.parent_account_id.is_empty()
-        && let Err(IdentityError::Invalid(v)) =
+        && let Err(IdentityError::Common(CommonError::Invalid(v))) =
             validate_id(&format!("{prefix}parent_account_id"), &a.parent_account_id)
     {
-        violations.extend(v);
+        violations.0.extend(v);
     }
     if let Some(addr) = &a.registered_address {
         let field = |name: &str| format!("{prefix}registered_address.{name}");
@@ -123,11 +128,11 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
             plain_text(&mut violations, field(name), value, 256);
         }
         if addr.address_lines.len() > 8 {
-            violations.push((
+            violations.add(
                 field("address_lines"),
                 "ADDRESS_TOO_LONG",
                 "at most 8 address lines".to_string(),
-            ));
+            );
         }
         for (i, line) in addr.address_lines.iter().enumerate() {
             plain_text(
@@ -142,11 +147,11 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         "" | "en" => "en",
         "zh-CN" | "zh" => "zh-CN",
         _ => {
-            violations.push((
+            violations.add(
                 format!("{prefix}locale"),
                 "LOCALE_UNSUPPORTED",
                 "supported locales: en, zh-CN".to_string(),
-            ));
+            );
             "en"
         }
     };
@@ -156,11 +161,11 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
                 Ok(n) => (Some(n.country), Some(n.number)),
                 Err(findings) => {
                     for f in findings {
-                        violations.push((
+                        violations.add(
                             format!("{prefix}verified_entity.{}", f.field),
                             f.code,
                             f.message,
-                        ));
+                        );
                     }
                     (None, None)
                 }
@@ -168,9 +173,7 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
         }
         _ => (None, None),
     };
-    if !violations.is_empty() {
-        return Err(IdentityError::Invalid(violations));
-    }
+    violations.check()?;
     let now = Utc::now();
     Ok(AccountRow {
         account_id: id,
@@ -197,20 +200,15 @@ pub fn to_row(prefix: &str, a: &Account) -> Result<AccountRow, IdentityError> {
 }
 
 /// Refuses control characters (NUL included) and more than `max` characters in free text.
-fn plain_text(
-    violations: &mut Vec<(String, &'static str, String)>,
-    field: String,
-    value: &str,
-    max: usize,
-) {
+fn plain_text(violations: &mut Violations, field: String, value: &str, max: usize) {
     if value.chars().any(char::is_control) {
-        violations.push((
+        violations.add(
             field,
             "CONTROL_CHARACTER",
             "control characters are not allowed".to_string(),
-        ));
+        );
     } else if value.chars().count() > max {
-        violations.push((field, "TEXT_TOO_LONG", format!("at most {max} characters")));
+        violations.add(field, "TEXT_TOO_LONG", format!("at most {max} characters"));
     }
 }
 

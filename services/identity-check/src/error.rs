@@ -1,53 +1,33 @@
-//! identity-check's errors, mapped once to gRPC status.
+//! identity-check's errors: its own, mapped here, and the ones every service shares
+//! ([`CommonError`], mapped once by the runtime).
 
 use kg_runtime::ApiError;
-use kg_runtime::error::ErrorReason;
+use kg_runtime::error::{CommonError, ErrorReason, ServiceError};
 use tonic::Code;
 
 pub const DOMAIN: &str = "identity.koogallery.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("invalid request")]
-    Invalid(Vec<(String, &'static str, String)>),
     #[error("account {0} not found")]
     AccountNotFound(String),
     #[error("too many accounts in one import ({0}; at most {1})")]
     ImportTooLarge(usize, usize),
-    #[error("the caller does not own this account")]
-    NotOwner,
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Common(#[from] CommonError),
 }
 
-impl IdentityError {
-    pub fn field(
-        field: impl Into<String>,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Invalid(vec![(field.into(), reason, message.into())])
+impl From<sea_orm::DbErr> for IdentityError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::Common(err.into())
     }
 }
+
+impl ServiceError for IdentityError {}
 
 impl From<IdentityError> for tonic::Status {
     fn from(err: IdentityError) -> Self {
         let api = match err {
-            IdentityError::Invalid(violations) => {
-                let mut api = ApiError::new(
-                    Code::InvalidArgument,
-                    DOMAIN,
-                    ErrorReason::InvalidArgument,
-                    format!(
-                        "{} invalid field(s); see the field violations",
-                        violations.len()
-                    ),
-                );
-                for (field, reason, message) in violations {
-                    api = api.with_field_violation(field, reason, message);
-                }
-                api
-            }
             IdentityError::AccountNotFound(id) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
@@ -60,24 +40,7 @@ impl From<IdentityError> for tonic::Status {
                 ErrorReason::ImportTooLarge,
                 format!("{n} accounts in one import; send at most {max} per call"),
             ),
-            IdentityError::NotOwner => ApiError::new(
-                Code::PermissionDenied,
-                DOMAIN,
-                ErrorReason::NotAccountOwner,
-                "applicants check only their own account",
-            ),
-            IdentityError::Database(e) => {
-                if kg_runtime::db::is_unique_violation(&e) {
-                    ApiError::new(
-                        Code::Aborted,
-                        DOMAIN,
-                        ErrorReason::ConcurrentUpdate,
-                        "a concurrent update won; retry",
-                    )
-                } else {
-                    ApiError::unavailable(DOMAIN, "database", &e)
-                }
-            }
+            IdentityError::Common(common) => common.into_api(DOMAIN),
         };
         api.into()
     }

@@ -8,6 +8,7 @@ pub mod eligibility;
 pub mod error;
 pub mod materials;
 pub mod migrations;
+pub mod roles;
 pub mod service;
 
 use std::net::IpAddr;
@@ -72,7 +73,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut options = ServeOptions::from_config(SERVICE, listener, shutdown, &config.common)?;
     options.probes.push(Probe::database(db));
-    serve(options, service).await
+    serve(options, service, roles::allowed).await
 }
 
 fn parse_allowlist(entries: &[String]) -> anyhow::Result<Vec<(IpAddr, u8)>> {

@@ -4,7 +4,8 @@
 use chrono::Utc;
 use kg_proto::identity::identity_check_service_server::IdentityCheckService;
 use kg_proto::identity::*;
-use kg_runtime::auth::{Caller, Role};
+use kg_runtime::auth::Caller;
+use kg_runtime::error::CommonError;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
@@ -14,23 +15,19 @@ use crate::convert::{finding, outcome, timestamp};
 use crate::eligibility;
 use crate::error::IdentityError;
 use crate::materials::MaterialsChecker;
+use kg_runtime::error::ServiceError as _;
 
 /// The account directory holds personal data: every change is logged with who made it, the
 /// email and mobile masked (kg_runtime::redact).
-fn log_saved(caller: Option<&Caller>, row: &account_store::AccountRow, created: bool) {
+fn log_saved(caller: &Caller, row: &account_store::AccountRow, created: bool) {
     tracing::info!(
-        caller = caller.map(|c| c.subject.as_str()).unwrap_or_default(),
+        caller = %caller.subject,
         account_id = %row.account_id,
         email = %kg_runtime::redact::email(&row.email),
         mobile = %kg_runtime::redact::mobile(row.mobile.as_deref().unwrap_or_default()),
         created,
         "account directory: account saved"
     );
-}
-
-/// Applicants read only their own account; staff and services read all.
-fn may_read(caller: Option<&Caller>, account_id: &str) -> bool {
-    caller.is_none_or(|c| c.role != Role::Applicant || c.subject == account_id)
 }
 
 pub struct IdentityCheck {
@@ -50,7 +47,7 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<UpsertAccountRequest>,
     ) -> Result<Response<UpsertAccountResponse>, Status> {
-        let caller = Caller::of(&request).cloned();
+        let caller = Caller::require(&request).map_err(IdentityError::from)?;
         let account = request.into_inner().account.ok_or_else(|| {
             IdentityError::field("account", "FIELD_REQUIRED", "account is required")
         })?;
@@ -58,7 +55,7 @@ impl IdentityCheckService for IdentityCheck {
         let created = account_store::upsert(&self.db, row.clone())
             .await
             .map_err(IdentityError::from)?;
-        log_saved(caller.as_ref(), &row, created);
+        log_saved(&caller, &row, created);
         let stored = account_store::get(&self.db, &row.account_id)
             .await
             .map_err(IdentityError::from)?
@@ -73,7 +70,7 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<ImportAccountsRequest>,
     ) -> Result<Response<ImportAccountsResponse>, Status> {
-        let caller = Caller::of(&request).cloned();
+        let caller = Caller::require(&request).map_err(IdentityError::from)?;
         let request = request.into_inner();
         if request.accounts.len() > MAX_IMPORT {
             return Err(IdentityError::ImportTooLarge(request.accounts.len(), MAX_IMPORT).into());
@@ -82,15 +79,14 @@ impl IdentityCheckService for IdentityCheck {
         for (index, account) in request.accounts.iter().enumerate() {
             let row = match accounts::to_row(&format!("accounts[{index}]."), account) {
                 Ok(row) => row,
-                Err(IdentityError::Invalid(violations)) => {
+                Err(IdentityError::Common(CommonError::Invalid(violations))) => {
                     response.failed_count += 1;
-                    let (field, reason, message) =
-                        violations.into_iter().next().unwrap_or_default();
+                    let first = violations.into_iter().next().unwrap_or_default();
                     response.errors.push(ImportAccountError {
                         index: index as i32,
                         account_id: account.account_id.clone(),
-                        reason: reason.to_string(),
-                        message: format!("{field}: {message}"),
+                        reason: first.reason,
+                        message: format!("{}: {}", first.field, first.description),
                     });
                     continue;
                 }
@@ -99,7 +95,7 @@ impl IdentityCheckService for IdentityCheck {
             let created = account_store::upsert(&self.db, row.clone())
                 .await
                 .map_err(IdentityError::from)?;
-            log_saved(caller.as_ref(), &row, created);
+            log_saved(&caller, &row, created);
             if created {
                 response.created_count += 1;
             } else {
@@ -113,9 +109,9 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<GetAccountRequest>,
     ) -> Result<Response<GetAccountResponse>, Status> {
-        let caller = Caller::of(&request).cloned();
+        let caller = Caller::require(&request).map_err(IdentityError::from)?;
         let id = accounts::parse_name(&request.into_inner().name)?;
-        if !may_read(caller.as_ref(), &id) {
+        if !caller.may_see(&id) {
             return Err(IdentityError::AccountNotFound(id).into());
         }
         let row = account_store::get(&self.db, &id)
@@ -131,11 +127,11 @@ impl IdentityCheckService for IdentityCheck {
         &self,
         request: Request<CheckEligibilityRequest>,
     ) -> Result<Response<CheckEligibilityResponse>, Status> {
-        let caller = Caller::of(&request).cloned();
+        let caller = Caller::require(&request).map_err(IdentityError::from)?;
         let id = request.into_inner().account_id;
         accounts::validate_id("account_id", &id)?;
-        if !may_read(caller.as_ref(), &id) {
-            return Err(IdentityError::NotOwner.into());
+        if !caller.may_see(&id) {
+            return Err(IdentityError::from(CommonError::NotOwner).into());
         }
         let row = account_store::get(&self.db, &id)
             .await

@@ -1,6 +1,8 @@
 //! SIGTERM lets in-flight RPCs finish, then the process exits 0. The in-flight RPC is a website
 //! check against a local site that answers slowly.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

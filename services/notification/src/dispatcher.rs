@@ -66,7 +66,6 @@ use tracing::Instrument as _;
 use kg_runtime::shutdown::Shutdown;
 
 use crate::email::EmailSender;
-use crate::mask;
 use crate::outbox::{self, Report, Source};
 // moved to `outcome.rs` (email and SMS use them too); re-exported for existing paths
 pub use crate::outcome::{Accepted, SendError, code};
@@ -88,16 +87,6 @@ pub struct Settings {
     pub batch: u64,
     /// Deliveries sent at the same time.
     pub concurrency: usize,
-}
-
-/// The delay before attempt `failed + 1`, after `failed` failed attempts: `base · 2^(failed-1)`
-/// capped at `max`, then a uniformly random point in its upper half (equal jitter), so that
-/// deliveries that failed together do not all come back together.
-pub fn backoff(failed: u32, base: Duration, max: Duration) -> Duration {
-    let exp = 2u32.saturating_pow(failed.saturating_sub(1).min(31));
-    let capped = base.saturating_mul(exp).min(max);
-    let half = capped / 2;
-    half + half.mul_f64(rand::random::<f64>())
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -341,7 +330,7 @@ impl Dispatcher {
             }
             Err(err) => {
                 let message: String =
-                    mask::scrub(&err.message, &row.recipient, &row.recipient_masked)
+                    kg_runtime::redact::hide(&err.message, &row.recipient, &row.recipient_masked)
                         .chars()
                         .take(1000)
                         .collect();
@@ -349,11 +338,11 @@ impl Dispatcher {
                 let (new_status, next) = if give_up {
                     (status::FAILED, now)
                 } else {
-                    let delay = backoff(
-                        attempts as u32,
-                        self.settings.retry_base,
-                        self.settings.retry_max,
-                    );
+                    let delay = kg_runtime::outbox::Backoff {
+                        base: self.settings.retry_base,
+                        max: self.settings.retry_max,
+                    }
+                    .delay(attempts);
                     (status::RETRYING, store::truncate(now + delay))
                 };
                 self.metrics
@@ -647,22 +636,5 @@ mod tests {
             "only permanent failures"
         );
         assert!(!SendError::transient(code::SMTP_TRANSIENT, "451 4.3.0 x").is_smtp_refusal());
-    }
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        let base = Duration::from_secs(30);
-        let max = Duration::from_secs(3600);
-        for _ in 0..100 {
-            let first = backoff(1, base, max);
-            assert!(
-                first >= Duration::from_secs(15) && first <= base,
-                "{first:?}"
-            );
-            let third = backoff(3, base, max);
-            assert!(third >= Duration::from_secs(60) && third <= Duration::from_secs(120));
-            let late = backoff(40, base, max);
-            assert!(late >= max / 2 && late <= max, "{late:?}");
-        }
     }
 }

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 
-use crate::mask;
 use crate::store::{channel, delivery, status};
 
 /// One per-recipient block of a delivery status notification.
@@ -182,7 +181,7 @@ pub fn match_delivery(dsn: &Dsn, delivery: &delivery::Model) -> Option<Bounce> {
         Some(diagnostic) => format!("bounce: {} {diagnostic}", failure.status),
         None => format!("bounce: {}", failure.status),
     };
-    let error = mask::scrub(&text, &delivery.recipient, &delivery.recipient_masked)
+    let error = kg_runtime::redact::hide(&text, &delivery.recipient, &delivery.recipient_masked)
         .chars()
         .take(1000)
         .collect();
@@ -441,7 +440,6 @@ fn message_id(value: &str) -> String {
 /// Test data shared with the bounce mailbox's tests (`bounces.rs`).
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use crate::mask;
     use crate::store::{self, channel, delivery, status};
 
     pub(crate) const DELIVERY: &str = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
@@ -527,7 +525,7 @@ Auto-Submitted: auto-generated\r\n\
             subject: String::new(),
             request_sha256: String::new(),
             recipient: recipient.into(),
-            recipient_masked: mask::email(recipient),
+            recipient_masked: kg_runtime::redact::email(recipient),
             template: "contact_verification/v1".into(),
             locale: "en".into(),
             title: String::new(),

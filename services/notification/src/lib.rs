@@ -6,7 +6,7 @@
 //!   (`email.rs`) and an SMS provider's HTTP API (`sms.rs`), each send ending in an outcome of
 //!   `outcome.rs`;
 //! * `GetNotification`/`ListNotifications` read the deliveries (`queries.rs`), recipients
-//!   always masked (`mask.rs`);
+//!   always masked (`kg_runtime::redact`);
 //! * the texts are data: files in `templates/`, built in and rendered by `templates.rs`;
 //! * contact reachability: CONTACT_VERIFICATION mails a code to the address being verified
 //!   (`recipient_email`); an email the SMTP server refuses with a 5xx reply (`dispatcher.rs`)
@@ -30,11 +30,11 @@ pub mod dispatcher;
 pub mod dsn;
 pub mod email;
 pub mod error;
-pub mod mask;
 pub mod migrations;
 pub mod outbox;
 pub mod outcome;
 pub mod queries;
+pub mod roles;
 pub mod send;
 pub mod service;
 pub mod sms;
@@ -324,11 +324,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
     // the relay and the bounce mailbox run while RPCs are served, and stop with the dispatcher
     let (stop_background, background_shutdown) = Shutdown::new();
     tokio::spawn(relay.run(background_shutdown.clone()));
-    tokio::spawn(refresh_outbox_gauges(
-        gauges,
-        db.clone(),
-        background_shutdown.clone(),
-    ));
+    tokio::spawn(gauges.keep_fresh(db.clone(), migrations::OUTBOX, background_shutdown.clone()));
     match &config.bounce_maildir {
         Some(maildir) if !maildir.as_os_str().is_empty() => {
             BounceMailbox::prepare(maildir)
@@ -368,7 +364,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
 
     let service =
         NotificationServiceServer::new(service::Notification::new(db, identity, tz, wake));
-    let served = serve(options, service).await;
+    let served = serve(options, service, roles::allowed).await;
 
     stop_dispatcher.trigger();
     stop_background.trigger();
@@ -384,23 +380,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         }
     }
     served
-}
-
-/// Refreshes the outbox gauges every 15 s until shutdown.
-async fn refresh_outbox_gauges(
-    gauges: OutboxGauges,
-    db: sea_orm::DatabaseConnection,
-    shutdown: Shutdown,
-) {
-    loop {
-        if let Err(e) = gauges.refresh(&db, migrations::OUTBOX).await {
-            tracing::warn!(error = %e, "refreshing the outbox gauges failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {},
-            _ = shutdown.clone().wait() => return,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use kg_proto::identity::{Account, GetAccountRequest};
 use kg_proto::notification::{
     NotificationEventType, SendNotificationRequest, SendNotificationResponse,
 };
-use kg_runtime::error::{DecodedError, FieldViolation};
+use kg_runtime::error::{CommonError, DecodedError, Violations};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -32,7 +32,8 @@ use crate::outcome::code;
 use crate::service::Notification;
 use crate::store::{self, channel, delivery, status};
 use crate::templates::{self, Locale, RenderError};
-use crate::{mask, view};
+use crate::view;
+use kg_runtime::error::ServiceError as _;
 
 pub const MAX_PARAMETERS: usize = 32;
 pub const MAX_VALUE_CHARS: usize = 2000;
@@ -77,13 +78,7 @@ pub fn plausible_email(address: &str) -> bool {
 }
 
 /// An id of the platform: 1-64 characters of `A-Z a-z 0-9 - _` (a UUID fits).
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use kg_runtime::idempotency::is_plain_id as valid_id;
 
 /// A resource name such as `applications/0193…`: 1-256 printable characters, no white space.
 pub fn valid_subject(subject: &str) -> bool {
@@ -91,14 +86,6 @@ pub fn valid_subject(subject: &str) -> bool {
         && subject
             .chars()
             .all(|c| !c.is_control() && !c.is_whitespace())
-}
-
-fn violation(field: impl Into<String>, reason: &str, description: &str) -> FieldViolation {
-    FieldViolation {
-        field: field.into(),
-        reason: reason.to_string(),
-        description: description.to_string(),
-    }
 }
 
 /// What a valid request parses into.
@@ -112,46 +99,44 @@ struct Parsed {
 }
 
 fn parse(req: &SendNotificationRequest) -> Result<Parsed, NotificationError> {
-    let mut violations = Vec::new();
+    let mut violations = Violations::default();
     if !valid_id(&req.event_id) {
-        violations.push(violation(
-            "event_id",
+        violations.add("event_id",
             "EVENT_ID_INVALID",
-            "event_id is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (the event's UUID)",
-        ));
+            "event_id is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (the event's UUID)");
     }
     if !valid_id(&req.account_id) {
-        violations.push(violation(
+        violations.add(
             "account_id",
             "ACCOUNT_ID_INVALID",
             "account_id is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_'",
-        ));
+        );
     }
     let event = match NotificationEventType::try_from(req.event_type) {
         Ok(NotificationEventType::Unspecified) => {
-            violations.push(violation(
+            violations.add(
                 "event_type",
                 "EVENT_TYPE_REQUIRED",
                 "event_type is required",
-            ));
+            );
             None
         }
         Ok(event) => Some(event),
         Err(_) => {
-            violations.push(violation(
+            violations.add(
                 "event_type",
                 "EVENT_TYPE_INVALID",
                 "event_type is not a known NotificationEventType",
-            ));
+            );
             None
         }
     };
     if req.template_parameters.len() > MAX_PARAMETERS {
-        violations.push(violation(
+        violations.add(
             "template_parameters",
             "TEMPLATE_PARAMETERS_TOO_MANY",
             "at most 32 template parameters",
-        ));
+        );
     } else {
         let mut keys: Vec<&String> = req.template_parameters.keys().collect();
         keys.sort();
@@ -165,17 +150,17 @@ fn parse(req: &SendNotificationRequest) -> Result<Parsed, NotificationError> {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !key_ok {
                 // the key itself is not echoed: it may be anything
-                violations.push(violation(
+                violations.add(
                     "template_parameters",
                     "TEMPLATE_PARAMETER_KEY_INVALID",
                     "keys are lower_snake_case, at most 64 characters",
-                ));
+                );
             } else if value.chars().count() > MAX_VALUE_CHARS {
-                violations.push(violation(
+                violations.add(
                     format!("template_parameters[{key}]"),
                     "TEMPLATE_PARAMETER_TOO_LONG",
                     "at most 2000 characters",
-                ));
+                );
             }
         }
     }
@@ -187,53 +172,49 @@ fn parse(req: &SendNotificationRequest) -> Result<Parsed, NotificationError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        violations.push(violation(
+        violations.add(
             "locale",
             "LOCALE_INVALID",
             "locale is a language tag such as \"en\" or \"zh-CN\"",
-        ));
+        );
         None
     } else {
         // a tag we do not support falls back to "en"
         Some(Locale::parse(&req.locale).unwrap_or(Locale::En))
     };
     if !valid_subject(&req.subject) {
-        violations.push(violation(
-            "subject",
+        violations.add("subject",
             "SUBJECT_INVALID",
-            "subject is a resource name such as \"applications/{id}\": at most 256 characters, no white space",
-        ));
+            "subject is a resource name such as \"applications/{id}\": at most 256 characters, no white space");
     }
     let recipient_email = req.recipient_email.trim();
     match event {
         Some(NotificationEventType::ContactVerification) if recipient_email.is_empty() => {
-            violations.push(violation(
+            violations.add(
                 "recipient_email",
                 "RECIPIENT_EMAIL_REQUIRED",
                 "recipient_email is required for CONTACT_VERIFICATION: the address to verify",
-            ));
+            );
         }
         Some(NotificationEventType::ContactVerification) if !plausible_email(recipient_email) => {
-            violations.push(violation(
+            violations.add(
                 "recipient_email",
                 "RECIPIENT_EMAIL_INVALID",
                 "recipient_email is not a valid email address (at most 320 characters)",
-            ));
+            );
         }
         Some(NotificationEventType::ContactVerification) | None => {}
         Some(_) if !req.recipient_email.is_empty() => {
-            violations.push(violation(
+            violations.add(
                 "recipient_email",
                 "RECIPIENT_EMAIL_NOT_ALLOWED",
                 "recipient_email is for CONTACT_VERIFICATION only; other events go to the \
                  account's bound addresses",
-            ));
+            );
         }
         Some(_) => {}
     }
-    if !violations.is_empty() {
-        return Err(NotificationError::Invalid(violations));
-    }
+    violations.check()?;
     Ok(Parsed {
         event: event.unwrap_or_default(),
         params: req
@@ -350,7 +331,7 @@ impl Notification {
         let mut rows = vec![row(
             channel::EMAIL,
             email.clone(),
-            mask::email(&email),
+            kg_runtime::redact::email(&email),
             rendered.subject.clone(),
             rendered.body.clone(),
         )];
@@ -359,7 +340,7 @@ impl Notification {
             rows.push(row(
                 channel::SMS,
                 mobile.clone(),
-                mask::mobile(&mobile),
+                kg_runtime::redact::mobile(&mobile),
                 String::new(),
                 rendered.sms.clone(),
             ));
@@ -371,7 +352,7 @@ impl Notification {
                 // a concurrent call with the same event id won the race
                 return match self.existing(&req.event_id, &hash).await? {
                     Some(existing) => Ok(response(&existing, false)),
-                    None => Err(NotificationError::Database(e)),
+                    None => Err(NotificationError::from(e)),
                 };
             }
             Err(e) => return Err(e.into()),
@@ -412,7 +393,7 @@ impl Notification {
             return Ok(None);
         }
         if rows.iter().any(|r| r.request_sha256 != hash) {
-            return Err(NotificationError::IdempotencyKeyReused);
+            return Err(CommonError::IdempotencyKeyReused.into());
         }
         Ok(Some(rows))
     }
@@ -427,10 +408,10 @@ impl Notification {
             .await;
         match reply {
             Ok(reply) => reply.into_inner().account.ok_or_else(|| {
-                NotificationError::DependencyUnavailable(
+                NotificationError::Common(CommonError::DependencyUnavailable(
                     "identity-check",
                     tonic::Status::internal("GetAccount answered without an account"),
-                )
+                ))
             }),
             Err(status)
                 if status.code() == tonic::Code::NotFound
@@ -439,10 +420,7 @@ impl Notification {
             {
                 Err(NotificationError::AccountNotFound(account_id.to_string()))
             }
-            Err(status) => Err(NotificationError::DependencyUnavailable(
-                "identity-check",
-                status,
-            )),
+            Err(status) => Err(CommonError::DependencyUnavailable("identity-check", status).into()),
         }
     }
 }
@@ -587,7 +565,9 @@ mod tests {
 
     fn reasons(req: &SendNotificationRequest) -> Vec<String> {
         match parse(req) {
-            Err(NotificationError::Invalid(v)) => v.into_iter().map(|v| v.reason).collect(),
+            Err(NotificationError::Common(CommonError::Invalid(v))) => {
+                v.into_iter().map(|v| v.reason).collect()
+            }
             Err(other) => panic!("{other}"),
             Ok(_) => Vec::new(),
         }

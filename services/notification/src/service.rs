@@ -7,11 +7,13 @@ use chrono_tz::Tz;
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::notification::notification_service_server::NotificationService;
 use kg_proto::notification::*;
-use kg_runtime::auth::{Caller, Role};
+use kg_runtime::auth::Caller;
 use kg_runtime::client::OutboundChannel;
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
+
+use crate::error::NotificationError;
 
 pub struct Notification {
     pub(crate) db: DatabaseConnection,
@@ -51,9 +53,9 @@ impl NotificationService for Notification {
         &self,
         request: Request<GetNotificationRequest>,
     ) -> Result<Response<GetNotificationResponse>, Status> {
-        let applicant = applicant_of(&request);
+        let caller = Caller::require(&request).map_err(NotificationError::from)?;
         let notification = self
-            .notification_by_name(&request.into_inner().name, applicant.as_deref())
+            .notification_by_name(&request.into_inner().name, &caller)
             .await?;
         Ok(Response::new(GetNotificationResponse {
             notification: Some(notification),
@@ -64,17 +66,9 @@ impl NotificationService for Notification {
         &self,
         request: Request<ListNotificationsRequest>,
     ) -> Result<Response<ListNotificationsResponse>, Status> {
-        let applicant = applicant_of(&request);
+        let caller = Caller::require(&request).map_err(NotificationError::from)?;
         Ok(Response::new(
-            self.list(request.into_inner(), applicant.as_deref())
-                .await?,
+            self.list(request.into_inner(), &caller).await?,
         ))
     }
-}
-
-/// The account of an applicant caller; `None` for staff and services (they read everything).
-fn applicant_of<T>(request: &Request<T>) -> Option<String> {
-    Caller::of(request)
-        .filter(|c| c.role == Role::Applicant)
-        .map(|c| c.subject.clone())
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+use crate::lock::EntityLock;
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_runtime::client::OutboundChannel;
-use kg_runtime::lock::EntityLock;
 use kg_runtime::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 

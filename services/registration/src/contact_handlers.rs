@@ -7,8 +7,8 @@ use kg_proto::registration::{
     ReportContactUndeliverableResponse, ResendContactVerificationRequest,
     ResendContactVerificationResponse, VerifyContactRequest, VerifyContactResponse,
 };
-use kg_runtime::auth::{Caller, Role};
-use kg_runtime::error::FieldViolation;
+use kg_runtime::auth::Caller;
+use kg_runtime::error::{CommonError, FieldViolation};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
@@ -23,27 +23,24 @@ use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::outbox;
 use crate::store::{contact, contact_failure, reachability};
+use kg_runtime::error::ServiceError as _;
 
 const MAX_DETAIL_CHARS: usize = 500;
 const MAX_EMAIL_LEN: usize = 320;
 
 /// The caller's own account for applicants (defaulted), the named one for everybody else.
 fn account_for(caller: &Caller, requested: &str) -> Result<String, RegistrationError> {
-    if caller.role == Role::Applicant {
-        if !requested.is_empty() && requested != caller.subject {
-            return Err(RegistrationError::NotOwner);
-        }
-        return Ok(caller.subject.clone());
-    }
-    crate::view::validate_account_id(requested)
+    let mut account = requested.to_string();
+    caller.scope_account(&mut account)?;
+    crate::view::validate_account_id(&account)
         .map_err(|m| RegistrationError::field("account_id", "ACCOUNT_ID_INVALID", m))?;
-    Ok(requested.to_string())
+    Ok(account)
 }
 
 /// The contact `name` names, when the caller may act on it (another account's is NOT_FOUND).
 fn owned_name<'a>(caller: &Caller, name: &'a str) -> Result<(&'a str, &'a str), RegistrationError> {
     let (account, id) = parse_contact_name(name)?;
-    if caller.role == Role::Applicant && caller.subject != account {
+    if !caller.may_see(account) {
         return Err(RegistrationError::ContactNotFound(name.to_string()));
     }
     Ok((account, id))
@@ -345,6 +342,6 @@ fn parse_report(req: &ReportContactUndeliverableRequest) -> Result<Source, Regis
     }
     match source {
         Some(source) if violations.is_empty() => Ok(source),
-        _ => Err(RegistrationError::Invalid(violations)),
+        _ => Err(CommonError::Invalid(violations).into()),
     }
 }

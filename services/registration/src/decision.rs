@@ -18,6 +18,7 @@ use crate::idempotency::Key;
 use crate::names::parse_application_name;
 use crate::store::{application, name_history, seller, state};
 use crate::{outbox, view};
+use kg_runtime::error::ServiceError as _;
 
 const RPC: &str = "ApplyReviewDecision";
 

@@ -1,9 +1,11 @@
-//! registration's errors, mapped once to gRPC status. Reason codes are listed in
+//! registration's errors: its own, mapped here, and the ones every service shares
+//! ([`CommonError`], mapped once by the runtime). Reason codes are listed in
 //! `proto/koogallery/registration/v1/registration.proto`.
 
 use kg_runtime::ApiError;
-use kg_runtime::error::ErrorReason;
-use kg_runtime::error::{FieldViolation, PreconditionViolation};
+use kg_runtime::error::{
+    CommonError, ErrorReason, FieldViolation, PreconditionViolation, ServiceError,
+};
 use kg_runtime::stored::StoredCorrupt;
 use tonic::Code;
 
@@ -22,8 +24,6 @@ pub enum EntityRule {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
-    #[error("invalid request")]
-    Invalid(Vec<FieldViolation>),
     #[error("materials check failed")]
     MaterialsCheckFailed(Vec<FieldViolation>),
     #[error("account not eligible")]
@@ -32,24 +32,16 @@ pub enum RegistrationError {
     EntityTaken(EntityRule),
     #[error("account already has an open application")]
     ApplicationAlreadyOpen,
-    #[error("request id reused with a different body")]
-    IdempotencyKeyReused,
     #[error("entity lock held by another request")]
     EntityBusy,
     #[error("lock store unavailable: {0}")]
     LockUnavailable(String),
-    #[error("{0} unavailable: {1}")]
-    DependencyUnavailable(&'static str, tonic::Status),
     #[error("application {0} not found")]
     ApplicationNotFound(String),
     #[error("seller {0} not found")]
     SellerNotFound(String),
     #[error("application is {0}")]
     InvalidState(String),
-    #[error("invalid page token")]
-    InvalidPageToken,
-    #[error("the caller does not own this account")]
-    NotOwner,
     #[error("invalid update mask")]
     InvalidUpdateMask(Vec<FieldViolation>),
     #[error("the request changes nothing")]
@@ -66,8 +58,6 @@ pub enum RegistrationError {
     ModificationNotFound(String),
     #[error("modification request is {0}")]
     InvalidModificationState(String),
-    #[error("etag mismatch")]
-    EtagMismatch,
     #[error("invalid resume token")]
     InvalidResumeToken,
     #[error("resume token older than the retained events")]
@@ -86,54 +76,28 @@ pub enum RegistrationError {
     VerificationCodeExpired,
     #[error("a code was mailed less than a minute ago")]
     ResendTooSoon { retry_after_seconds: i64 },
-    /// A stored message does not decode (logged where it was found); nothing is written.
     #[error(transparent)]
-    StoredCorrupt(#[from] StoredCorrupt),
-    #[error("database: {0}")]
-    Database(#[source] sea_orm::DbErr),
+    Common(#[from] CommonError),
 }
 
-/// A database error, unless it carries a stored message that does not decode (see
-/// `kg_runtime::stored`): that one stays STORED_DATA_CORRUPT.
 impl From<sea_orm::DbErr> for RegistrationError {
     fn from(err: sea_orm::DbErr) -> Self {
-        match StoredCorrupt::in_db_err(&err) {
-            Some(corrupt) => Self::StoredCorrupt(corrupt.clone()),
-            None => Self::Database(err),
-        }
+        Self::Common(err.into())
     }
 }
 
-impl RegistrationError {
-    pub fn field(
-        field: impl Into<String>,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Invalid(vec![FieldViolation {
-            field: field.into(),
-            reason: reason.into(),
-            description: message.into(),
-        }])
+impl From<StoredCorrupt> for RegistrationError {
+    fn from(err: StoredCorrupt) -> Self {
+        Self::Common(err.into())
     }
 }
+
+impl ServiceError for RegistrationError {}
 
 impl From<RegistrationError> for tonic::Status {
     fn from(err: RegistrationError) -> Self {
         use RegistrationError as E;
         let api = match err {
-            E::Invalid(violations) => with_violations(
-                ApiError::new(
-                    Code::InvalidArgument,
-                    DOMAIN,
-                    ErrorReason::InvalidArgument,
-                    format!(
-                        "{} invalid field(s); see the field violations",
-                        violations.len()
-                    ),
-                ),
-                violations,
-            ),
             E::MaterialsCheckFailed(violations) => {
                 let codes: Vec<_> = violations.iter().map(|v| v.reason.clone()).collect();
                 with_violations(
@@ -189,12 +153,6 @@ impl From<RegistrationError> for tonic::Status {
                 ErrorReason::ApplicationAlreadyOpen,
                 "this account already has an open or approved application",
             ),
-            E::IdempotencyKeyReused => ApiError::new(
-                Code::InvalidArgument,
-                DOMAIN,
-                ErrorReason::IdempotencyKeyReused,
-                "request_id was already used with a different request body; use a new request_id",
-            ),
             E::EntityBusy => ApiError::new(
                 Code::Aborted,
                 DOMAIN,
@@ -215,16 +173,6 @@ impl From<RegistrationError> for tonic::Status {
                     "lock store"
                 },
             ),
-            E::DependencyUnavailable(service, status) => {
-                tracing::warn!(service, code = ?status.code(), "dependency call failed");
-                ApiError::new(
-                    Code::Unavailable,
-                    DOMAIN,
-                    ErrorReason::DependencyUnavailable,
-                    format!("{service} is unavailable; nothing was written, retry later"),
-                )
-                .with_metadata("service", service)
-            }
             E::ApplicationNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
@@ -244,18 +192,6 @@ impl From<RegistrationError> for tonic::Status {
                 format!("the application is {state}; this action is not allowed in that state"),
             )
             .with_metadata("state", state),
-            E::InvalidPageToken => ApiError::new(
-                Code::InvalidArgument,
-                DOMAIN,
-                ErrorReason::InvalidPageToken,
-                "page_token is not one this service returned",
-            ),
-            E::NotOwner => ApiError::new(
-                Code::PermissionDenied,
-                DOMAIN,
-                ErrorReason::NotAccountOwner,
-                "applicants act only for their own account",
-            ),
             E::InvalidUpdateMask(violations) => with_violations(
                 ApiError::new(
                     Code::InvalidArgument,
@@ -320,12 +256,6 @@ impl From<RegistrationError> for tonic::Status {
                 ),
             )
             .with_metadata("state", state),
-            E::EtagMismatch => ApiError::new(
-                Code::Aborted,
-                DOMAIN,
-                ErrorReason::EtagMismatch,
-                "the resource changed since it was read; read it again and retry",
-            ),
             E::InvalidResumeToken => ApiError::new(
                 Code::InvalidArgument,
                 DOMAIN,
@@ -389,14 +319,7 @@ impl From<RegistrationError> for tonic::Status {
                 "a code was mailed to this address less than a minute ago; wait before asking again",
             )
             .with_metadata("retry_after_seconds", retry_after_seconds.to_string()),
-            // Logged with its column and key where it was decoded.
-            E::StoredCorrupt(_) => ApiError::new(
-                Code::Internal,
-                DOMAIN,
-                ErrorReason::StoredDataCorrupt,
-                "a stored record this request needs cannot be read; nothing was changed and the fault has been logged",
-            ),
-            E::Database(e) => ApiError::unavailable(DOMAIN, "database", &e),
+            E::Common(common) => common.into_api(DOMAIN),
         };
         api.into()
     }

@@ -5,8 +5,10 @@
 //! again (SubmitApplication: ENTITY_BARRED, ACCOUNT_BARRED).
 
 use kg_proto::registration::{ExitSellerRequest, Seller};
-use kg_runtime::auth::{Caller, Role};
+use kg_runtime::auth::Caller;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+
+use kg_runtime::error::CommonError;
 
 use crate::app::Registration;
 use crate::error::RegistrationError;
@@ -16,6 +18,7 @@ use crate::names::{modification_name, parse_seller_name};
 use crate::reads::pending_of;
 use crate::store::{seller, state};
 use crate::{outbox, view};
+use kg_runtime::error::ServiceError as _;
 
 pub const RPC: &str = "ExitSeller";
 const MAX_REASON: usize = 1000;
@@ -32,7 +35,7 @@ impl Registration {
             self.exit_once(caller, &key, req),
             |name| async move {
                 let seller = self.seller_by_name(&name).await?;
-                if caller.role == Role::Applicant && caller.subject != seller.account_id {
+                if !caller.may_see(&seller.account_id) {
                     return Err(RegistrationError::SellerNotFound(name));
                 }
                 Ok(seller)
@@ -74,7 +77,7 @@ impl Registration {
             return Err(RegistrationError::SellerExited(req.name.clone()));
         }
         if !req.etag.is_empty() && req.etag != view::etag(row.update_time) {
-            return Err(RegistrationError::EtagMismatch);
+            return Err(CommonError::EtagMismatch.into());
         }
         let now = kg_runtime::db::now();
         let seller_name = format!("sellers/{}", row.seller_id);

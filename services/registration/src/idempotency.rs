@@ -13,31 +13,15 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use sea_orm::{DatabaseConnection, EntityTrait, Set};
-use sha2::{Digest, Sha256};
+
+use kg_runtime::error::CommonError;
+use kg_runtime::idempotency::{KeyUse, body_hash, validate_key};
 
 use crate::error::RegistrationError;
 use crate::store::request;
 
 pub fn validate_request_id(id: &str) -> Result<(), RegistrationError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        return Ok(());
-    }
-    Err(RegistrationError::field(
-        "request_id",
-        "REQUEST_ID_INVALID",
-        "request_id is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (a UUID is ideal)",
-    ))
-}
-
-/// SHA-256 of the request's encoding. Prost encodes fields in a fixed order, so equal messages
-/// hash equally.
-pub fn body_hash<M: Message>(request: &M) -> String {
-    hex::encode(Sha256::digest(request.encode_to_vec()))
+    Ok(validate_key("request_id", id)?)
 }
 
 /// One use of an idempotency key: the key, the RPC it was sent to and the hash of the body.
@@ -74,9 +58,11 @@ impl Key {
         else {
             return Ok(None);
         };
-        if seen.rpc != self.rpc || seen.body_sha256 != self.hash {
-            return Err(RegistrationError::IdempotencyKeyReused);
+        KeyUse {
+            rpc: self.rpc,
+            body_sha256: &self.hash,
         }
+        .matches(&seen.rpc, &seen.body_sha256)?;
         Ok(Some(seen.resource))
     }
 
@@ -114,8 +100,8 @@ impl Key {
         match self.replay(db).await {
             Ok(Some(resource)) => replayed(resource).await,
             Ok(None) => Err(failure),
-            Err(RegistrationError::IdempotencyKeyReused) => {
-                Err(RegistrationError::IdempotencyKeyReused)
+            Err(RegistrationError::Common(CommonError::IdempotencyKeyReused)) => {
+                Err(CommonError::IdempotencyKeyReused.into())
             }
             // The lookup failed too (the database is gone): the work's error says more.
             Err(_) => Err(failure),

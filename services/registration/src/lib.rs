@@ -11,6 +11,7 @@ pub mod events;
 pub mod exit;
 pub mod feed;
 pub mod idempotency;
+pub mod lock;
 pub mod migrations;
 pub mod modification;
 pub mod modification_decision;
@@ -23,6 +24,7 @@ pub mod reads;
 pub mod relay;
 pub mod rename;
 pub mod resubmit;
+pub mod roles;
 pub mod sellers;
 pub mod service;
 pub mod store;
@@ -35,13 +37,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::lock::EntityLock;
 use kg_proto::identity::identity_check_service_client::IdentityCheckServiceClient;
 use kg_proto::notification::notification_service_client::NotificationServiceClient;
 use kg_proto::registration::registration_service_server::RegistrationServiceServer;
 use kg_proto::review::review_service_client::ReviewServiceClient;
 use kg_runtime::config::{CommonConfig, ports};
 use kg_runtime::health::Probe;
-use kg_runtime::lock::EntityLock;
 use kg_runtime::outbox::{OutboxGauges, Relay};
 use kg_runtime::server::{ServeOptions, serve};
 use kg_runtime::shutdown::Shutdown;
@@ -190,7 +192,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         migrations::OUTBOX,
         "Registration events for review and notification",
     );
-    tokio::spawn(refresh_outbox_gauges(gauges, db.clone(), shutdown.clone()));
+    tokio::spawn(gauges.keep_fresh(db.clone(), migrations::OUTBOX, shutdown.clone()));
     registration.lock_ttl = Duration::from_millis(config.lock_ttl_ms);
     registration.lock_wait = Duration::from_millis(config.lock_wait_ms);
     registration.watch_heartbeat = Duration::from_millis(config.watch_heartbeat_ms.max(1));
@@ -212,26 +214,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         RegistrationServiceServer::new(registration).max_decoding_message_size(MAX_MESSAGE_BYTES);
     options.probes.push(Probe::database(db));
     if matches!(lock, EntityLock::Redis(_)) {
-        options.probes.push(Probe::lock(lock));
+        options.probes.push(lock::probe(lock));
     }
-    serve(options, service).await
-}
-
-/// Refreshes the outbox gauges every 15 s until shutdown.
-async fn refresh_outbox_gauges(
-    gauges: OutboxGauges,
-    db: sea_orm::DatabaseConnection,
-    shutdown: Shutdown,
-) {
-    loop {
-        if let Err(e) = gauges.refresh(&db, migrations::OUTBOX).await {
-            tracing::warn!(error = %e, "refreshing the outbox gauges failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {},
-            _ = shutdown.clone().wait() => return,
-        }
-    }
+    serve(options, service, roles::allowed).await
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 
 use kg_proto::common::SellerProfile;
 use kg_proto::registration::ModificationRequest;
-use kg_runtime::auth::{Caller, Role};
-use kg_runtime::error::FieldViolation;
+use kg_runtime::auth::Caller;
+use kg_runtime::error::{CommonError, FieldViolation};
 use sea_orm::{ActiveModelTrait, EntityTrait, TransactionTrait};
 
 use crate::app::Registration;
@@ -91,7 +91,9 @@ impl Registration {
                 account_id: account_id.to_string(),
             })
             .await
-            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
+            .map_err(|s| {
+                RegistrationError::from(CommonError::DependencyUnavailable("identity-check", s))
+            })?
             .into_inner();
         refuse_failed_materials(&materials)?;
         Ok(materials)
@@ -109,7 +111,7 @@ impl Registration {
             .one(&self.db)
             .await?
             .ok_or_else(|| RegistrationError::SellerNotFound(name.to_string()))?;
-        if caller.role == Role::Applicant && caller.subject != row.account_id {
+        if !caller.may_see(&row.account_id) {
             return Err(RegistrationError::SellerNotFound(name.to_string()));
         }
         if row.state == state::SELLER_EXITED {
@@ -129,7 +131,7 @@ impl Registration {
         let row = modification::Entity::find_by_id(id)
             .one(&self.db)
             .await?
-            .filter(|r| caller.role != Role::Applicant || caller.subject == r.account_id)
+            .filter(|r| caller.may_see(&r.account_id))
             .ok_or_else(|| RegistrationError::ModificationNotFound(name.to_string()))?;
         Ok(view(&row, true)?)
     }
@@ -157,7 +159,7 @@ impl Registration {
             return Err(RegistrationError::SellerExited(seller_name));
         }
         if !seller_etag.is_empty() && seller_etag != etag(current.update_time) {
-            return Err(RegistrationError::EtagMismatch);
+            return Err(CommonError::EtagMismatch.into());
         }
         if let Some(open) = pending_of(&txn, &row.seller_id).await? {
             return Err(RegistrationError::ModificationAlreadyPending(

@@ -27,6 +27,7 @@ use crate::reads::{name_history_of, seller_details};
 use crate::store::{modification, name_history, seller, state};
 use crate::view::modification::{changes_of, proposed_profile, view};
 use crate::view::seller::live_profile;
+use kg_runtime::error::ServiceError as _;
 
 impl Registration {
     /// `key`: the event id, as checked by `apply_decision`.

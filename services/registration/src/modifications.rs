@@ -1,16 +1,17 @@
 //! GetModificationRequest, ListModificationRequests and WithdrawModificationRequest.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kg_proto::registration::{
     ListModificationRequestsRequest, ListModificationRequestsResponse, ModificationKind,
     ModificationRequest, ModificationState, WithdrawModificationRequestRequest,
 };
-use kg_runtime::auth::{Caller, Role};
+use kg_runtime::auth::Caller;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
 };
+
+use kg_runtime::error::{CommonError, Violations};
+use kg_runtime::paging::{self, Paging};
 
 use crate::app::Registration;
 use crate::error::RegistrationError;
@@ -18,16 +19,12 @@ use crate::events::EventKind;
 use crate::idempotency::Key;
 use crate::names::{modification_name, parse_modification_name, parse_seller_name};
 use crate::outbox;
-use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::store::{modification, seller, state};
 use crate::view::modification::{kind_name, state_name, view};
+use kg_runtime::error::ServiceError as _;
 
 const WITHDRAW_RPC: &str = "WithdrawModificationRequest";
 const MAX_REASON: usize = 1000;
-
-fn hidden_from(caller: &Caller, account_id: &str) -> bool {
-    caller.role == Role::Applicant && caller.subject != account_id
-}
 
 impl Registration {
     /// The stored request `name`, as `caller` may see it (another account's is NOT_FOUND).
@@ -40,7 +37,7 @@ impl Registration {
         let row = modification::Entity::find_by_id(id)
             .one(&self.db)
             .await?
-            .filter(|r| r.seller_id == seller_id && !hidden_from(caller, &r.account_id))
+            .filter(|r| r.seller_id == seller_id && caller.may_see(&r.account_id))
             .ok_or_else(|| RegistrationError::ModificationNotFound(name.to_string()))?;
         Ok(row)
     }
@@ -58,17 +55,10 @@ impl Registration {
         caller: &Caller,
         req: ListModificationRequestsRequest,
     ) -> Result<ListModificationRequestsResponse, RegistrationError> {
-        if req.page_size < 0 {
-            return Err(RegistrationError::field(
-                "page_size",
-                "PAGE_SIZE_INVALID",
-                "page_size must not be negative",
-            ));
-        }
-        let size = match req.page_size as u64 {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let mut violations = Violations::default();
+        let size = paging::page_size(req.page_size, &mut violations);
+        violations.check()?;
+        let paging = Paging::new(size, &(&req.parent, &req.account_id, &req.states, req.kind));
         // Newest first: ids are UUIDv7, so descending id order is creation order reversed.
         let mut query =
             modification::Entity::find().order_by_desc(modification::Column::ModificationId);
@@ -83,20 +73,14 @@ impl Registration {
             let found = seller::Entity::find_by_id(seller_id.clone())
                 .one(&self.db)
                 .await?
-                .filter(|s| !hidden_from(caller, &s.account_id));
+                .filter(|s| caller.may_see(&s.account_id));
             if found.is_none() {
                 return Err(RegistrationError::SellerNotFound(req.parent.clone()));
             }
             query = query.filter(modification::Column::SellerId.eq(seller_id));
         }
-        if !req.page_token.is_empty() {
-            let before = URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
-                .ok_or(RegistrationError::InvalidPageToken)?;
-            query = query.filter(modification::Column::ModificationId.lt(before));
+        if let Some(before) = paging.after::<uuid::Uuid>(&req.page_token)? {
+            query = query.filter(modification::Column::ModificationId.lt(before.to_string()));
         }
         if !req.account_id.is_empty() {
             query = query.filter(modification::Column::AccountId.eq(req.account_id.clone()));
@@ -126,15 +110,8 @@ impl Registration {
                 })?;
             query = query.filter(modification::Column::Kind.eq(kind));
         }
-        let mut rows = query.limit(size + 1).all(&self.db).await?;
-        let next_page_token = if rows.len() as u64 > size {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|r| URL_SAFE_NO_PAD.encode(&r.modification_id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let mut rows = query.limit(paging.fetch_limit()).all(&self.db).await?;
+        let next_page_token = paging.finish(&mut rows, |r| r.modification_id.clone());
         Ok(ListModificationRequestsResponse {
             modification_requests: rows
                 .iter()
@@ -183,7 +160,7 @@ impl Registration {
             return Err(RegistrationError::InvalidModificationState(row.state));
         }
         if !req.etag.is_empty() && req.etag != crate::view::etag(row.update_time) {
-            return Err(RegistrationError::EtagMismatch);
+            return Err(CommonError::EtagMismatch.into());
         }
         let now = kg_runtime::db::now();
         let name = modification_name(&row.seller_id, &row.modification_id);

@@ -3,6 +3,7 @@
 //! in contacts/). The bottom layer: it imports only error.
 
 use crate::error::RegistrationError;
+use kg_runtime::error::ServiceError as _;
 
 pub fn parse_application_name(name: &str) -> Result<String, RegistrationError> {
     let id = name.strip_prefix("applications/").unwrap_or_default();

@@ -9,6 +9,7 @@ use kg_runtime::error::FieldViolation;
 
 use crate::error::RegistrationError;
 use crate::view::modification::Change;
+use kg_runtime::error::ServiceError as _;
 
 /// Longest value of a free-text profile field other than the introduction.
 pub const MAX_TEXT: usize = 256;

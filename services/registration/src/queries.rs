@@ -1,7 +1,5 @@
 //! GetApplication, ListApplications and WithdrawApplication.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kg_proto::registration::{
     Application, ApplicationState, ListApplicationsRequest, ListApplicationsResponse,
     WithdrawApplicationRequest,
@@ -12,6 +10,9 @@ use sea_orm::{
     QuerySelect, Set, TransactionTrait,
 };
 
+use kg_runtime::error::Violations;
+use kg_runtime::paging::{self, Paging};
+
 use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::events::EventKind;
@@ -19,9 +20,7 @@ use crate::idempotency::Key;
 use crate::names::parse_application_name;
 use crate::store::{application, state};
 use crate::{outbox, view};
-
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 500;
+use kg_runtime::error::ServiceError as _;
 
 impl Registration {
     pub async fn application_by_name(&self, name: &str) -> Result<Application, RegistrationError> {
@@ -37,27 +36,22 @@ impl Registration {
         &self,
         req: ListApplicationsRequest,
     ) -> Result<ListApplicationsResponse, RegistrationError> {
-        if req.page_size < 0 {
-            return Err(RegistrationError::field(
-                "page_size",
-                "PAGE_SIZE_INVALID",
-                "page_size must not be negative",
-            ));
-        }
-        let size = match req.page_size as u64 {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let mut violations = Violations::default();
+        let size = paging::page_size(req.page_size, &mut violations);
+        violations.check()?;
+        let paging = Paging::new(
+            size,
+            &(
+                &req.account_id,
+                &req.states,
+                &req.country,
+                &req.registration_number,
+            ),
+        );
         let mut query =
             application::Entity::find().order_by_asc(application::Column::ApplicationId);
-        if !req.page_token.is_empty() {
-            let after = URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
-                .ok_or(RegistrationError::InvalidPageToken)?;
-            query = query.filter(application::Column::ApplicationId.gt(after));
+        if let Some(after) = paging.after::<uuid::Uuid>(&req.page_token)? {
+            query = query.filter(application::Column::ApplicationId.gt(after.to_string()));
         }
         if !req.account_id.is_empty() {
             query = query.filter(application::Column::AccountId.eq(req.account_id.clone()));
@@ -91,15 +85,8 @@ impl Registration {
                     .eq(kg_checks::regnum::normalize(&req.registration_number)),
             );
         }
-        let mut rows = query.limit(size + 1).all(&self.db).await?;
-        let next_page_token = if rows.len() as u64 > size {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|r| URL_SAFE_NO_PAD.encode(&r.application_id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let mut rows = query.limit(paging.fetch_limit()).all(&self.db).await?;
+        let next_page_token = paging.finish(&mut rows, |r| r.application_id.clone());
         Ok(ListApplicationsResponse {
             // Lists leave the logo bytes out (logo_sha256 stays); GetApplication returns them.
             applications: rows

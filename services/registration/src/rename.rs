@@ -7,6 +7,8 @@ use kg_proto::identity::GetAccountRequest;
 use kg_proto::registration::{ChangeCompanyNameRequest, ModificationRequest};
 use kg_runtime::auth::Caller;
 
+use kg_runtime::error::CommonError;
+
 use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::idempotency::Key;
@@ -56,7 +58,7 @@ impl Registration {
             return Err(RegistrationError::NoChanges);
         }
         if !req.etag.is_empty() && req.etag != view::etag(seller.update_time) {
-            return Err(RegistrationError::EtagMismatch);
+            return Err(CommonError::EtagMismatch.into());
         }
         if let Some(open) = pending_of(&self.db, &seller.seller_id).await? {
             return Err(RegistrationError::ModificationAlreadyPending(
@@ -75,10 +77,7 @@ impl Registration {
             Ok(reply) => reply.into_inner().account,
             Err(s) if s.code() == tonic::Code::NotFound => None,
             Err(s) => {
-                return Err(RegistrationError::DependencyUnavailable(
-                    "identity-check",
-                    s,
-                ));
+                return Err(CommonError::DependencyUnavailable("identity-check", s).into());
             }
         };
         let verified = account

@@ -7,12 +7,14 @@
 
 use kg_proto::common::{CheckEvidence, CheckOutcome, SellerProfile};
 use kg_proto::registration::{Application, ResubmitApplicationRequest};
-use kg_runtime::auth::{Caller, Role};
+use kg_runtime::auth::Caller;
 use kg_runtime::stored;
 use prost::Message;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sha2::{Digest, Sha256};
+
+use kg_runtime::error::CommonError;
 
 use crate::app::Registration;
 use crate::error::RegistrationError;
@@ -61,13 +63,13 @@ impl Registration {
         let row = application::Entity::find_by_id(id.clone())
             .one(&self.db)
             .await?
-            .filter(|r| caller.role != Role::Applicant || caller.subject == r.account_id)
+            .filter(|r| caller.may_see(&r.account_id))
             .ok_or_else(|| RegistrationError::ApplicationNotFound(req.name.clone()))?;
         if row.state != state::CHANGES_REQUESTED {
             return Err(RegistrationError::InvalidState(row.state));
         }
         if !req.etag.is_empty() && req.etag != view::etag(row.update_time) {
-            return Err(RegistrationError::EtagMismatch);
+            return Err(CommonError::EtagMismatch.into());
         }
         // An empty mask replaces the whole profile.
         let paths = match req.update_mask.as_ref().map(|m| m.paths.clone()) {
@@ -96,7 +98,7 @@ impl Registration {
         }
         let violations = check_proposed(&proposed, &leaves);
         if !violations.is_empty() {
-            return Err(RegistrationError::Invalid(violations));
+            return Err(CommonError::Invalid(violations).into());
         }
         let new_contacts = crate::contacts::new_addresses(&current, &proposed);
 
@@ -191,7 +193,7 @@ impl Registration {
         name: &str,
     ) -> Result<Application, RegistrationError> {
         let app = self.application_by_name(name).await?;
-        if caller.role == Role::Applicant && caller.subject != app.account_id {
+        if !caller.may_see(&app.account_id) {
             return Err(RegistrationError::ApplicationNotFound(name.to_string()));
         }
         Ok(app)

@@ -1,19 +1,20 @@
 //! GetSeller and ListSellers: sellers exist once their application is approved.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kg_proto::registration::CompanyNameChange;
 use kg_proto::registration::{ListSellersRequest, ListSellersResponse, Seller, SellerState};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use kg_runtime::error::Violations;
+use kg_runtime::paging::{self, Paging};
+
 use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::names::{modification_name, parse_seller_name};
-use crate::queries::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::reads::seller_details;
 use crate::store::{modification, name_history, seller, state};
 use crate::view::seller::seller_view;
 use crate::view::timestamp;
+use kg_runtime::error::ServiceError as _;
 
 /// `seller_details` for a page of sellers in two queries rather than two per seller.
 async fn page_details(
@@ -78,26 +79,13 @@ impl Registration {
         &self,
         req: ListSellersRequest,
     ) -> Result<ListSellersResponse, RegistrationError> {
-        if req.page_size < 0 {
-            return Err(RegistrationError::field(
-                "page_size",
-                "PAGE_SIZE_INVALID",
-                "page_size must not be negative",
-            ));
-        }
-        let size = match req.page_size as u64 {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let mut violations = Violations::default();
+        let size = paging::page_size(req.page_size, &mut violations);
+        violations.check()?;
+        let paging = Paging::new(size, &(&req.account_id, &req.states));
         let mut query = seller::Entity::find().order_by_asc(seller::Column::SellerId);
-        if !req.page_token.is_empty() {
-            let after = URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
-                .ok_or(RegistrationError::InvalidPageToken)?;
-            query = query.filter(seller::Column::SellerId.gt(after));
+        if let Some(after) = paging.after::<uuid::Uuid>(&req.page_token)? {
+            query = query.filter(seller::Column::SellerId.gt(after.to_string()));
         }
         if !req.account_id.is_empty() {
             query = query.filter(seller::Column::AccountId.eq(req.account_id.clone()));
@@ -124,15 +112,8 @@ impl Registration {
             let number = kg_checks::regnum::normalize(&req.registration_number);
             query = query.filter(seller::Column::EntityKey.eq(format!("{country}:{number}")));
         }
-        let mut rows = query.limit(size + 1).all(&self.db).await?;
-        let next_page_token = if rows.len() as u64 > size {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|r| URL_SAFE_NO_PAD.encode(&r.seller_id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let mut rows = query.limit(paging.fetch_limit()).all(&self.db).await?;
+        let next_page_token = paging.finish(&mut rows, |r| r.seller_id.clone());
         let sellers = page_details(&self.db, &rows).await?;
         Ok(ListSellersResponse {
             sellers,

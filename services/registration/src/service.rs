@@ -11,22 +11,9 @@ use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::watch::EventStream;
 
-/// The authenticated caller; the auth layer always sets one in front of this service.
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::of(request)
-        .cloned()
-        .unwrap_or_else(kg_runtime::auth::development_caller)
-}
-
-trait Visibility {
-    fn may_see(&self, account_id: &str) -> bool;
-}
-
-impl Visibility for Caller {
-    /// Applicants see their own account's resources; staff and services see all.
-    fn may_see(&self, account_id: &str) -> bool {
-        self.role != Role::Applicant || self.subject == account_id
-    }
+/// The authenticated caller (see [`Caller::require`]).
+fn caller<T>(request: &Request<T>) -> Result<Caller, RegistrationError> {
+    Ok(Caller::require(request)?)
 }
 
 #[tonic::async_trait]
@@ -35,16 +22,12 @@ impl RegistrationService for Registration {
         &self,
         request: Request<SubmitApplicationRequest>,
     ) -> Result<Response<SubmitApplicationResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let mut request = request.into_inner();
-        if caller.role == Role::Applicant {
-            // Applicants apply for their own account only.
-            if request.account_id.is_empty() {
-                request.account_id = caller.subject.clone();
-            } else if request.account_id != caller.subject {
-                return Err(RegistrationError::NotOwner.into());
-            }
-        }
+        // Applicants apply for their own account only.
+        caller
+            .scope_account(&mut request.account_id)
+            .map_err(RegistrationError::from)?;
         let application = self.submit(request).await?;
         Ok(Response::new(SubmitApplicationResponse {
             application: Some(application),
@@ -55,7 +38,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<GetApplicationRequest>,
     ) -> Result<Response<GetApplicationResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let name = request.into_inner().name;
         let mut application = self.application_by_name(&name).await?;
         if !caller.may_see(&application.account_id) {
@@ -77,14 +60,11 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ListApplicationsRequest>,
     ) -> Result<Response<ListApplicationsResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let mut request = request.into_inner();
-        if caller.role == Role::Applicant {
-            if !request.account_id.is_empty() && request.account_id != caller.subject {
-                return Err(RegistrationError::NotOwner.into());
-            }
-            request.account_id = caller.subject.clone();
-        }
+        caller
+            .scope_account(&mut request.account_id)
+            .map_err(RegistrationError::from)?;
         Ok(Response::new(self.list(request).await?))
     }
 
@@ -92,7 +72,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<WithdrawApplicationRequest>,
     ) -> Result<Response<WithdrawApplicationResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let request = request.into_inner();
         if caller.role == Role::Applicant {
             let current = self.application_by_name(&request.name).await?;
@@ -110,7 +90,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ResubmitApplicationRequest>,
     ) -> Result<Response<ResubmitApplicationResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let application = self.resubmit(&caller, request.into_inner()).await?;
         Ok(Response::new(ResubmitApplicationResponse {
             application: Some(application),
@@ -121,7 +101,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<GetSellerRequest>,
     ) -> Result<Response<GetSellerResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let name = request.into_inner().name;
         let mut seller = self.seller_by_name(&name).await?;
         if !caller.may_see(&seller.account_id) {
@@ -147,14 +127,11 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ListSellersRequest>,
     ) -> Result<Response<ListSellersResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let mut request = request.into_inner();
-        if caller.role == Role::Applicant {
-            if !request.account_id.is_empty() && request.account_id != caller.subject {
-                return Err(RegistrationError::NotOwner.into());
-            }
-            request.account_id = caller.subject.clone();
-        }
+        caller
+            .scope_account(&mut request.account_id)
+            .map_err(RegistrationError::from)?;
         Ok(Response::new(self.list_sellers(request).await?))
     }
 
@@ -162,7 +139,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<UpdateSellerInfoRequest>,
     ) -> Result<Response<UpdateSellerInfoResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let modification = self.update_info(&caller, request.into_inner()).await?;
         Ok(Response::new(UpdateSellerInfoResponse {
             modification_request: Some(modification),
@@ -173,7 +150,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ChangeCompanyNameRequest>,
     ) -> Result<Response<ChangeCompanyNameResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let modification = self.rename(&caller, request.into_inner()).await?;
         Ok(Response::new(ChangeCompanyNameResponse {
             modification_request: Some(modification),
@@ -184,7 +161,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<GetModificationRequestRequest>,
     ) -> Result<Response<GetModificationRequestResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let modification = self
             .get_modification(&caller, &request.into_inner().name)
             .await?;
@@ -197,14 +174,11 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ListModificationRequestsRequest>,
     ) -> Result<Response<ListModificationRequestsResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let mut request = request.into_inner();
-        if caller.role == Role::Applicant {
-            if !request.account_id.is_empty() && request.account_id != caller.subject {
-                return Err(RegistrationError::NotOwner.into());
-            }
-            request.account_id = caller.subject.clone();
-        }
+        caller
+            .scope_account(&mut request.account_id)
+            .map_err(RegistrationError::from)?;
         Ok(Response::new(
             self.list_modifications(&caller, request).await?,
         ))
@@ -214,7 +188,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<WithdrawModificationRequestRequest>,
     ) -> Result<Response<WithdrawModificationRequestResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let modification = self
             .withdraw_modification(&caller, request.into_inner())
             .await?;
@@ -227,7 +201,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ExitSellerRequest>,
     ) -> Result<Response<ExitSellerResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let seller = self.exit(&caller, request.into_inner()).await?;
         Ok(Response::new(ExitSellerResponse {
             seller: Some(seller),
@@ -247,7 +221,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ListContactsRequest>,
     ) -> Result<Response<ListContactsResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.list_contacts(&caller, request.into_inner()).await?,
         ))
@@ -257,7 +231,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<VerifyContactRequest>,
     ) -> Result<Response<VerifyContactResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.verify_contact(&caller, request.into_inner()).await?,
         ))
@@ -267,7 +241,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ResendContactVerificationRequest>,
     ) -> Result<Response<ResendContactVerificationResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.resend_contact_verification(&caller, request.into_inner())
                 .await?,
@@ -278,7 +252,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<ReportContactUndeliverableRequest>,
     ) -> Result<Response<ReportContactUndeliverableResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.report_contact_undeliverable(&caller, request.into_inner())
                 .await?,
@@ -298,7 +272,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.watch(&caller, request.into_inner()).await?,
         ))

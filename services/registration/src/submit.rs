@@ -5,7 +5,7 @@
 use kg_proto::common::{AgreementAcceptance, CompanyEntity, SellerProfile};
 use kg_proto::identity::{CheckEligibilityRequest, CheckMaterialsRequest, IneligibilityReason};
 use kg_proto::registration::{Application, SubmitApplicationRequest};
-use kg_runtime::error::{FieldViolation, PreconditionViolation};
+use kg_runtime::error::{CommonError, FieldViolation, PreconditionViolation};
 use prost::Message;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
@@ -89,10 +89,14 @@ impl Registration {
             }),
         );
         let eligibility = eligibility
-            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
+            .map_err(|s| {
+                RegistrationError::from(CommonError::DependencyUnavailable("identity-check", s))
+            })?
             .into_inner();
         let materials = materials
-            .map_err(|s| RegistrationError::DependencyUnavailable("identity-check", s))?
+            .map_err(|s| {
+                RegistrationError::from(CommonError::DependencyUnavailable("identity-check", s))
+            })?
             .into_inner();
 
         let mut unmet: Vec<PreconditionViolation> = eligibility
@@ -253,7 +257,7 @@ impl Registration {
                 agreement,
                 logo_file_name: req.logo_file_name,
             }),
-            _ => Err(RegistrationError::Invalid(violations)),
+            _ => Err(CommonError::Invalid(violations).into()),
         }
     }
 

@@ -8,6 +8,8 @@ use kg_runtime::auth::Caller;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use kg_runtime::error::CommonError;
+
 use crate::app::Registration;
 use crate::error::RegistrationError;
 use crate::idempotency::Key;
@@ -42,7 +44,7 @@ impl Registration {
     ) -> Result<ModificationRequest, RegistrationError> {
         let seller = self.changeable_seller(caller, &req.name).await?;
         if !req.etag.is_empty() && req.etag != view::etag(seller.update_time) {
-            return Err(RegistrationError::EtagMismatch);
+            return Err(CommonError::EtagMismatch.into());
         }
         let leaves = masked_leaves(
             &req.update_mask
@@ -67,7 +69,7 @@ impl Registration {
         }
         let violations = check_proposed(&proposed, &leaves);
         if !violations.is_empty() {
-            return Err(RegistrationError::Invalid(violations));
+            return Err(CommonError::Invalid(violations).into());
         }
         let changes = diff(&current, &proposed);
         let new_contacts = crate::contacts::new_addresses(&current, &proposed);

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use kg_proto::registration::watch_events_response::Item;
 use kg_proto::registration::{Heartbeat, WatchEventsRequest, WatchEventsResponse};
 use kg_runtime::auth::{Caller, Role};
-use kg_runtime::error::FieldViolation;
+use kg_runtime::error::{CommonError, FieldViolation};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -53,15 +53,9 @@ struct Filter {
 
 fn filter(caller: &Caller, req: &WatchEventsRequest) -> Result<Filter, RegistrationError> {
     let mut account_id = req.account_id.clone();
-    let mut viewer = None;
-    if caller.role == Role::Applicant {
-        // Applicants follow their own account only.
-        if !account_id.is_empty() && account_id != caller.subject {
-            return Err(RegistrationError::NotOwner);
-        }
-        account_id = caller.subject.clone();
-        viewer = Some(caller.subject.clone());
-    }
+    // Applicants follow their own account only.
+    caller.scope_account(&mut account_id)?;
+    let viewer = (caller.role == Role::Applicant).then(|| caller.subject.clone());
     let mut violations = Vec::new();
     let mut violation = |field: &str, reason: &str, description: String| {
         violations.push(FieldViolation {
@@ -103,7 +97,7 @@ fn filter(caller: &Caller, req: &WatchEventsRequest) -> Result<Filter, Registrat
         }
     };
     if !violations.is_empty() {
-        return Err(RegistrationError::Invalid(violations));
+        return Err(CommonError::Invalid(violations).into());
     }
     Ok(Filter {
         kinds,

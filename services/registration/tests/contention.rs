@@ -4,6 +4,8 @@
 //! under it), and the database cost of idle WatchEvents streams. Each scenario writes one row to
 //! the fault suite's ledger (kg_tests::faults).
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;

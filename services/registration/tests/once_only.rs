@@ -2,6 +2,8 @@
 //! one PostgreSQL: under a burst of 200 submissions from 200 accounts, with Redis killed mid-run,
 //! and with every lock lost before its holder writes.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

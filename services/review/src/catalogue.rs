@@ -1,13 +1,13 @@
 //! The rejection-reason catalogue (ListRejectionReasons) and the validation of the reason codes
 //! and comments of decisions.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kg_proto::common::RejectionReason;
 use kg_proto::review::{ListRejectionReasonsRequest, ListRejectionReasonsResponse};
 
-use crate::error::{ReviewError, Violations};
-use crate::paging::page_size;
+use kg_runtime::error::{CommonError, Violations};
+use kg_runtime::paging::{self, Paging};
+
+use crate::error::ReviewError;
 use crate::view;
 
 /// At most this many reason codes per decision.
@@ -214,29 +214,19 @@ pub fn verdict(
 pub fn list(
     req: &ListRejectionReasonsRequest,
 ) -> Result<ListRejectionReasonsResponse, ReviewError> {
-    let size = page_size(req.page_size)? as usize;
-    let after = if req.page_token.is_empty() {
-        None
-    } else {
-        let code = URL_SAFE_NO_PAD
-            .decode(&req.page_token)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("reason:").map(str::to_string))
-            .filter(|c| reason(c).is_some())
-            .ok_or(ReviewError::InvalidPageToken)?;
-        Some(code)
-    };
+    let mut v = Violations::default();
+    let size = paging::page_size(req.page_size, &mut v);
+    v.check()?;
+    let paging = Paging::new(size, &"reasons");
+    let after = paging.after::<String>(&req.page_token)?;
+    if after.as_deref().is_some_and(|code| reason(code).is_none()) {
+        return Err(CommonError::InvalidPageToken.into());
+    }
     let mut reasons: Vec<RejectionReason> = all()
         .into_iter()
         .filter(|r| after.as_ref().is_none_or(|a| r.code.as_str() > a.as_str()))
         .collect();
-    let next_page_token = if reasons.len() > size {
-        reasons.truncate(size);
-        URL_SAFE_NO_PAD.encode(format!("reason:{}", reasons[size - 1].code))
-    } else {
-        String::new()
-    };
+    let next_page_token = paging.finish(&mut reasons, |r| r.code.clone());
     Ok(ListRejectionReasonsResponse {
         reasons,
         next_page_token,
@@ -276,11 +266,11 @@ mod tests {
         assert_eq!(v.comment, "fix it");
         assert!(matches!(
             verdict(&codes(&[]), "x", true, Violations::default()),
-            Err(ReviewError::Invalid(_))
+            Err(ReviewError::Common(CommonError::Invalid(_)))
         ));
         assert!(matches!(
             verdict(&codes(&["OTHER"]), " ", true, Violations::default()),
-            Err(ReviewError::Invalid(_))
+            Err(ReviewError::Common(CommonError::Invalid(_)))
         ));
         assert!(matches!(
             verdict(&codes(&["NOPE"]), "x", true, Violations::default()),
@@ -293,7 +283,7 @@ mod tests {
                 true,
                 Violations::default()
             ),
-            Err(ReviewError::Invalid(_))
+            Err(ReviewError::Common(CommonError::Invalid(_)))
         ));
         assert!(verdict(&codes(&[]), "", false, Violations::default()).is_ok());
         let long = "字".repeat(MAX_COMMENT + 1);

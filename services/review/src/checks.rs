@@ -7,6 +7,8 @@ use kg_proto::review::{RerunChecksRequest, RerunChecksResponse};
 use kg_runtime::auth::Caller;
 use prost::Message;
 
+use kg_runtime::error::CommonError;
+
 use crate::claims::check_not_own;
 use crate::error::ReviewError;
 use crate::service::Review;
@@ -92,7 +94,9 @@ impl Review {
                 account_id: row.account_id.clone(),
             })
             .await
-            .map_err(|status| ReviewError::DependencyUnavailable("identity-check", status))?
+            .map_err(|status| {
+                ReviewError::from(CommonError::DependencyUnavailable("identity-check", status))
+            })?
             .into_inner();
         let fresh = reply.evidence.unwrap_or_default();
 

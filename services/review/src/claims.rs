@@ -5,19 +5,22 @@
 use kg_proto::review::{ClaimReviewTaskRequest, ReleaseReviewTaskRequest, ReviewTask};
 use kg_runtime::auth::{Caller, Role};
 
+use kg_runtime::error::CommonError;
+
 use crate::catalogue::MAX_COMMENT;
 use crate::error::ReviewError;
 use crate::service::Review;
 use crate::store::{state, task};
 use crate::transition::{Change, Key, Plan, Target};
 use crate::{idempotency, view};
+use kg_runtime::error::ServiceError as _;
 
 /// The etag rule: when the caller sent one, it must be the task's current one.
 pub fn check_etag(etag: &str, row: &task::Model) -> Result<(), ReviewError> {
     if etag.is_empty() || etag == view::etag(row.version) {
         Ok(())
     } else {
-        Err(ReviewError::EtagMismatch)
+        Err(ReviewError::from(CommonError::EtagMismatch))
     }
 }
 

@@ -11,11 +11,14 @@ use prost::Message;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait};
 use sha2::{Digest, Sha256};
 
+use kg_runtime::error::Violations;
+
 use crate::audit::{self, Entry};
-use crate::error::{ReviewError, Violations};
+use crate::error::ReviewError;
 use crate::service::Review;
 use crate::store::{kind, state, task};
 use crate::{clock, idempotency, view};
+use kg_runtime::error::ServiceError as _;
 
 pub const RPC: &str = "CreateReviewTask";
 /// The inbox outcome of a creation.

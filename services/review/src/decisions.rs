@@ -16,9 +16,11 @@ use kg_runtime::auth::Caller;
 use prost::Message;
 use sea_orm::EntityTrait;
 
+use kg_runtime::error::{CommonError, Violations};
+
 use crate::catalogue::{self, Verdict};
 use crate::claims::{check_etag, check_not_own};
-use crate::error::{ReviewError, Violations};
+use crate::error::ReviewError;
 use crate::service::Review;
 use crate::store::{kind, state, task};
 use crate::transition::{Change, DecisionEvent, Key, Plan, Target};
@@ -47,12 +49,12 @@ fn outcome_name(outcome: ReviewDecision) -> &'static str {
 
 fn checked_key(request_id: &str, name: &str) -> (Violations, Option<String>) {
     let mut v = Violations::default();
-    if let Err(ReviewError::Invalid(found)) = idempotency::validate_key("request_id", request_id) {
+    if let Err(CommonError::Invalid(found)) = idempotency::validate_key("request_id", request_id) {
         v.0.extend(found);
     }
     let id = match view::parse_task_name("name", name) {
         Ok(id) => Some(id),
-        Err(ReviewError::Invalid(found)) => {
+        Err(ReviewError::Common(CommonError::Invalid(found))) => {
             v.0.extend(found);
             None
         }
@@ -158,7 +160,7 @@ impl Review {
                 account_id: row.account_id.clone(),
             })
             .await
-            .map_err(|s| ReviewError::DependencyUnavailable("registration", s))?
+            .map_err(|s| ReviewError::from(CommonError::DependencyUnavailable("registration", s)))?
             .into_inner()
             .contacts;
         let mut missing = Vec::new();

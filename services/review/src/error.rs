@@ -1,9 +1,9 @@
-//! review's errors, mapped once to gRPC status. Reason codes are listed in
+//! review's errors: its own, mapped here, and the ones every service shares ([`CommonError`],
+//! mapped once by the runtime). Reason codes are listed in
 //! `proto/koogallery/review/v1/review.proto`.
 
 use kg_runtime::ApiError;
-use kg_runtime::error::ErrorReason;
-use kg_runtime::error::FieldViolation;
+use kg_runtime::error::{CommonError, ErrorReason, FieldViolation, ServiceError};
 use kg_runtime::stored::StoredCorrupt;
 use tonic::Code;
 
@@ -11,18 +11,12 @@ pub const DOMAIN: &str = "review.koogallery.io";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
-    #[error("invalid request")]
-    Invalid(Vec<FieldViolation>),
     /// Reason codes outside the catalogue (with any other field problems).
     #[error("unknown rejection reason(s) {codes:?}")]
     UnknownReasons {
         codes: Vec<String>,
         violations: Vec<FieldViolation>,
     },
-    #[error("request id or event id reused with a different body")]
-    IdempotencyKeyReused,
-    #[error("invalid page token")]
-    InvalidPageToken,
     #[error("review task {0} not found")]
     TaskNotFound(String),
     #[error("no review task for subject {0}")]
@@ -43,91 +37,33 @@ pub enum ReviewError {
     ChangesNotAllowed,
     #[error("reviewer is the task's account")]
     SelfReview,
-    #[error("etag mismatch")]
-    EtagMismatch,
     #[error("too many concurrent changes")]
     Contended,
-    #[error("{0} unavailable: {1}")]
-    DependencyUnavailable(&'static str, tonic::Status),
     /// Approval waits for these addresses (`email=STATE`) to be verified.
     #[error("contact addresses not verified: {0}")]
     ContactNotVerified(String),
-    /// A stored message does not decode (logged where it was found); nothing is written.
     #[error(transparent)]
-    StoredCorrupt(#[from] StoredCorrupt),
-    #[error("database: {0}")]
-    Database(#[source] sea_orm::DbErr),
+    Common(#[from] CommonError),
 }
 
-/// A database error, unless it carries a stored message that does not decode (see
-/// `kg_runtime::stored`): that one stays STORED_DATA_CORRUPT.
 impl From<sea_orm::DbErr> for ReviewError {
     fn from(err: sea_orm::DbErr) -> Self {
-        match StoredCorrupt::in_db_err(&err) {
-            Some(corrupt) => Self::StoredCorrupt(corrupt.clone()),
-            None => Self::Database(err),
-        }
+        Self::Common(err.into())
     }
 }
 
-impl ReviewError {
-    pub fn field(
-        field: impl Into<String>,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Invalid(vec![FieldViolation {
-            field: field.into(),
-            reason: reason.into(),
-            description: message.into(),
-        }])
+impl From<StoredCorrupt> for ReviewError {
+    fn from(err: StoredCorrupt) -> Self {
+        Self::Common(err.into())
     }
 }
 
-/// Collects the field problems of one request.
-#[derive(Default)]
-pub struct Violations(pub Vec<FieldViolation>);
-
-impl Violations {
-    pub fn add(&mut self, field: impl Into<String>, reason: &str, message: impl Into<String>) {
-        self.0.push(FieldViolation {
-            field: field.into(),
-            reason: reason.to_string(),
-            description: message.into(),
-        });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// `Ok` when nothing was found.
-    pub fn check(self) -> Result<(), ReviewError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ReviewError::Invalid(self.0))
-        }
-    }
-}
+impl ServiceError for ReviewError {}
 
 impl From<ReviewError> for tonic::Status {
     fn from(err: ReviewError) -> Self {
         use ReviewError as E;
         let api = match err {
-            E::Invalid(violations) => {
-                let mut api = ApiError::new(
-                    Code::InvalidArgument,
-                    DOMAIN,
-                    ErrorReason::InvalidArgument,
-                    format!(
-                        "{} invalid field(s); see the field violations",
-                        violations.len()
-                    ),
-                );
-                api.field_violations = violations;
-                api
-            }
             E::UnknownReasons { codes, violations } => {
                 let mut api = ApiError::new(
                     Code::InvalidArgument,
@@ -143,19 +79,6 @@ impl From<ReviewError> for tonic::Status {
                 api.field_violations = violations;
                 api
             }
-            E::IdempotencyKeyReused => ApiError::new(
-                Code::InvalidArgument,
-                DOMAIN,
-                ErrorReason::IdempotencyKeyReused,
-                "the request_id (or event_id) was already used with a different request body; \
-                 use a new one",
-            ),
-            E::InvalidPageToken => ApiError::new(
-                Code::InvalidArgument,
-                DOMAIN,
-                ErrorReason::InvalidPageToken,
-                "page_token is not one this service returned for the same filters",
-            ),
             E::TaskNotFound(name) => ApiError::new(
                 Code::NotFound,
                 DOMAIN,
@@ -214,29 +137,12 @@ impl From<ReviewError> for tonic::Status {
                 ErrorReason::SelfReview,
                 "reviewers may not review their own account's subjects",
             ),
-            E::EtagMismatch => ApiError::new(
-                Code::Aborted,
-                DOMAIN,
-                ErrorReason::EtagMismatch,
-                "the task changed since it was read; read it again",
-            ),
             E::Contended => ApiError::new(
                 Code::Aborted,
                 DOMAIN,
                 ErrorReason::ConcurrentModification,
                 "the task kept changing while this request ran; retry with the same request_id",
             ),
-            E::DependencyUnavailable(service, status) => {
-                tracing::warn!(service, code = ?status.code(), message = status.message(), "dependency call failed");
-                ApiError::new(
-                    Code::Unavailable,
-                    DOMAIN,
-                    ErrorReason::DependencyUnavailable,
-                    format!("{service} is unavailable; nothing was changed, retry later"),
-                )
-                .with_metadata("service", service)
-            }
-            // Logged with its column and key where it was decoded.
             E::ContactNotVerified(contacts) => ApiError::new(
                 Code::FailedPrecondition,
                 DOMAIN,
@@ -244,22 +150,7 @@ impl From<ReviewError> for tonic::Status {
                 "approval waits until the applicant has verified its contact addresses (KG_REQUIRE_VERIFIED_CONTACTS)",
             )
             .with_metadata("contacts", contacts),
-            E::StoredCorrupt(_) => ApiError::new(
-                Code::Internal,
-                DOMAIN,
-                ErrorReason::StoredDataCorrupt,
-                "a stored record this request needs cannot be read; nothing was changed and the \
-                 fault has been logged",
-            ),
-            E::Database(e) => {
-                tracing::warn!(error = %e, "database error");
-                ApiError::new(
-                    Code::Unavailable,
-                    DOMAIN,
-                    ErrorReason::DatabaseUnavailable,
-                    "the review database did not answer; retry later",
-                )
-            }
+            E::Common(common) => common.into_api(DOMAIN),
         };
         api.into()
     }

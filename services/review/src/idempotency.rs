@@ -6,39 +6,14 @@
 //! transaction as the change it guards.
 
 use chrono::{DateTime, Utc};
-use prost::Message;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Set};
-use sha2::{Digest, Sha256};
+
+use kg_runtime::idempotency::KeyUse;
 
 use crate::error::ReviewError;
 use crate::store::{inbox, request};
-use crate::view;
 
-/// Checks a `request_id` or an `event_id`: 1-64 characters of A-Z, a-z, 0-9, '-' and '_'
-/// (a UUID is ideal).
-pub fn validate_key(field: &str, id: &str) -> Result<(), ReviewError> {
-    if view::is_plain_id(id) {
-        return Ok(());
-    }
-    let reason = if field == "event_id" {
-        "EVENT_ID_INVALID"
-    } else {
-        "REQUEST_ID_INVALID"
-    };
-    Err(ReviewError::field(
-        field,
-        reason,
-        format!(
-            "{field} is required: 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (a UUID is ideal)"
-        ),
-    ))
-}
-
-/// SHA-256 of the request's encoding. Prost encodes fields in a fixed order (these messages have
-/// no maps), so equal messages hash equally.
-pub fn body_hash<M: Message>(request: &M) -> String {
-    hex::encode(Sha256::digest(request.encode_to_vec()))
-}
+pub use kg_runtime::idempotency::{body_hash, validate_key};
 
 /// The task a previous use of this caller's `request_id` acted on, if any.
 pub async fn replay(
@@ -54,9 +29,11 @@ pub async fn replay(
     else {
         return Ok(None);
     };
-    if seen.rpc != rpc || seen.body_sha256 != body_hash {
-        return Err(ReviewError::IdempotencyKeyReused);
+    KeyUse {
+        rpc,
+        body_sha256: body_hash,
     }
+    .matches(&seen.rpc, &seen.body_sha256)?;
     Ok(Some(seen.task_id))
 }
 
@@ -100,9 +77,11 @@ pub async fn seen_event(
     else {
         return Ok(None);
     };
-    if seen.rpc != rpc || seen.body_sha256 != body_hash {
-        return Err(ReviewError::IdempotencyKeyReused);
+    KeyUse {
+        rpc,
+        body_sha256: body_hash,
     }
+    .matches(&seen.rpc, &seen.body_sha256)?;
     Ok(Some(Seen {
         task_id: seen.task_id,
         outcome: seen.outcome,

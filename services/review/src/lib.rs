@@ -10,7 +10,7 @@
 //!   (`lifecycle.rs`); checks can be rerun through identity-check (`checks.rs`);
 //! * decisions reach registration's ApplyReviewDecision through the outbox (`relay.rs`);
 //! * the queue, the audit trail and the rejection-reason catalogue are read in `queries.rs` and
-//!   `catalogue.rs` (their page sizes: `paging.rs`); gauges in `metrics.rs`;
+//!   `catalogue.rs` (paged by `kg_runtime::paging`); gauges in `metrics.rs`;
 //! * duplicate signals (other accounts' tasks sharing the website's registrable domain, the
 //!   contact mobile, an email, or a similar company name) are computed at read time from match
 //!   keys stored at creation (`matchkeys.rs`: the pure normalization; `signals.rs`: storage and
@@ -34,9 +34,9 @@ pub mod lifecycle;
 pub mod matchkeys;
 pub mod metrics;
 pub mod migrations;
-pub mod paging;
 pub mod queries;
 pub mod relay;
+pub mod roles;
 pub mod service;
 pub mod signals;
 pub mod store;
@@ -220,7 +220,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> a
         )?));
     }
     let service = ReviewServiceServer::new(review).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let served = serve(options, service).await;
+    let served = serve(options, service, roles::allowed).await;
 
     stop_relay.trigger();
     match tokio::time::timeout(timeout + Duration::from_secs(5), &mut relay_task).await {

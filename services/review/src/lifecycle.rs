@@ -11,12 +11,15 @@ use kg_proto::review::{
 use kg_runtime::auth::Caller;
 use prost::Message;
 
+use kg_runtime::error::{CommonError, Violations};
+
 use crate::create::{check_profile, check_subject, check_time};
-use crate::error::{ReviewError, Violations};
+use crate::error::ReviewError;
 use crate::service::Review;
 use crate::store::{state, task};
 use crate::transition::{Change, Key, Plan, Target};
 use crate::{clock, idempotency, view};
+use kg_runtime::error::ServiceError as _;
 
 const RESUMED: &str = "RESUMED";
 const CANCELLED: &str = "CANCELLED";
@@ -24,7 +27,7 @@ const CANCELLED: &str = "CANCELLED";
 const MAX_REASON: usize = 1000;
 
 fn key_violations(v: &mut Violations, event_id: &str) {
-    if let Err(ReviewError::Invalid(found)) = idempotency::validate_key("event_id", event_id) {
+    if let Err(CommonError::Invalid(found)) = idempotency::validate_key("event_id", event_id) {
         v.0.extend(found);
     }
 }

@@ -4,8 +4,6 @@
 //! did not move. A page token is base64url JSON of that key and a hash of the filters it was
 //! made for: a token used with other filters, or tampered with, is INVALID_PAGE_TOKEN.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kg_proto::review::{
     ListAuditEntriesRequest, ListAuditEntriesResponse, ListReviewTasksRequest,
@@ -17,48 +15,20 @@ use sea_orm::{
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::error::{ReviewError, Violations};
+use kg_runtime::error::{CommonError, Violations};
+use kg_runtime::paging::{self, Paging};
+
+use crate::error::ReviewError;
 use crate::service::Review;
 use crate::store::{audit, state, task};
 use crate::{signals, view};
 
-// moved to `paging.rs` (the catalogue pages too); re-exported for existing paths
-pub use crate::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_size};
-
-fn filter_hash(filters: &serde_json::Value) -> String {
-    hex::encode(&Sha256::digest(filters.to_string().as_bytes())[..12])
-}
-
-fn encode_token<T: Serialize>(cursor: &T) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
-}
-
-fn decode_token<T: for<'de> Deserialize<'de>>(token: &str) -> Result<T, ReviewError> {
-    if token.len() > 1024 {
-        return Err(ReviewError::InvalidPageToken);
-    }
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or(ReviewError::InvalidPageToken)
-}
-
 /// Where a page of tasks ended: `(deadline, task_id)` of its last task.
 #[derive(Serialize, Deserialize)]
 struct TaskCursor {
-    f: String,
     d: Option<String>,
     i: String,
-}
-
-/// Where a page of audit entries ended.
-#[derive(Serialize, Deserialize)]
-struct AuditCursor {
-    f: String,
-    s: i64,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -85,14 +55,7 @@ impl Review {
         req: ListReviewTasksRequest,
     ) -> Result<ListReviewTasksResponse, ReviewError> {
         let mut v = Violations::default();
-        let size = match page_size(req.page_size) {
-            Ok(size) => size,
-            Err(ReviewError::Invalid(found)) => {
-                v.0.extend(found);
-                DEFAULT_PAGE_SIZE
-            }
-            Err(e) => return Err(e),
-        };
+        let size = paging::page_size(req.page_size, &mut v);
         let mut states: Vec<&str> = Vec::new();
         for (i, s) in req.states.iter().enumerate() {
             match view::state_name(*s) {
@@ -149,7 +112,7 @@ impl Review {
             "account_id": req.account_id,
             "subject": req.subject,
         });
-        let hash = filter_hash(&filters);
+        let paging = Paging::new(size, &filters);
         let now = view::now();
         let mut condition = Condition::all().add(task::Column::State.is_in(states.clone()));
         if req.overdue_only {
@@ -175,21 +138,17 @@ impl Review {
             .await?;
 
         let mut query = task::Entity::find().filter(condition);
-        if !req.page_token.is_empty() {
-            let cursor: TaskCursor = decode_token(&req.page_token)?;
+        if let Some(cursor) = paging.after::<TaskCursor>(&req.page_token)? {
             let after_id = uuid::Uuid::parse_str(&cursor.i)
                 .map(|u| u.to_string())
-                .map_err(|_| ReviewError::InvalidPageToken)?;
-            if cursor.f != hash {
-                return Err(ReviewError::InvalidPageToken);
-            }
+                .map_err(|_| CommonError::InvalidPageToken)?;
             let after = match cursor.d {
                 None => Condition::all()
                     .add(task::Column::Deadline.is_null())
                     .add(task::Column::TaskId.gt(after_id)),
                 Some(d) => {
                     let d: DateTime<Utc> = DateTime::parse_from_rfc3339(&d)
-                        .map_err(|_| ReviewError::InvalidPageToken)?
+                        .map_err(|_| ReviewError::from(CommonError::InvalidPageToken))?
                         .with_timezone(&Utc);
                     Condition::any()
                         .add(task::Column::Deadline.is_null())
@@ -207,23 +166,13 @@ impl Review {
             .order_by(Expr::col(task::Column::Deadline).is_null(), Order::Asc)
             .order_by_asc(task::Column::Deadline)
             .order_by_asc(task::Column::TaskId)
-            .limit(size + 1)
+            .limit(paging.fetch_limit())
             .all(&self.db)
             .await?;
-        let next_page_token = if rows.len() as u64 > size {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|r| {
-                    encode_token(&TaskCursor {
-                        f: hash.clone(),
-                        d: r.deadline.map(rfc3339),
-                        i: r.task_id.clone(),
-                    })
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = paging.finish(&mut rows, |r| TaskCursor {
+            d: r.deadline.map(rfc3339),
+            i: r.task_id.clone(),
+        });
         Ok(ListReviewTasksResponse {
             review_tasks: signals::tasks(&self.db, &rows, now).await?,
             next_page_token,
@@ -236,20 +185,13 @@ impl Review {
         req: ListAuditEntriesRequest,
     ) -> Result<ListAuditEntriesResponse, ReviewError> {
         let mut v = Violations::default();
-        let size = match page_size(req.page_size) {
-            Ok(size) => size,
-            Err(ReviewError::Invalid(found)) => {
-                v.0.extend(found);
-                DEFAULT_PAGE_SIZE
-            }
-            Err(e) => return Err(e),
-        };
+        let size = paging::page_size(req.page_size, &mut v);
         let task_id = if req.parent == "reviewTasks/-" {
             None
         } else {
             match view::parse_task_name("parent", &req.parent) {
                 Ok(id) => Some(id),
-                Err(ReviewError::Invalid(found)) => {
+                Err(ReviewError::Common(CommonError::Invalid(found))) => {
                     v.0.extend(found);
                     None
                 }
@@ -311,7 +253,7 @@ impl Review {
             "start": start.map(rfc3339),
             "end": end.map(rfc3339),
         });
-        let hash = filter_hash(&filters);
+        let paging = Paging::new(size, &filters);
         let mut query = audit::Entity::find();
         if let Some(id) = task_id {
             query = query.filter(audit::Column::TaskId.eq(id));
@@ -328,31 +270,15 @@ impl Review {
         if let Some(end) = end {
             query = query.filter(audit::Column::ActionTime.lt(end));
         }
-        if !req.page_token.is_empty() {
-            let cursor: AuditCursor = decode_token(&req.page_token)?;
-            if cursor.f != hash {
-                return Err(ReviewError::InvalidPageToken);
-            }
-            query = query.filter(audit::Column::Seq.gt(cursor.s));
+        if let Some(after) = paging.after::<i64>(&req.page_token)? {
+            query = query.filter(audit::Column::Seq.gt(after));
         }
         let mut rows = query
             .order_by_asc(audit::Column::Seq)
-            .limit(size + 1)
+            .limit(paging.fetch_limit())
             .all(&self.db)
             .await?;
-        let next_page_token = if rows.len() as u64 > size {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|r| {
-                    encode_token(&AuditCursor {
-                        f: hash.clone(),
-                        s: r.seq,
-                    })
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = paging.finish(&mut rows, |r| r.seq);
         Ok(ListAuditEntriesResponse {
             audit_entries: rows.iter().map(view::audit_entry).collect(),
             next_page_token,

@@ -10,6 +10,7 @@ use kg_runtime::stored::{self, StoredCorrupt};
 
 use crate::error::ReviewError;
 use crate::store::{audit, kind, state, task};
+use kg_runtime::error::ServiceError as _;
 
 pub const TASKS: &str = "reviewTasks/";
 
@@ -252,13 +253,7 @@ pub fn text(value: &str) -> (&str, usize) {
 }
 
 /// Ids of accounts, sellers, applications: 1-64 characters of A-Z, a-z, 0-9, '-' and '_'.
-pub fn is_plain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use kg_runtime::idempotency::is_plain_id;
 
 #[cfg(test)]
 mod tests {

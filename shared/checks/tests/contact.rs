@@ -1,5 +1,7 @@
 //! Contact data: email, E.164 numbers, introduction, company name, including hostile input.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use kg_checks::contact::{
     check_company_name, check_introduction, find_link, parse_e164, parse_email, parse_phone,
 };

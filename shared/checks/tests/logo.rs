@@ -1,5 +1,7 @@
 //! Logo checks with images generated in the test and hand-crafted hostile files.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! These are also the bounded stand-in for the fuzz targets in `fuzz/` when no nightly toolchain
 //! is available.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

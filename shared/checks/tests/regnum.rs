@@ -1,5 +1,7 @@
 //! Registration number parsing: published codes, each failure code, normalization.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use kg_checks::finding::codes;
 use kg_checks::regnum::{self, RegistrationNumber, normalize, parse, uscc_check_character};
 

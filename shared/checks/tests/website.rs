@@ -1,6 +1,8 @@
 //! Website check against local axum servers on 127.0.0.1, reached through the test allowlist
 //! `127.0.0.1/32`. Redirects to other internal addresses must still be refused.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -1,10 +1,11 @@
 //! Who is calling: bearer JWTs verified once per request by a tower layer in front of every
-//! service, and the one authorization matrix that says which roles may call which RPC.
+//! service, which refuses a role the service's [`RoleTable`] does not list for the RPC.
 //!
 //! Roles: `applicant` (the subject is the account id), `reviewer`, `operator`, `service` (other
 //! services of the mesh). Health and reflection need no token. Ownership (an applicant sees only
-//! its own account's resources) is decided by the handlers, which read the [`Caller`] from the
-//! request extensions.
+//! its own account's resources) is decided by the handlers, which take the [`Caller`] from the
+//! request extensions with [`Caller::require`] and ask it [`Caller::may_see`] or
+//! [`Caller::scope_account`].
 //!
 //! Keys: an HS256 secret, RS256/ES256 public keys from a JWKS file (rotated by `kid`), or both.
 //! The token's `alg` picks nothing but the key set: HS256 tokens are checked only against the
@@ -61,8 +62,39 @@ impl Caller {
         request.extensions().get::<Caller>()
     }
 
+    /// The caller of a request, which the auth layer in front of every service always sets (the
+    /// development identity when authentication is off). A request that reaches a handler
+    /// without one did not pass the layer: it is refused (UNAUTHENTICATED), in every service.
+    pub fn require<T>(request: &tonic::Request<T>) -> Result<Caller, crate::error::CommonError> {
+        Self::of(request)
+            .cloned()
+            .ok_or(crate::error::CommonError::NoCaller)
+    }
+
     pub fn is_staff(&self) -> bool {
         matches!(self.role, Role::Reviewer | Role::Operator)
+    }
+
+    /// Applicants see their own account's resources; staff and services see all.
+    pub fn may_see(&self, account_id: &str) -> bool {
+        self.role != Role::Applicant || self.subject == account_id
+    }
+
+    /// The account a request of this caller is about: an applicant's own, filled in when
+    /// `account_id` is empty and refused (NOT_ACCOUNT_OWNER) when it names another; staff and
+    /// services keep what they asked for.
+    pub fn scope_account(&self, account_id: &mut String) -> Result<(), crate::error::CommonError> {
+        if self.role != Role::Applicant {
+            return Ok(());
+        }
+        if account_id.is_empty() {
+            account_id.clone_from(&self.subject);
+            return Ok(());
+        }
+        if *account_id != self.subject {
+            return Err(crate::error::CommonError::NotOwner);
+        }
+        Ok(())
     }
 }
 
@@ -429,72 +461,29 @@ fn parse_jwks(bytes: &[u8]) -> anyhow::Result<HashMap<String, Arc<JwkKey>>> {
     Ok(keys)
 }
 
-/// The authorization matrix: which roles may call an RPC, by its gRPC path. Everything a
-/// service serves is listed; an RPC missing here is refused to everyone.
-pub fn allowed_roles(path: &str) -> &'static [Role] {
-    use Role::*;
-    const APPLICANT_AND_STAFF: &[Role] = &[Applicant, Reviewer, Operator];
-    const STAFF: &[Role] = &[Reviewer, Operator];
-    const SERVICE_ONLY: &[Role] = &[Service];
-    const OPERATOR: &[Role] = &[Operator, Service];
-    let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
-        return &[];
-    };
-    match (service, method) {
-        ("koogallery.identity.v1.IdentityCheckService", m) => match m {
-            "UpsertAccount" | "ImportAccounts" => OPERATOR,
-            "GetAccount" => &[Applicant, Reviewer, Operator, Service],
-            "CheckEligibility"
-            | "CheckMaterials"
-            | "CheckRegistrationNumber"
-            | "CheckWebsite"
-            | "CheckLogo" => &[Applicant, Reviewer, Operator, Service],
-            _ => &[],
-        },
-        ("koogallery.registration.v1.RegistrationService", m) => match m {
-            "ApplyReviewDecision" | "ReportContactUndeliverable" => SERVICE_ONLY,
-            // Applicants see and verify their own account's addresses; the handler enforces it.
-            "ListContacts" => &[Applicant, Reviewer, Operator, Service],
-            "VerifyContact" | "ResendContactVerification" => &[Applicant, Operator],
-            "SubmitApplication"
-            | "ResubmitApplication"
-            | "UpdateSellerInfo"
-            | "ChangeCompanyName"
-            | "WithdrawModificationRequest" => &[Applicant],
-            "WithdrawApplication" | "ExitSeller" => &[Applicant, Operator],
-            "GetApplication"
-            | "ListApplications"
-            | "GetSeller"
-            | "ListSellers"
-            | "GetModificationRequest"
-            | "ListModificationRequests" => APPLICANT_AND_STAFF,
-            // Applicants follow their own account only; the handler enforces it.
-            "WatchEvents" => &[Applicant, Reviewer, Operator, Service],
-            // The agreement text is public to every signed-in caller.
-            "GetSellerAgreement" => &[Applicant, Reviewer, Operator, Service],
-            _ => &[],
-        },
-        ("koogallery.review.v1.ReviewService", m) => match m {
-            "CreateReviewTask" | "ResumeReviewTask" | "CancelReviewTask" => SERVICE_ONLY,
-            "GetReviewTask"
-            | "ListReviewTasks"
-            | "ClaimReviewTask"
-            | "ReleaseReviewTask"
-            | "ApproveReviewTask"
-            | "RejectReviewTask"
-            | "RequestChanges"
-            | "RerunChecks"
-            | "ListRejectionReasons"
-            | "ListAuditEntries" => STAFF,
-            _ => &[],
-        },
-        ("koogallery.notification.v1.NotificationService", m) => match m {
-            "SendNotification" => SERVICE_ONLY,
-            // Applicants read their own deliveries; the handler enforces ownership.
-            "GetNotification" | "ListNotifications" => &[Applicant, Reviewer, Operator, Service],
-            _ => &[],
-        },
-        _ => &[],
+/// Which roles may call each RPC of one service, by method name (`SubmitApplication`). Each
+/// service declares its own beside its trait implementation; a method missing from it is refused
+/// to everyone.
+pub type RoleTable = fn(method: &str) -> &'static [Role];
+
+/// Role sets the services' tables share.
+pub mod roles {
+    use super::Role::{self, *};
+
+    pub const EVERYONE: &[Role] = &[Applicant, Reviewer, Operator, Service];
+    pub const APPLICANT_AND_STAFF: &[Role] = &[Applicant, Reviewer, Operator];
+    pub const STAFF: &[Role] = &[Reviewer, Operator];
+    pub const SERVICE_ONLY: &[Role] = &[Service];
+    pub const OPERATOR_AND_SERVICE: &[Role] = &[Operator, Service];
+    pub const NOBODY: &[Role] = &[];
+}
+
+/// The roles that may call `path` (`/package.Service/Method`) of the service named `service`,
+/// whose table is `roles`; nobody for a path of another service.
+pub fn allowed_roles(service: &str, roles: RoleTable, path: &str) -> &'static [Role] {
+    match path.trim_start_matches('/').split_once('/') {
+        Some((named, method)) if named == service => roles(method),
+        _ => roles::NOBODY,
     }
 }
 
@@ -502,17 +491,27 @@ fn is_public(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
 }
 
-/// The auth layer. Without an authenticator (no key configured) every caller is treated as an
-/// operator-and-service development identity; the service says so loudly at start-up.
+/// The auth layer of one service. Without an authenticator (no key configured) every caller is
+/// treated as an operator-and-service development identity; the service says so loudly at
+/// start-up.
 #[derive(Clone)]
 pub struct AuthLayer {
     authenticator: Option<Arc<Authenticator>>,
+    /// The gRPC name of the service behind the layer (`koogallery.registration.v1.RegistrationService`).
+    service: &'static str,
+    roles: RoleTable,
 }
 
 impl AuthLayer {
-    pub fn new(authenticator: Option<Authenticator>) -> Self {
+    pub fn new(
+        authenticator: Option<Authenticator>,
+        service: &'static str,
+        roles: RoleTable,
+    ) -> Self {
         Self {
             authenticator: authenticator.map(Arc::new),
+            service,
+            roles,
         }
     }
 }
@@ -523,6 +522,8 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             authenticator: self.authenticator.clone(),
+            service: self.service,
+            roles: self.roles,
         }
     }
 }
@@ -531,6 +532,8 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     authenticator: Option<Arc<Authenticator>>,
+    service: &'static str,
+    roles: RoleTable,
 }
 
 /// The identity every request gets when authentication is switched off (local development).
@@ -596,7 +599,9 @@ where
                     crate::error::ErrorReason::TokenInvalid,
                 ))
             }
-            Some((t, Ok(caller))) if !allowed_roles(&path).contains(&caller.role) => {
+            Some((t, Ok(caller)))
+                if !allowed_roles(self.service, self.roles, &path).contains(&caller.role) =>
+            {
                 tracing::info!(
                     rpc = %path,
                     subject = %caller.subject,

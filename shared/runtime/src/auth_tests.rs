@@ -1,5 +1,5 @@
-//! Tests of [`super`] (the auth module): token verification, key rotation, the role matrix
-//! and the layer.
+//! Tests of [`super`] (the auth module): token verification, key rotation, role tables and
+//! callers. (The services' tables against proto/ and docs/security.md: tests/tests/security/roles.rs.)
 
 use super::*;
 use base64::Engine as _;
@@ -350,91 +350,40 @@ fn a_signing_key_mints_tokens_its_jwks_verifies() {
 }
 
 #[test]
-fn the_matrix_keeps_internal_rpcs_for_services() {
-    assert_eq!(
-        allowed_roles("/koogallery.registration.v1.RegistrationService/ApplyReviewDecision"),
-        &[Role::Service]
-    );
-    assert!(
-        !allowed_roles("/koogallery.review.v1.ReviewService/ApproveReviewTask")
-            .contains(&Role::Applicant)
-    );
-    assert!(allowed_roles("/unknown.Service/Method").is_empty());
-}
-
-/// Every RPC of every service in `proto/` (the generated descriptor set), as `/pkg.Service/Method`.
-fn every_rpc() -> Vec<String> {
-    use prost::Message as _;
-    let set = prost_types::FileDescriptorSet::decode(kg_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut paths = Vec::new();
-    for file in &set.file {
-        for service in &file.service {
-            for method in &service.method {
-                paths.push(format!(
-                    "/{}.{}/{}",
-                    file.package(),
-                    service.name(),
-                    method.name()
-                ));
-            }
+fn a_table_admits_only_its_own_service() {
+    fn table(method: &str) -> &'static [Role] {
+        match method {
+            "Do" => roles::SERVICE_ONLY,
+            _ => roles::NOBODY,
         }
     }
-    assert!(
-        paths.len() > 20,
-        "the descriptor set lists the services: {paths:?}"
-    );
-    paths
+    assert_eq!(allowed_roles("pkg.S", table, "/pkg.S/Do"), &[Role::Service]);
+    assert!(allowed_roles("pkg.S", table, "/pkg.S/Other").is_empty());
+    assert!(allowed_roles("pkg.S", table, "/pkg.T/Do").is_empty());
+    assert!(allowed_roles("pkg.S", table, "garbage").is_empty());
 }
 
 #[test]
-fn every_rpc_in_the_protos_has_roles_in_the_matrix() {
-    let unlisted: Vec<String> = every_rpc()
-        .into_iter()
-        .filter(|p| allowed_roles(p).is_empty())
-        .collect();
-    assert!(
-        unlisted.is_empty(),
-        "RPCs without an entry in auth::allowed_roles (and docs/security.md): {unlisted:?}"
-    );
-}
-
-/// docs/security.md's matrix is the code's: one row per RPC, the same roles.
-#[test]
-fn the_documented_matrix_is_the_enforced_one() {
-    let doc = include_str!("../../../docs/security.md");
-    let mut documented = HashMap::new();
-    for line in doc.lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() < 4 || !cells[1].starts_with("`/") {
-            continue;
-        }
-        let path = cells[1].trim_matches('`').to_string();
-        let mut roles: Vec<&str> = cells[2]
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .collect();
-        roles.sort_unstable();
-        documented.insert(path, roles);
-    }
-    let mut problems = Vec::new();
-    for path in every_rpc() {
-        let mut enforced: Vec<&str> = allowed_roles(&path).iter().map(|r| r.as_str()).collect();
-        enforced.sort_unstable();
-        match documented.remove(&path) {
-            None => problems.push(format!("{path}: not in docs/security.md")),
-            Some(roles) if roles != enforced => problems.push(format!(
-                "{path}: docs say {roles:?}, code enforces {enforced:?}"
-            )),
-            Some(_) => {}
-        }
-    }
-    for path in documented.keys() {
-        problems.push(format!("{path}: documented but not in proto/"));
-    }
-    assert!(
-        problems.is_empty(),
-        "docs/security.md out of sync:\n{}",
-        problems.join("\n")
-    );
+fn an_applicant_is_scoped_to_its_own_account() {
+    let applicant = Caller {
+        subject: "acct-1".into(),
+        role: Role::Applicant,
+    };
+    let mut empty = String::new();
+    applicant.scope_account(&mut empty).unwrap();
+    assert_eq!(empty, "acct-1");
+    assert!(applicant.scope_account(&mut "acct-2".to_string()).is_err());
+    assert!(applicant.may_see("acct-1") && !applicant.may_see("acct-2"));
+    let staff = Caller {
+        subject: "r1".into(),
+        role: Role::Reviewer,
+    };
+    let mut other = "acct-2".to_string();
+    staff.scope_account(&mut other).unwrap();
+    assert_eq!(other, "acct-2");
+    assert!(staff.may_see("acct-2"));
+    assert!(matches!(
+        Caller::require(&tonic::Request::new(())),
+        Err(crate::error::CommonError::NoCaller)
+    ));
 }

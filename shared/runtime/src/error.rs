@@ -9,10 +9,12 @@
 use std::collections::HashMap;
 
 pub use kg_proto::common::ErrorReason;
+
+use crate::stored::StoredCorrupt;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldViolation {
     pub field: String,
     pub description: String,
@@ -139,6 +141,193 @@ impl From<ApiError> for Status {
             details.add_precondition_failure_violation(p.kind, p.subject, p.description);
         }
         Status::with_error_details(err.code, err.message, details)
+    }
+}
+
+/// The failures every service meets, whatever its domain. Each service's error enum wraps this
+/// one (`Common(#[from] CommonError)`) and maps only its own variants; these are mapped here,
+/// once, by [`CommonError::into_api`].
+#[derive(Debug, thiserror::Error)]
+pub enum CommonError {
+    #[error("invalid request")]
+    Invalid(Vec<FieldViolation>),
+    #[error("invalid page token")]
+    InvalidPageToken,
+    #[error("idempotency key reused with a different body")]
+    IdempotencyKeyReused,
+    /// An applicant acting for, or asking about, another account.
+    #[error("the caller does not own this account")]
+    NotOwner,
+    /// No authenticated caller reached the handler (the auth layer did not run).
+    #[error("no authenticated caller")]
+    NoCaller,
+    #[error("etag mismatch")]
+    EtagMismatch,
+    /// Another service of the mesh answered with an error or not at all.
+    #[error("{0} unavailable: {1}")]
+    DependencyUnavailable(&'static str, tonic::Status),
+    /// A stored message does not decode (logged where it was found); nothing is written.
+    #[error(transparent)]
+    StoredCorrupt(#[from] StoredCorrupt),
+    #[error("database: {0}")]
+    Database(#[source] sea_orm::DbErr),
+}
+
+/// A database error, unless it carries a stored message that does not decode (see
+/// [`crate::stored`]): that one stays STORED_DATA_CORRUPT.
+impl From<sea_orm::DbErr> for CommonError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match StoredCorrupt::in_db_err(&err) {
+            Some(corrupt) => Self::StoredCorrupt(corrupt.clone()),
+            None => Self::Database(err),
+        }
+    }
+}
+
+impl CommonError {
+    /// One field problem.
+    pub fn field(
+        field: impl Into<String>,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid(vec![FieldViolation {
+            field: field.into(),
+            reason: reason.into(),
+            description: message.into(),
+        }])
+    }
+
+    /// The status details of this error, raised by the service of `domain`.
+    pub fn into_api(self, domain: &'static str) -> ApiError {
+        use CommonError as E;
+        match self {
+            E::Invalid(violations) => {
+                let mut api = ApiError::new(
+                    Code::InvalidArgument,
+                    domain,
+                    ErrorReason::InvalidArgument,
+                    format!(
+                        "{} invalid field(s); see the field violations",
+                        violations.len()
+                    ),
+                );
+                api.field_violations = violations;
+                api
+            }
+            E::InvalidPageToken => ApiError::new(
+                Code::InvalidArgument,
+                domain,
+                ErrorReason::InvalidPageToken,
+                "page_token is not one this service returned for these filters",
+            ),
+            E::IdempotencyKeyReused => ApiError::new(
+                Code::InvalidArgument,
+                domain,
+                ErrorReason::IdempotencyKeyReused,
+                "the request_id (or event_id) was already used with a different request body; \
+                 use a new one",
+            ),
+            E::NotOwner => ApiError::new(
+                Code::PermissionDenied,
+                domain,
+                ErrorReason::NotAccountOwner,
+                "applicants act only for their own account",
+            ),
+            E::NoCaller => ApiError::new(
+                Code::Unauthenticated,
+                domain,
+                ErrorReason::Unauthenticated,
+                "no authenticated caller",
+            ),
+            E::EtagMismatch => ApiError::new(
+                Code::Aborted,
+                domain,
+                ErrorReason::EtagMismatch,
+                "the resource changed since it was read; read it again and retry",
+            ),
+            E::DependencyUnavailable(service, status) => {
+                tracing::warn!(
+                    service,
+                    code = ?status.code(),
+                    message = %crate::redact::scrub(status.message()),
+                    "dependency call failed"
+                );
+                ApiError::new(
+                    Code::Unavailable,
+                    domain,
+                    ErrorReason::DependencyUnavailable,
+                    format!("{service} is unavailable; nothing was changed, retry later"),
+                )
+                .with_metadata("service", service)
+            }
+            // Logged with its column and key where it was decoded.
+            E::StoredCorrupt(_) => ApiError::new(
+                Code::Internal,
+                domain,
+                ErrorReason::StoredDataCorrupt,
+                "a stored record this request needs cannot be read; nothing was changed and the \
+                 fault has been logged",
+            ),
+            // A unique index refused the write: a concurrent request wrote first.
+            E::Database(e) if crate::db::is_unique_violation(&e) => ApiError::new(
+                Code::Aborted,
+                domain,
+                ErrorReason::ConcurrentUpdate,
+                "a concurrent update won; retry",
+            ),
+            E::Database(e) => {
+                tracing::warn!(error = %crate::redact::scrub(&e.to_string()), "database error");
+                ApiError::new(
+                    Code::Unavailable,
+                    domain,
+                    ErrorReason::DatabaseUnavailable,
+                    "the database does not answer; nothing was changed, retry later",
+                )
+                .with_metadata("dependency", "database")
+            }
+        }
+    }
+}
+
+/// A service's error enum: its own failures, and the ones every service shares ([`CommonError`])
+/// in one variant. Each service maps its own variants to a status and hands the rest to
+/// [`CommonError::into_api`].
+pub trait ServiceError: From<CommonError> + Sized {
+    /// INVALID_ARGUMENT with one field violation.
+    fn field(
+        field: impl Into<String>,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        CommonError::field(field, reason, message).into()
+    }
+}
+
+/// Collects the field problems of one request, to report them all at once.
+#[derive(Debug, Default)]
+pub struct Violations(pub Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, reason: &str, message: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            reason: reason.to_string(),
+            description: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was found, else INVALID_ARGUMENT with every violation.
+    pub fn check(self) -> Result<(), CommonError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(CommonError::Invalid(self.0))
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::shutdown::Shutdown;
 
 /// A named dependency check. The probes of this crate's dependencies are built next to what
 /// they probe, so that this module needs neither: [`Probe::database`] in [`crate::db`],
-/// [`Probe::lock`] in [`crate::lock`].
+/// registration's lock probe in its `lock.rs`.
 #[derive(Clone)]
 pub struct Probe {
     pub name: &'static str,

@@ -1,14 +1,15 @@
 //! What every KooGallery service shares: configuration, telemetry, the error model, the database,
-//! the entity lock, gRPC clients and the server scaffolding (health, reflection, metrics, shutdown).
+//! gRPC clients and the server scaffolding (health, reflection, metrics, shutdown).
 //!
 //! Layers, each module importing only from the layers below it (`scripts/checks/layering.py`
 //! fails on a module circle):
 //! - leaves: `redact`, `shutdown`, `tls`, `names` (RPC method and status names),
-//!   `trace_context` (W3C propagation, the current trace id);
+//!   `trace_context` (W3C propagation, the current trace id), `stored` (stored messages decoded
+//!   fail-closed);
 //! - `error` (the error model), `health` (probes and the health watcher), `telemetry`;
-//! - `metrics`, `auth`, `db` and `lock` (each with its own health probe), `transport`;
+//! - `metrics`, `auth`, `db` (with its health probe), `transport`, `paging`, `idempotency`;
 //! - `config`, `ratelimit`, `outbox`;
-//! - `client`, `server`, `cli` and `stored` (whose decoding faults are outbox refusals) on top.
+//! - `client`, `server` and `cli` on top.
 
 pub mod auth;
 pub mod cli;
@@ -17,10 +18,11 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
-pub mod lock;
+pub mod idempotency;
 pub mod metrics;
 pub mod names;
 pub mod outbox;
+pub mod paging;
 pub mod ratelimit;
 pub mod redact;
 pub mod server;

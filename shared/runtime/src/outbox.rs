@@ -187,6 +187,20 @@ impl OutboxGauges {
             .set(i64::try_from(dead).unwrap_or(i64::MAX));
         Ok(())
     }
+
+    /// Refreshes the gauges from `table` every 15 s until shutdown (a failed refresh is logged
+    /// and tried again next round).
+    pub async fn keep_fresh(self, db: DatabaseConnection, table: &'static str, shutdown: Shutdown) {
+        loop {
+            if let Err(e) = self.refresh(&db, table).await {
+                tracing::warn!(error = %e, table, "refreshing the outbox gauges failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {},
+                _ = shutdown.clone().wait() => return,
+            }
+        }
+    }
 }
 
 /// Why a delivery did not go through.
@@ -214,6 +228,15 @@ impl DeliveryError {
             message: message.into(),
             refused: true,
         }
+    }
+}
+
+/// An outbox event whose request cannot be built from a corrupt row is refused (asking again
+/// will not repair it): after the relay's refusals it becomes a dead letter, logged and counted,
+/// rather than a message sent with empty data.
+impl From<crate::stored::StoredCorrupt> for DeliveryError {
+    fn from(err: crate::stored::StoredCorrupt) -> Self {
+        DeliveryError::refused(err.to_string())
     }
 }
 
@@ -259,15 +282,17 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// `base · 2^(attempt-1)`, capped, with ±20 % jitter so retries of many events spread out.
-    pub fn delay(&self, attempt: i32) -> Duration {
-        let exp = attempt.clamp(1, 20) as u32 - 1;
-        let raw = self
+    /// The delay before attempt `failed + 1`, after `failed` failed attempts: `base ·
+    /// 2^(failed-1)` capped at `max`, then a uniformly random point in its upper half (equal
+    /// jitter), so that what failed together does not all come back together.
+    pub fn delay(&self, failed: i32) -> Duration {
+        let exp = failed.clamp(1, 31) as u32 - 1;
+        let capped = self
             .base
             .saturating_mul(2u32.saturating_pow(exp))
             .min(self.max);
-        let jitter = 0.8 + rand::random::<f64>() * 0.4;
-        raw.mul_f64(jitter)
+        let half = capped / 2;
+        half + half.mul_f64(rand::random::<f64>())
     }
 }
 
@@ -551,13 +576,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
+    fn backoff_doubles_within_jitter_and_caps() {
         let b = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(2),
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(3600),
         };
-        assert!(b.delay(1) <= Duration::from_millis(120));
-        assert!(b.delay(3) >= Duration::from_millis(320));
-        assert!(b.delay(30) <= Duration::from_millis(2400));
+        for _ in 0..100 {
+            let first = b.delay(1);
+            assert!(first >= b.base / 2 && first <= b.base, "{first:?}");
+            let third = b.delay(3);
+            assert!(third >= Duration::from_secs(60) && third <= Duration::from_secs(120));
+            let late = b.delay(40);
+            assert!(late >= b.max / 2 && late <= b.max, "{late:?}");
+        }
     }
 }

@@ -295,9 +295,48 @@ impl<W: io::Write> Drop for ScrubbingWriter<W> {
     }
 }
 
+/// Replaces every occurrence of `secret` (case-insensitive) in `text` by `masked`: provider
+/// error messages may quote the recipient ("550 5.1.1 <li.wei@example.com>: unknown user").
+pub fn hide(text: &str, secret: &str, masked: &str) -> String {
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    let lower_text = text.to_lowercase();
+    let lower_secret = secret.to_lowercase();
+    // lower-casing may change byte lengths outside ASCII; fall back to an exact replace then
+    if lower_text.len() != text.len() || lower_secret.len() != secret.len() {
+        return text.replace(secret, masked);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for (at, _) in lower_text.match_indices(&lower_secret) {
+        if at < rest {
+            continue;
+        }
+        out.push_str(&text[rest..at]);
+        out.push_str(masked);
+        rest = at + secret.len();
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hide_replaces_the_recipient_in_provider_messages() {
+        assert_eq!(
+            hide(
+                "550 5.1.1 <Li.Wei@Example.com>: unknown",
+                "li.wei@example.com",
+                "l***@example.com"
+            ),
+            "550 5.1.1 <l***@example.com>: unknown"
+        );
+        assert_eq!(hide("no match", "a@b.c", "a***@b.c"), "no match");
+    }
 
     #[test]
     fn emails_keep_the_first_character_and_the_domain() {

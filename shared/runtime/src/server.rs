@@ -135,8 +135,13 @@ impl ServeOptions {
     }
 }
 
-/// Serves `service` until shutdown; returns once in-flight RPCs finished (or the grace ran out).
-pub async fn serve<S>(options: ServeOptions, service: S) -> anyhow::Result<()>
+/// Serves `service` until shutdown, to the callers its role table `roles` admits; returns once
+/// in-flight RPCs finished (or the grace ran out).
+pub async fn serve<S>(
+    options: ServeOptions,
+    service: S,
+    roles: crate::auth::RoleTable,
+) -> anyhow::Result<()>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
@@ -279,7 +284,7 @@ where
         .layer(tower::util::option_layer(cors))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(layer)
-        .layer(crate::auth::AuthLayer::new(auth))
+        .layer(crate::auth::AuthLayer::new(auth, S::NAME, roles))
         .layer(crate::ratelimit::RateLimitLayer::new(rate_limit))
         // innermost, so metrics and traces see the status the caller gets
         .layer(MessageSizeLayer::new(crate::error::service_domain(name)))

@@ -98,15 +98,6 @@ impl From<StoredCorrupt> for DbErr {
     }
 }
 
-/// An outbox event whose request cannot be built from a corrupt row is refused (asking again
-/// will not repair it): after the relay's refusals it becomes a dead letter, logged and counted,
-/// rather than a message sent with empty data.
-impl From<StoredCorrupt> for crate::outbox::DeliveryError {
-    fn from(err: StoredCorrupt) -> Self {
-        crate::outbox::DeliveryError::refused(err.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

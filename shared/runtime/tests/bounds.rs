@@ -7,6 +7,8 @@
 //! - SQLite pools carry their busy timeout (PostgreSQL's session timeouts are shown against the
 //!   tests' own PostgreSQL server in tests/tests/flows/db_sessions.rs).
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -68,7 +70,7 @@ async fn start(name: &'static str, configure: impl FnOnce(&mut ServeOptions)) ->
     let mut options = ServeOptions::new(name, listener, shutdown);
     configure(&mut options);
     tokio::spawn(async move {
-        if let Err(err) = serve(options, Nothing).await {
+        if let Err(err) = serve(options, Nothing, |_| kg_runtime::auth::roles::EVERYONE).await {
             panic!("server failed: {err}");
         }
     });

@@ -5,6 +5,8 @@
 //! deliver each event once between them, and the events of a relay that died go out again once
 //! its lease is over, not before.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -27,6 +27,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 mod fuzz;
 mod limits;
 mod logs;
+mod roles;
 mod tls;
 mod tokens;
 

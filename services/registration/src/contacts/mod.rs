@@ -26,6 +26,7 @@ use kg_proto::registration::{ContactState, DeliveryFailureSource};
 use sha2::{Digest, Sha256};
 
 use crate::error::RegistrationError;
+use kg_runtime::error::ServiceError as _;
 
 /// The state of an address, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

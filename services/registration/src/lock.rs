@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use crate::health::{PROBE_TIMEOUT, Probe};
+use kg_runtime::health::{PROBE_TIMEOUT, Probe};
 
 const RELEASE_SCRIPT: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
@@ -114,14 +114,12 @@ impl EntityLock {
     }
 }
 
-impl Probe {
-    /// The lock's health probe (named `redis`): [`EntityLock::ping`].
-    pub fn lock(lock: EntityLock) -> Self {
-        Self::new("redis", move || {
-            let lock = lock.clone();
-            async move { lock.ping().await }
-        })
-    }
+/// The lock's health probe (named `redis`): [`EntityLock::ping`].
+pub fn probe(lock: EntityLock) -> Probe {
+    Probe::new("redis", move || {
+        let lock = lock.clone();
+        async move { lock.ping().await }
+    })
 }
 
 pub struct RedisLock {
