@@ -652,7 +652,10 @@ async fn get_step(
         let name = names[(mix(i ^ salt) % names.len() as u64) as usize].clone();
         async move {
             client
-                .get_application(GetApplicationRequest { name })
+                .get_application(GetApplicationRequest {
+                    name,
+                    ..Default::default()
+                })
                 .await?;
             Ok(())
         }

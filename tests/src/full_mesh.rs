@@ -252,6 +252,7 @@ impl Mesh {
                 .await
                 .get_application(self.operator(GetApplicationRequest {
                     name: app.name.clone(),
+                    ..Default::default()
                 }))
                 .await
                 .ok()?
@@ -330,6 +331,7 @@ impl Mesh {
             .await
             .get_application(self.operator(GetApplicationRequest {
                 name: name.to_string(),
+                ..Default::default()
             }))
             .await
             .unwrap()

@@ -1,17 +1,18 @@
 //! GetApplication, ListApplications and WithdrawApplication.
 
 use kg_proto::registration::{
-    Application, ApplicationState, ListApplicationsRequest, ListApplicationsResponse,
-    WithdrawApplicationRequest,
+    Application, ApplicationState, ApplicationView, ListApplicationsRequest,
+    ListApplicationsResponse, WithdrawApplicationRequest,
 };
-use kg_runtime::stored::StoredCorrupt;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
-};
-
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::Violations;
 use kg_runtime::paging::{self, Paging};
+use kg_runtime::stored::StoredCorrupt;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Iterable, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait, Value,
+};
 
 use crate::app::Registration;
 use crate::error::RegistrationError;
@@ -20,12 +21,35 @@ use crate::idempotency::Key;
 use crate::names::parse_application_name;
 use crate::store::{application, state};
 use crate::{outbox, view};
-use kg_runtime::error::ServiceError as _;
 
 impl Registration {
     pub async fn application_by_name(&self, name: &str) -> Result<Application, RegistrationError> {
         let id = parse_application_name(name)?;
         let row = application::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
+        Ok(view::application(&row)?)
+    }
+
+    /// GetApplication's read. Without the FULL view the logo column is not even read: the
+    /// bytes (up to 5 MiB) would cost the database, the decoder and the wire on every poll, and
+    /// `logo_sha256` and `logo_content_type` already say which logo it is.
+    pub async fn application_view(
+        &self,
+        name: &str,
+        view: ApplicationView,
+    ) -> Result<Application, RegistrationError> {
+        if view == ApplicationView::Full {
+            return self.application_by_name(name).await;
+        }
+        let id = parse_application_name(name)?;
+        let row = application::Entity::find_by_id(id)
+            .select_only()
+            .columns(
+                application::Column::iter().filter(|c| !matches!(c, application::Column::Logo)),
+            )
+            .column_as(Expr::value(Value::Bytes(None)), "logo")
             .one(&self.db)
             .await?
             .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;

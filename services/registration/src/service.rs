@@ -5,6 +5,7 @@
 use kg_proto::registration::registration_service_server::RegistrationService;
 use kg_proto::registration::*;
 use kg_runtime::auth::{Caller, Role};
+use kg_runtime::error::ServiceError as _;
 use tonic::{Request, Response, Status};
 
 use crate::app::Registration;
@@ -39,8 +40,18 @@ impl RegistrationService for Registration {
         request: Request<GetApplicationRequest>,
     ) -> Result<Response<GetApplicationResponse>, Status> {
         let caller = caller(&request)?;
-        let name = request.into_inner().name;
-        let mut application = self.application_by_name(&name).await?;
+        let request = request.into_inner();
+        let view = match ApplicationView::try_from(request.view) {
+            Ok(ApplicationView::Unspecified) => ApplicationView::Basic,
+            Ok(view) => view,
+            Err(_) => {
+                return Err(
+                    RegistrationError::field("view", "VIEW_INVALID", "unknown view").into(),
+                );
+            }
+        };
+        let name = request.name;
+        let mut application = self.application_view(&name, view).await?;
         if !caller.may_see(&application.account_id) {
             return Err(RegistrationError::ApplicationNotFound(name).into());
         }

@@ -307,6 +307,7 @@ async fn an_application_or_task_whose_profile_does_not_decode_is_internal() {
     let err = reg
         .get_application(GetApplicationRequest {
             name: app.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -324,6 +324,7 @@ impl Mesh {
                     .await
                     .get_application(GetApplicationRequest {
                         name: application.to_string(),
+                        ..Default::default()
                     })
                     .await
                     .ok()?

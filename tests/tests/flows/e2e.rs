@@ -177,6 +177,7 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
             .await
             .get_application(GetApplicationRequest {
                 name: app.name.clone(),
+                ..Default::default()
             })
             .await
             .ok()?
@@ -210,6 +211,7 @@ async fn submit_review_approve_and_the_applicant_is_told_once_by_email_and_sms()
             .await
             .get_application(GetApplicationRequest {
                 name: app.name.clone(),
+                ..Default::default()
             })
             .await
             .ok()?

@@ -445,6 +445,7 @@ async fn seller_lifecycle_events_stream_in_order_with_their_snapshots() {
         .clone()
         .get_application(GetApplicationRequest {
             name: app.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

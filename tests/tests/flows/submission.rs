@@ -296,21 +296,51 @@ async fn a_complete_application_is_stored_with_its_evidence_and_readable() {
     assert_eq!(agreement.accepted_by, "accounts/acct-ok");
     assert!(agreement.accepted_time.is_some());
 
-    let fetched = env
-        .reg
-        .get_application(GetApplicationRequest {
-            name: submitted.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .application
-        .unwrap();
+    let fetch = async |view: ApplicationView| {
+        env.reg
+            .clone()
+            .get_application(GetApplicationRequest {
+                name: submitted.name.clone(),
+                view: view as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .application
+            .unwrap()
+    };
+    // The default (BASIC) view leaves the logo's bytes out and still says which logo it is.
+    let basic = fetch(ApplicationView::Unspecified).await;
+    let basic_profile = basic.profile.clone().unwrap();
+    use sha2::Digest as _;
+    assert!(basic_profile.logo.is_empty(), "no logo bytes by default");
+    assert_eq!(
+        basic_profile.logo_sha256,
+        hex::encode(sha2::Sha256::digest(fixtures::png_logo()))
+    );
+    assert_eq!(basic_profile.logo_content_type, "image/png");
+    let fetched = fetch(ApplicationView::Full).await;
     assert_eq!(fetched.name, submitted.name);
     assert_eq!(
         fetched.profile.as_ref().unwrap().logo,
         fixtures::png_logo(),
-        "the logo is kept whole"
+        "the FULL view has the logo, kept whole"
+    );
+    let mut without_logo = fetched.clone();
+    without_logo.profile.as_mut().unwrap().logo.clear();
+    assert_eq!(basic, without_logo, "BASIC is FULL less the logo's bytes");
+    let err = env
+        .reg
+        .get_application(GetApplicationRequest {
+            name: submitted.name.clone(),
+            view: 99,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "an unknown view is refused"
     );
     let website = fetched.evidence.unwrap().website.unwrap();
     assert_eq!(website.final_url, env.website.url("/en"));
@@ -325,6 +355,7 @@ async fn a_complete_application_is_stored_with_its_evidence_and_readable() {
         .reg
         .get_application(GetApplicationRequest {
             name: format!("applications/{}", uuid::Uuid::new_v4()),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -337,6 +368,7 @@ async fn a_complete_application_is_stored_with_its_evidence_and_readable() {
         .reg
         .get_application(GetApplicationRequest {
             name: "applications/../../etc/passwd".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -318,6 +318,7 @@ async fn call(
             .get_application(req(
                 GetApplicationRequest {
                     name: application.to_string(),
+                    ..Default::default()
                 },
                 authorization,
             ))

@@ -264,6 +264,7 @@ async fn with_mutual_tls_only_clients_with_a_certificate_from_the_ca_get_in() {
         .get_application(req(
             GetApplicationRequest {
                 name: application.name,
+                ..Default::default()
             },
             &bearer("acct-tls", Role::Applicant),
         ))

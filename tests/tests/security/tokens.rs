@@ -150,6 +150,7 @@ async fn bad_credentials_wrong_roles_and_other_accounts_are_refused_and_change_n
         req(
             GetApplicationRequest {
                 name: name.to_string(),
+                ..Default::default()
             },
             who,
         )
@@ -372,6 +373,7 @@ async fn jwks_keys_verify_and_rotate_by_kid() {
     reg.get_application(req(
         GetApplicationRequest {
             name: application.name.clone(),
+            ..Default::default()
         },
         &new_applicant,
     ))
@@ -419,6 +421,7 @@ async fn jwks_keys_verify_and_rotate_by_kid() {
             .get_application(req(
                 GetApplicationRequest {
                     name: application.name.clone(),
+                    ..Default::default()
                 },
                 &authorization,
             ))

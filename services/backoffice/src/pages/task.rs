@@ -11,8 +11,8 @@ use http::StatusCode;
 use http::header::{self, HeaderMap};
 use kg_proto::identity::GetAccountRequest;
 use kg_proto::registration::{
-    ApplicationState, GetApplicationRequest, GetModificationRequestRequest, GetSellerRequest,
-    ModificationKind,
+    ApplicationState, ApplicationView, GetApplicationRequest, GetModificationRequestRequest,
+    GetSellerRequest, ModificationKind,
 };
 use kg_proto::review::*;
 use kg_runtime::auth::Role;
@@ -46,6 +46,8 @@ async fn subject(app: &App, session: &Session, task: &ReviewTask) -> Result<Subj
                 .get_application(call(
                     GetApplicationRequest {
                         name: task.subject.clone(),
+                        // the page shows the logo
+                        view: ApplicationView::Full as i32,
                     },
                     session,
                 ))

@@ -842,6 +842,7 @@ async fn a_decision_reaches_registration_through_the_outbox() {
     let applied = reg
         .get_application(GetApplicationRequest {
             name: app.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
