@@ -326,12 +326,13 @@ impl Mesh {
         self.as_(message, account_id, Role::Applicant)
     }
 
+    /// The application in the FULL view (with its logo's bytes), as tests compare it whole.
     pub async fn application(&self, name: &str) -> Application {
         self.reg()
             .await
             .get_application(self.operator(GetApplicationRequest {
                 name: name.to_string(),
-                ..Default::default()
+                view: ApplicationView::Full as i32,
             }))
             .await
             .unwrap()

@@ -15,6 +15,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+/// The HS256 secret every test mesh with authentication on shares (at least 32 bytes, as the
+/// services require). One secret: a token minted by any helper verifies in any test's mesh.
+pub const TEST_SECRET: &str = "koogallery-test-secret-0123456789abcdef";
+
 /// The database the integration tests run against: `KG_TEST_DATABASE=sqlite` or `postgres`
 /// (the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

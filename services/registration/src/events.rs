@@ -163,7 +163,8 @@ pub async fn record<C: ConnectionTrait>(
     let mut payload = match parsed {
         Subject::Application(id) => {
             application_name = subject.to_string();
-            let row = application::Entity::find_by_id(id.to_string())
+            // the snapshot carries no logo bytes: they are not read at all
+            let row = application::find_without_logo(id.to_string())
                 .one(db)
                 .await?;
             match row {

@@ -2,7 +2,7 @@
 //! destination that must hear of it, and one event of the WatchEvents log (events.rs). The relay
 //! (relay.rs) delivers the outbox rows.
 
-use kg_runtime::outbox::{NewEvent, append};
+use kg_runtime::outbox::{NewEvent, append_all};
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::events::{self, EventKind};
@@ -28,20 +28,17 @@ pub async fn announce<C: ConnectionTrait>(
     actor: &str,
     destinations: &[&str],
 ) -> Result<(), DbErr> {
-    for destination in destinations {
-        append(
-            db,
-            OUTBOX,
-            NewEvent {
-                destination,
-                event_type: kind.as_str(),
-                account_id,
-                subject,
-                payload: serde_json::json!({}),
-            },
-        )
-        .await?;
-    }
+    let outgoing: Vec<NewEvent<'_>> = destinations
+        .iter()
+        .map(|destination| NewEvent {
+            destination,
+            event_type: kind.as_str(),
+            account_id,
+            subject,
+            payload: serde_json::json!({}),
+        })
+        .collect();
+    append_all(db, OUTBOX, &outgoing).await?;
     events::record(db, kind, account_id, subject, actor).await
 }
 

@@ -8,10 +8,9 @@ use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::Violations;
 use kg_runtime::paging::{self, Paging};
 use kg_runtime::stored::StoredCorrupt;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Iterable, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 
 use crate::app::Registration;
@@ -44,12 +43,7 @@ impl Registration {
             return self.application_by_name(name).await;
         }
         let id = parse_application_name(name)?;
-        let row = application::Entity::find_by_id(id)
-            .select_only()
-            .columns(
-                application::Column::iter().filter(|c| !matches!(c, application::Column::Logo)),
-            )
-            .column_as(Expr::value(Value::Bytes(None)), "logo")
+        let row = application::find_without_logo(id)
             .one(&self.db)
             .await?
             .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;

@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 
 use DuplicateSignalKind::{ContactEmail, ContactMobile, SimilarCompanyName, WebsiteDomain};
 
-const SECRET: &str = "duplicates-tests-secret-0123456789abcdef";
+const SECRET: &str = kg_tests::mesh::TEST_SECRET;
 const NOWHERE: &str = "http://127.0.0.1:9";
 
 #[derive(Clone)]

@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 type Kind = RegistrationEventType;
 type Stream = tonic::Streaming<WatchEventsResponse>;
 
-const SECRET: &str = "events-tests-secret-0123456789abcdef";
+const SECRET: &str = kg_tests::mesh::TEST_SECRET;
 const HEARTBEAT_MS: u64 = 300;
 /// How long a test listens to a stream that should stay quiet: several heartbeats, with
 /// room for a loaded machine.

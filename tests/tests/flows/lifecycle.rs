@@ -16,7 +16,7 @@ use kg_tests::full_mesh::{Mesh, decoded, mask};
 use kg_tests::poll;
 use tonic::Code;
 
-const SECRET: &str = "lifecycle-test-secret-with-at-least-32-bytes";
+const SECRET: &str = kg_tests::mesh::TEST_SECRET;
 
 mod contacts;
 

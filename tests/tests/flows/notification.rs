@@ -1425,7 +1425,7 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 async fn with_authentication_on_only_services_send_and_the_directory_is_read_with_a_service_token()
 {
     use kg_runtime::auth::{Authenticator, DEFAULT_AUDIENCE, DEFAULT_ISSUER, Role};
-    const SECRET: &str = "notification-tests-secret-0123456789abcdef";
+    const SECRET: &str = kg_tests::mesh::TEST_SECRET;
     let auth = Authenticator::hs256(SECRET.as_bytes(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
     let token = |subject: &str, role| auth.mint(subject, role, Duration::from_secs(300));
 

@@ -17,7 +17,7 @@ use kg_tests::fixtures::{self};
 use kg_tests::full_mesh::{Mesh, decoded, mask};
 use tonic::Code;
 
-const SECRET: &str = "resubmit-test-secret-with-at-least-32-bytes";
+const SECRET: &str = kg_tests::mesh::TEST_SECRET;
 
 fn at(t: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
     let t = t.as_ref().expect("a timestamp");

@@ -33,7 +33,7 @@ mod decisions;
 mod hostile;
 mod queue;
 
-const SECRET: &str = "review-tests-secret-0123456789abcdef-xyz";
+const SECRET: &str = kg_tests::mesh::TEST_SECRET;
 /// Nothing listens on port 9: decisions stay in the outbox, RerunChecks is UNAVAILABLE.
 const NOWHERE: &str = "http://127.0.0.1:9";
 

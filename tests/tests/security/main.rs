@@ -31,7 +31,7 @@ mod roles;
 mod tls;
 mod tokens;
 
-const SECRET: &str = "security-tests-secret-0123456789abcdef";
+const SECRET: &str = kg_tests::mesh::TEST_SECRET;
 
 fn now() -> u64 {
     SystemTime::now()
