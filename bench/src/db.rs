@@ -133,7 +133,7 @@ pub async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<u64> {
 
 /// Inserts rows `first..first+count` of the pre-load (applications, and a seller for each
 /// approved one) in multi-row INSERTs of `batch` rows, `parallel` batches at a time; returns the
-/// application ids written.
+/// application ids written with their accounts.
 pub async fn preload(
     db: &DatabaseConnection,
     template: &application::Model,
@@ -141,7 +141,7 @@ pub async fn preload(
     count: u64,
     batch: u64,
     parallel: usize,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut ids = Vec::with_capacity(count as usize);
     let mut start = first;
     let end = first + count;
@@ -178,7 +178,10 @@ pub async fn preload(
                     (row, seller)
                 })
                 .unzip();
-            ids.extend(apps.iter().map(|a| a.application_id.clone()));
+            ids.extend(
+                apps.iter()
+                    .map(|a| (a.application_id.clone(), a.account_id.clone())),
+            );
             let db = db.clone();
             running.spawn(async move {
                 let txn = db.begin().await?;

@@ -840,10 +840,18 @@ def submit_valid_application(
     return response.application
 
 
-def get_application(stubs: Stubs, clients: Clients, name: str, metadata: tuple):
-    """GetApplication as the caller of `metadata` (for example clients.as_applicant(id))."""
+def get_application(
+    stubs: Stubs, clients: Clients, name: str, metadata: tuple, *, full: bool = False
+):
+    """GetApplication as the caller of `metadata` (for example clients.as_applicant(id)): the
+    BASIC view (no logo bytes), or the FULL one with `full`."""
+    view = (
+        stubs.registration.APPLICATION_VIEW_FULL
+        if full
+        else stubs.registration.APPLICATION_VIEW_UNSPECIFIED
+    )
     return clients.registration.GetApplication(
-        stubs.registration.GetApplicationRequest(name=name),
+        stubs.registration.GetApplicationRequest(name=name, view=view),
         timeout=CALL_TIMEOUT,
         metadata=metadata,
     ).application

@@ -189,8 +189,12 @@ def test_applicant_flow_submit_get_list(stubs, clients, website):
     ).application
     assert retried.name == submitted.name
 
-    # Get returns it, logo bytes included.
+    # Get returns it: by default without the logo's bytes (its hash says which logo it is),
+    # with them in the FULL view.
     got = kg.get_application(stubs, clients, submitted.name, as_applicant)
+    assert got.profile.logo == b""
+    assert got.profile.logo_sha256 == hashlib.sha256(draft.profile.logo).hexdigest()
+    got = kg.get_application(stubs, clients, submitted.name, as_applicant, full=True)
     assert got.application_id == submitted.application_id
     assert got.account_id == enterprise_id
     assert got.entity.registration_number == number

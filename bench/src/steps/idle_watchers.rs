@@ -1,4 +1,4 @@
-//! Idle WatchEvents streams (issue 12, "Idle watchers multiply database load"): SubmitApplication
+//! (g) idle WatchEvents streams (issue 12, "Idle watchers multiply database load"): SubmitApplication
 //! at a small concurrency without and then with N WatchEvents streams open that never receive an
 //! event (each filtered to an account with no events), and the database transactions per second
 //! of registration's database while nothing but those streams is open.
@@ -8,15 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kg_proto::registration::WatchEventsRequest;
 use kg_proto::registration::registration_service_client::RegistrationServiceClient;
 use kg_proto::registration::watch_events_response::Item;
-use kg_proto::registration::{SubmitApplicationRequest, WatchEventsRequest};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use super::context::Ctx;
+use super::outbox::drain;
+use super::submit;
+use crate::console::{say, show};
 use crate::load::Failure;
+use crate::mesh::{Mesh, SYSTEM};
 use crate::report::{IdleWatchers, IdleWindow};
-use crate::{Clients, Ids, Mesh, Plan, SYSTEM, db, drain, procs, say, show, submit_step};
+use crate::tokens::Tokens;
+use crate::{db, procs};
 
 /// Streams per client connection (the server may cap concurrent HTTP/2 streams per
 /// connection; hyper's default is 200).
@@ -53,9 +59,10 @@ impl Streams {
     }
 }
 
-/// Opens `n` WatchEvents streams to registration over their own connections and waits until
-/// each returned its response headers (`watch_events(..).await` is Ok) or failed.
-async fn open_streams(url: &str, n: usize) -> anyhow::Result<Streams> {
+/// Opens `n` WatchEvents streams to registration over their own connections, each as the
+/// applicant whose account it follows, and waits until each returned its response headers
+/// (`watch_events(..).await` is Ok) or failed.
+async fn open_streams(url: &str, n: usize, tokens: &Tokens) -> anyhow::Result<Streams> {
     let connections = n.div_ceil(STREAMS_PER_CONNECTION).max(1);
     let channels = procs::stream_channels(url, connections).await?;
     let gate = Arc::new(Semaphore::new(OPENING_AT_ONCE));
@@ -66,7 +73,10 @@ async fn open_streams(url: &str, n: usize) -> anyhow::Result<Streams> {
     let mut readers = JoinSet::new();
     let started = Instant::now();
     for i in 0..n {
-        let mut client = RegistrationServiceClient::new(channels[i % connections].clone());
+        let mut client = RegistrationServiceClient::with_interceptor(
+            channels[i % connections].clone(),
+            tokens.applicant(&idle_account(i)),
+        );
         let (gate, tx) = (gate.clone(), tx.clone());
         let (heartbeats, events, ended) = (heartbeats.clone(), events.clone(), ended.clone());
         readers.spawn(async move {
@@ -196,50 +206,73 @@ fn show_window(label: &str, w: &IdleWindow) {
     ));
 }
 
-/// The whole step, on registration's database `datname` (the one it runs on now): drain,
-/// quiet window, submit without streams, open the streams, drain, window with only the
-/// streams, submit with them, close them.
+/// (g) on registration's database `datname` (the one it runs on now), with what the report's
+/// notes must say about it; `None` when `--idle-watchers 0` skips it.
 pub async fn measure(
-    plan: &Plan,
+    ctx: &mut Ctx<'_>,
+    mesh: &mut Mesh,
+    datname: &str,
+) -> anyhow::Result<Option<IdleWatchers>> {
+    let plan = ctx.plan;
+    if plan.idle_watchers == 0 {
+        return Ok(None);
+    }
+    say(format!(
+        "(g) SubmitApplication at {} in flight without and with {} idle WatchEvents streams",
+        plan.idle_concurrency, plan.idle_watchers
+    ));
+    let w = without_and_with(ctx, mesh, datname).await?;
+    for (label, s) in [("without", &w.submit_without), ("with", &w.submit_with)] {
+        if s.ok >= plan.max_submits {
+            ctx.notes.push(format!(
+                "(g) SubmitApplication {label} the idle streams ended by the submission \
+                 budget ({}) before {} s.",
+                plan.max_submits,
+                plan.step.as_secs_f64()
+            ));
+        }
+    }
+    if !w.complete() {
+        ctx.notes.push(format!(
+            "(g) asked for {} idle WatchEvents streams: {} opened (failed: {:?}), {} still \
+             open after the SubmitApplication step with them (ended: {:?}).",
+            w.streams, w.opened, w.open_errors, w.still_open_after, w.ended
+        ));
+    }
+    if w.events_received > 0 {
+        ctx.notes.push(format!(
+            "(g) the idle streams received {} events although their accounts have none.",
+            w.events_received
+        ));
+    }
+    mesh.check_alive()?;
+    Ok(Some(w))
+}
+
+/// Drain, quiet window, submit without streams, open the streams, drain, window with only the
+/// streams, submit with them, close them.
+async fn without_and_with(
+    ctx: &mut Ctx<'_>,
     mesh: &Mesh,
     datname: &str,
-    clients: &Clients,
-    ids: &mut Ids,
-    template: &SubmitApplicationRequest,
-    submitted: &Arc<Mutex<Vec<String>>>,
 ) -> anyhow::Result<IdleWatchers> {
+    let plan = ctx.plan;
     let n = plan.idle_watchers;
     let c = plan.idle_concurrency;
     let bound = Duration::from_secs(30);
+    let submitted = ctx.submitted.clone();
 
     let left = drain(&mesh.registration_db, "the steps before", bound).await?;
     let quiet = idle_window(mesh, datname, plan.idle_tps_window, left.remaining).await?;
     show_window("no streams, no load", &quiet);
 
-    submit_step(
-        clients,
-        ids,
-        template,
-        c,
-        plan.submit_warmup_budget(),
-        submitted,
-        None,
-    )
-    .await?;
-    let without = submit_step(
-        clients,
-        ids,
-        template,
-        c,
-        plan.submit_budget(),
-        submitted,
-        Some(mesh),
-    )
-    .await?;
+    submit::step(ctx, c, plan.submit_warmup_budget(), &submitted, None).await?;
+    let without = submit::step(ctx, c, plan.submit_budget(), &submitted, Some(mesh)).await?;
     show("submit, no streams", &without);
 
     say(format!("  opening {n} idle WatchEvents streams"));
-    let streams = open_streams(&mesh.service("registration").url(), n).await?;
+    let url = mesh.service("registration").url();
+    let streams = open_streams(&url, n, &ctx.clients.tokens).await?;
     say(format!(
         "  {} of {n} streams open after {:.1} s{}",
         streams.opened,
@@ -254,26 +287,8 @@ pub async fn measure(
     let idle = idle_window(mesh, datname, plan.idle_tps_window, left.remaining).await?;
     show_window(&format!("{} idle streams, no load", streams.opened), &idle);
 
-    submit_step(
-        clients,
-        ids,
-        template,
-        c,
-        plan.submit_warmup_budget(),
-        submitted,
-        None,
-    )
-    .await?;
-    let with = submit_step(
-        clients,
-        ids,
-        template,
-        c,
-        plan.submit_budget(),
-        submitted,
-        Some(mesh),
-    )
-    .await?;
+    submit::step(ctx, c, plan.submit_warmup_budget(), &submitted, None).await?;
+    let with = submit::step(ctx, c, plan.submit_budget(), &submitted, Some(mesh)).await?;
     show(&format!("submit, {} idle streams", streams.opened), &with);
 
     let still_open = streams.still_open();
@@ -314,11 +329,4 @@ pub async fn measure(
         submit_with: with,
         ratio,
     })
-}
-
-impl IdleWatchers {
-    /// Every stream opened and stayed open through the step with them.
-    pub fn complete(&self) -> bool {
-        self.opened == self.streams && self.still_open_after == self.streams
-    }
 }
