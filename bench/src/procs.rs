@@ -1,7 +1,6 @@
 //! The service processes under test: spawned from `target/release` with their configuration in
 //! the environment, logs in files, killed with the bench (PR_SET_PDEATHSIG) and on drop.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -76,7 +75,8 @@ impl Service {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        die_with_parent(&mut cmd);
+        // a killed bench leaves no service behind; spawn from the main task only
+        kg_tests::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", program.display()))?;
@@ -181,31 +181,6 @@ impl Service {
 pub struct Memory {
     pub vm_hwm_kib: u64,
     pub vm_rss_kib: u64,
-}
-
-/// The child gets SIGKILL when the thread that spawned it ends, so a killed bench leaves no
-/// service behind. Spawn from the main task only (see kg-tests' crate docs).
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: getpid() before the fork; in the child only async-signal-safe calls.
-    let parent = unsafe { libc::getpid() };
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(io::Error::other("parent exited during spawn"));
-            }
-            Ok(())
-        });
-    }
 }
 
 /// `connections` channels to `url`, connected now (so connection set-up is not measured).

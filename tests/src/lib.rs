@@ -189,8 +189,9 @@ pub(crate) fn send_signal(pid: u32, sig: libc::c_int, group: bool) -> io::Result
     }
 }
 
-/// Makes the child get SIGKILL when the spawning thread ends (see the crate docs).
-pub(crate) fn die_with_parent(cmd: &mut Command) {
+/// Makes the child get SIGKILL when the spawning thread ends (see the crate docs), so a killed
+/// test binary (or bench) leaves no server behind.
+pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: getpid() before the fork; in the child only async-signal-safe calls
     // (prctl, getppid) are made.
     let parent = unsafe { libc::getpid() };

@@ -102,6 +102,12 @@ async fn one(
     )
     .await?;
     ctx.outbox.after_steps.push(left);
+    let drained =
+        outbox::drain(&mesh.registration_db, "the submit step", super::DRAIN_BOUND).await?;
+    ctx.notes.push(super::drained_note(
+        &format!("(d) with {stored_at_measure} stored"),
+        &drained,
+    ));
     let all = stored
         .preloaded
         .iter()
