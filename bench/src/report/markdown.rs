@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::tables::{
-    f1, f2, figures_table, idle_watchers_headline, opt, scales_table, targets_table, thousands,
+    f1, f2, figures_table, idle_watchers_headline, opt, percentiles, scales_table, targets_table,
+    thousands,
 };
 use super::{IdleWatchers, IdleWindow, Latency, Report};
 use crate::load::StepResult;
@@ -294,7 +295,7 @@ fn idle_watchers_section(w: &IdleWatchers) -> String {
             format!("{v:.1} %")
         })
     };
-    let lat = |s: &StepResult| format!("{} / {} / {}", f1(s.p50_ms), f1(s.p95_ms), f1(s.p99_ms));
+    let lat = percentiles;
     let _ = writeln!(
         out,
         "| | no streams | {} idle streams open |\n|---|---:|---:|",

@@ -6,6 +6,11 @@ use std::fmt::Write as _;
 use super::{IdleWatchers, Ratio, Report, TokenVerification};
 use crate::load::StepResult;
 
+/// "p50 / p95 / p99" of a step, in milliseconds.
+pub(super) fn percentiles(s: &StepResult) -> String {
+    format!("{} / {} / {}", f1(s.p50_ms), f1(s.p95_ms), f1(s.p99_ms))
+}
+
 pub(super) fn f1(x: f64) -> String {
     format!("{x:.1}")
 }
@@ -117,11 +122,7 @@ pub fn figures_table(r: &Report) -> String {
     let tput = |steps: &[StepResult], c: usize| {
         opt(by_c(steps, c), |s| format!("{:.0}/s", s.throughput_per_s))
     };
-    let lat = |steps: &[StepResult], c: usize| {
-        opt(by_c(steps, c), |s| {
-            format!("{} / {} / {}", f1(s.p50_ms), f1(s.p95_ms), f1(s.p99_ms))
-        })
-    };
+    let lat = |steps: &[StepResult], c: usize| opt(by_c(steps, c), percentiles);
     row("(a) one-hop echo, throughput", &|c| tput(&r.echo, c));
     row("(a) echo p50 / p95 / p99 ms", &|c| lat(&r.echo, c));
     row("(b) database transaction, throughput", &|c| {
@@ -156,19 +157,9 @@ pub fn scales_table(r: &Report) -> String {
             "| {} | {} | {} | {} | {} |",
             s.stored,
             opt(s.submit.as_ref(), |x| format!("{:.0}", x.throughput_per_s)),
-            opt(s.submit.as_ref(), |x| format!(
-                "{} / {} / {}",
-                f1(x.p50_ms),
-                f1(x.p95_ms),
-                f1(x.p99_ms)
-            )),
+            opt(s.submit.as_ref(), percentiles),
             opt(s.get.as_ref(), |x| format!("{:.0}", x.throughput_per_s)),
-            opt(s.get.as_ref(), |x| format!(
-                "{} / {} / {}",
-                f1(x.p50_ms),
-                f1(x.p95_ms),
-                f1(x.p99_ms)
-            )),
+            opt(s.get.as_ref(), percentiles),
         );
     }
     if let [first, .., last] = r.scales.as_slice() {

@@ -4,10 +4,10 @@
 use chrono::Utc;
 use kg_proto::common::{CompanyEntity, PostalAddress};
 use kg_proto::identity::{Account, VerificationType};
+use kg_runtime::error::ServiceError as _;
 
 use crate::account_store::AccountRow;
 use crate::convert::timestamp;
-use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::{CommonError, Violations};
 
 use crate::error::IdentityError;
@@ -22,12 +22,7 @@ pub fn parse_name(name: &str) -> Result<String, IdentityError> {
 }
 
 pub fn validate_id(field: &str, id: &str) -> Result<(), IdentityError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if kg_runtime::idempotency::is_plain_id(id) {
         Ok(())
     } else {
         Err(IdentityError::field(

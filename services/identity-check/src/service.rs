@@ -6,6 +6,7 @@ use kg_proto::identity::identity_check_service_server::IdentityCheckService;
 use kg_proto::identity::*;
 use kg_runtime::auth::Caller;
 use kg_runtime::error::CommonError;
+use kg_runtime::error::ServiceError as _;
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
@@ -15,7 +16,6 @@ use crate::convert::{finding, outcome, timestamp};
 use crate::eligibility;
 use crate::error::IdentityError;
 use crate::materials::MaterialsChecker;
-use kg_runtime::error::ServiceError as _;
 
 /// The account directory holds personal data: every change is logged with who made it, the
 /// email and mobile masked (kg_runtime::redact).

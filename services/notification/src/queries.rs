@@ -8,6 +8,7 @@ use kg_proto::notification::{
     Channel, DeliveryStatus, ListNotificationsRequest, ListNotificationsResponse, Notification,
 };
 use kg_runtime::auth::{Caller, Role};
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::{CommonError, Violations};
 use kg_runtime::paging::{self, Paging};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -17,7 +18,6 @@ use crate::send::{valid_id, valid_subject};
 use crate::service::Notification as Service;
 use crate::store::delivery;
 use crate::view;
-use kg_runtime::error::ServiceError as _;
 
 pub fn parse_name(name: &str) -> Result<String, NotificationError> {
     let id = name.strip_prefix("notifications/").unwrap_or_default();

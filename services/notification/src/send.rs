@@ -20,6 +20,7 @@ use kg_proto::identity::{Account, GetAccountRequest};
 use kg_proto::notification::{
     NotificationEventType, SendNotificationRequest, SendNotificationResponse,
 };
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::{CommonError, DecodedError, Violations};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
@@ -33,7 +34,6 @@ use crate::service::Notification;
 use crate::store::{self, channel, delivery, status};
 use crate::templates::{self, Locale, RenderError};
 use crate::view;
-use kg_runtime::error::ServiceError as _;
 
 pub const MAX_PARAMETERS: usize = 32;
 pub const MAX_VALUE_CHARS: usize = 2000;

@@ -8,6 +8,7 @@ use kg_proto::registration::{
     ResendContactVerificationResponse, VerifyContactRequest, VerifyContactResponse,
 };
 use kg_runtime::auth::Caller;
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::{CommonError, FieldViolation};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
@@ -23,7 +24,6 @@ use crate::error::RegistrationError;
 use crate::events::EventKind;
 use crate::outbox;
 use crate::store::{contact, contact_failure, reachability};
-use kg_runtime::error::ServiceError as _;
 
 const MAX_DETAIL_CHARS: usize = 500;
 const MAX_EMAIL_LEN: usize = 320;

@@ -8,6 +8,7 @@ use kg_proto::registration::apply_review_decision_response::SubjectState;
 use kg_proto::registration::{
     ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse,
 };
+use kg_runtime::error::ServiceError as _;
 use prost::Message;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
@@ -18,7 +19,6 @@ use crate::idempotency::Key;
 use crate::names::parse_application_name;
 use crate::store::{application, name_history, seller, state};
 use crate::{outbox, view};
-use kg_runtime::error::ServiceError as _;
 
 const RPC: &str = "ApplyReviewDecision";
 

@@ -170,10 +170,7 @@ pub async fn record<C: ConnectionTrait>(
             match row {
                 // A stored message that does not decode fails the change's transaction.
                 Some(row) => {
-                    let mut app = view::application(&row)?;
-                    if let Some(p) = app.profile.as_mut() {
-                        p.logo.clear();
-                    }
+                    let app = view::application(&row)?;
                     seller_name = app.seller.clone();
                     Some(Payload::ApplicationSnapshot(app))
                 }

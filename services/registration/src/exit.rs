@@ -9,6 +9,7 @@ use kg_runtime::auth::Caller;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
 use kg_runtime::error::CommonError;
+use kg_runtime::error::ServiceError as _;
 
 use crate::app::Registration;
 use crate::error::RegistrationError;
@@ -18,7 +19,6 @@ use crate::names::{modification_name, parse_seller_name};
 use crate::reads::pending_of;
 use crate::store::{seller, state};
 use crate::{outbox, view};
-use kg_runtime::error::ServiceError as _;
 
 pub const RPC: &str = "ExitSeller";
 const MAX_REASON: usize = 1000;

@@ -100,8 +100,8 @@ impl Key {
         match self.replay(db).await {
             Ok(Some(resource)) => replayed(resource).await,
             Ok(None) => Err(failure),
-            Err(RegistrationError::Common(CommonError::IdempotencyKeyReused)) => {
-                Err(CommonError::IdempotencyKeyReused.into())
+            Err(reused @ RegistrationError::Common(CommonError::IdempotencyKeyReused)) => {
+                Err(reused)
             }
             // The lookup failed too (the database is gone): the work's error says more.
             Err(_) => Err(failure),

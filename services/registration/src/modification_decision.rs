@@ -10,6 +10,7 @@ use kg_proto::registration::apply_review_decision_response::SubjectState;
 use kg_proto::registration::{
     ApplyDecisionOutcome, ApplyReviewDecisionRequest, ApplyReviewDecisionResponse,
 };
+use kg_runtime::error::ServiceError as _;
 use prost::Message;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, Set,
@@ -27,7 +28,6 @@ use crate::reads::{name_history_of, seller_details};
 use crate::store::{modification, name_history, seller, state};
 use crate::view::modification::{changes_of, proposed_profile, view};
 use crate::view::seller::live_profile;
-use kg_runtime::error::ServiceError as _;
 
 impl Registration {
     /// `key`: the event id, as checked by `apply_decision`.

@@ -10,6 +10,7 @@ use sea_orm::{
     QuerySelect, Set, TransactionTrait,
 };
 
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::{CommonError, Violations};
 use kg_runtime::paging::{self, Paging};
 
@@ -21,7 +22,6 @@ use crate::names::{modification_name, parse_modification_name, parse_seller_name
 use crate::outbox;
 use crate::store::{modification, seller, state};
 use crate::view::modification::{kind_name, state_name, view};
-use kg_runtime::error::ServiceError as _;
 
 const WITHDRAW_RPC: &str = "WithdrawModificationRequest";
 const MAX_REASON: usize = 1000;

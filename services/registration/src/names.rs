@@ -2,8 +2,9 @@
 //! `sellers/{id}/modificationRequests/{id}` (contact names, `accounts/{id}/contacts/{id}`, are
 //! in contacts/). The bottom layer: it imports only error.
 
-use crate::error::RegistrationError;
 use kg_runtime::error::ServiceError as _;
+
+use crate::error::RegistrationError;
 
 pub fn parse_application_name(name: &str) -> Result<String, RegistrationError> {
     let id = name.strip_prefix("applications/").unwrap_or_default();

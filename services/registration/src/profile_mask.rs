@@ -6,10 +6,10 @@
 
 use kg_proto::common::SellerProfile;
 use kg_runtime::error::FieldViolation;
+use kg_runtime::error::ServiceError as _;
 
 use crate::error::RegistrationError;
 use crate::view::modification::Change;
-use kg_runtime::error::ServiceError as _;
 
 /// Longest value of a free-text profile field other than the introduction.
 pub const MAX_TEXT: usize = 256;

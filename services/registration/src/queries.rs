@@ -103,19 +103,17 @@ impl Registration {
                     .eq(kg_checks::regnum::normalize(&req.registration_number)),
             );
         }
-        let mut rows = query.limit(paging.fetch_limit()).all(&self.db).await?;
+        // Lists leave the logo's bytes out, unread (logo_sha256 stays); GetApplication's FULL
+        // view returns them.
+        let mut rows = application::without_logo(query)
+            .limit(paging.fetch_limit())
+            .all(&self.db)
+            .await?;
         let next_page_token = paging.finish(&mut rows, |r| r.application_id.clone());
         Ok(ListApplicationsResponse {
-            // Lists leave the logo bytes out (logo_sha256 stays); GetApplication returns them.
             applications: rows
                 .iter()
-                .map(|r| {
-                    let mut app = view::application(r)?;
-                    if let Some(p) = app.profile.as_mut() {
-                        p.logo.clear();
-                    }
-                    Ok(app)
-                })
+                .map(view::application)
                 .collect::<Result<_, StoredCorrupt>>()?,
             next_page_token,
         })

@@ -4,6 +4,7 @@ use kg_proto::registration::CompanyNameChange;
 use kg_proto::registration::{ListSellersRequest, ListSellersResponse, Seller, SellerState};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::Violations;
 use kg_runtime::paging::{self, Paging};
 
@@ -14,7 +15,6 @@ use crate::reads::seller_details;
 use crate::store::{modification, name_history, seller, state};
 use crate::view::seller::seller_view;
 use crate::view::timestamp;
-use kg_runtime::error::ServiceError as _;
 
 /// `seller_details` for a page of sellers in two queries rather than two per seller.
 async fn page_details(

@@ -39,13 +39,18 @@ pub mod application {
     use sea_orm::sea_query::Expr;
     use sea_orm::{Iterable, QuerySelect, Select, Value};
 
-    /// The application `id` without its logo's bytes (`logo` reads as NULL): for the reads that
-    /// do not show the image (up to 5 MiB), so that neither the database nor the decoder moves it.
-    pub fn find_without_logo(id: String) -> Select<Entity> {
-        Entity::find_by_id(id)
+    /// `select` without the logo's bytes (`logo` reads as NULL): for the reads that do not show
+    /// the image (up to 5 MiB), so that neither the database nor the decoder moves it.
+    pub fn without_logo(select: Select<Entity>) -> Select<Entity> {
+        select
             .select_only()
             .columns(Column::iter().filter(|c| !matches!(c, Column::Logo)))
             .column_as(Expr::value(Value::Bytes(None)), "logo")
+    }
+
+    /// The application `id` without its logo's bytes (see [`without_logo`]).
+    pub fn find_without_logo(id: String) -> Select<Entity> {
+        without_logo(Entity::find_by_id(id))
     }
 }
 

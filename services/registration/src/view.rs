@@ -23,12 +23,7 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 pub fn validate_account_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if kg_runtime::idempotency::is_plain_id(id) {
         Ok(())
     } else {
         Err("account ids are 1-64 characters of A-Z, a-z, 0-9, '-' and '_'".into())

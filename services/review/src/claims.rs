@@ -6,6 +6,7 @@ use kg_proto::review::{ClaimReviewTaskRequest, ReleaseReviewTaskRequest, ReviewT
 use kg_runtime::auth::{Caller, Role};
 
 use kg_runtime::error::CommonError;
+use kg_runtime::error::ServiceError as _;
 
 use crate::catalogue::MAX_COMMENT;
 use crate::error::ReviewError;
@@ -13,7 +14,6 @@ use crate::service::Review;
 use crate::store::{state, task};
 use crate::transition::{Change, Key, Plan, Target};
 use crate::{idempotency, view};
-use kg_runtime::error::ServiceError as _;
 
 /// The etag rule: when the caller sent one, it must be the task's current one.
 pub fn check_etag(etag: &str, row: &task::Model) -> Result<(), ReviewError> {

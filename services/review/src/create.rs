@@ -11,6 +11,7 @@ use prost::Message;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait};
 use sha2::{Digest, Sha256};
 
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::Violations;
 
 use crate::audit::{self, Entry};
@@ -18,7 +19,6 @@ use crate::error::ReviewError;
 use crate::service::Review;
 use crate::store::{kind, state, task};
 use crate::{clock, idempotency, view};
-use kg_runtime::error::ServiceError as _;
 
 pub const RPC: &str = "CreateReviewTask";
 /// The inbox outcome of a creation.

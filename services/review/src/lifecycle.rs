@@ -11,6 +11,7 @@ use kg_proto::review::{
 use kg_runtime::auth::Caller;
 use prost::Message;
 
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::error::{CommonError, Violations};
 
 use crate::create::{check_profile, check_subject, check_time};
@@ -19,7 +20,6 @@ use crate::service::Review;
 use crate::store::{state, task};
 use crate::transition::{Change, Key, Plan, Target};
 use crate::{clock, idempotency, view};
-use kg_runtime::error::ServiceError as _;
 
 const RESUMED: &str = "RESUMED";
 const CANCELLED: &str = "CANCELLED";

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::calendar::WorkingCalendar;
 use crate::catalogue;
+use crate::error::ReviewError;
 
 pub struct Review {
     pub(crate) db: DatabaseConnection,
@@ -45,12 +46,10 @@ impl Review {
     }
 }
 
-/// The authenticated caller; the auth layer always sets one in front of this service (and has
-/// already checked that the caller's role may call the RPC).
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::of(request)
-        .cloned()
-        .unwrap_or_else(kg_runtime::auth::development_caller)
+/// The authenticated caller (see [`Caller::require`]); the auth layer has already checked that
+/// its role may call the RPC.
+fn caller<T>(request: &Request<T>) -> Result<Caller, ReviewError> {
+    Ok(Caller::require(request)?)
 }
 
 #[tonic::async_trait]
@@ -59,7 +58,7 @@ impl ReviewService for Review {
         &self,
         request: Request<CreateReviewTaskRequest>,
     ) -> Result<Response<CreateReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.create(&caller, request.into_inner()).await?,
         ))
@@ -79,7 +78,7 @@ impl ReviewService for Review {
         &self,
         request: Request<ListReviewTasksRequest>,
     ) -> Result<Response<ListReviewTasksResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.list_tasks(&caller, request.into_inner()).await?,
         ))
@@ -89,7 +88,7 @@ impl ReviewService for Review {
         &self,
         request: Request<ClaimReviewTaskRequest>,
     ) -> Result<Response<ClaimReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let task = self.claim(&caller, request.into_inner()).await?;
         Ok(Response::new(ClaimReviewTaskResponse {
             review_task: Some(task),
@@ -100,7 +99,7 @@ impl ReviewService for Review {
         &self,
         request: Request<ReleaseReviewTaskRequest>,
     ) -> Result<Response<ReleaseReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let task = self.release(&caller, request.into_inner()).await?;
         Ok(Response::new(ReleaseReviewTaskResponse {
             review_task: Some(task),
@@ -111,7 +110,7 @@ impl ReviewService for Review {
         &self,
         request: Request<ApproveReviewTaskRequest>,
     ) -> Result<Response<ApproveReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let task = self.approve(&caller, request.into_inner()).await?;
         Ok(Response::new(ApproveReviewTaskResponse {
             review_task: Some(task),
@@ -122,7 +121,7 @@ impl ReviewService for Review {
         &self,
         request: Request<RejectReviewTaskRequest>,
     ) -> Result<Response<RejectReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let task = self.reject(&caller, request.into_inner()).await?;
         Ok(Response::new(RejectReviewTaskResponse {
             review_task: Some(task),
@@ -133,7 +132,7 @@ impl ReviewService for Review {
         &self,
         request: Request<RequestChangesRequest>,
     ) -> Result<Response<RequestChangesResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let task = self.ask_for_changes(&caller, request.into_inner()).await?;
         Ok(Response::new(RequestChangesResponse {
             review_task: Some(task),
@@ -144,7 +143,7 @@ impl ReviewService for Review {
         &self,
         request: Request<ResumeReviewTaskRequest>,
     ) -> Result<Response<ResumeReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         let task = self.resume(&caller, request.into_inner()).await?;
         Ok(Response::new(ResumeReviewTaskResponse {
             review_task: Some(task),
@@ -155,7 +154,7 @@ impl ReviewService for Review {
         &self,
         request: Request<CancelReviewTaskRequest>,
     ) -> Result<Response<CancelReviewTaskResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.cancel(&caller, request.into_inner()).await?,
         ))
@@ -172,7 +171,7 @@ impl ReviewService for Review {
         &self,
         request: Request<RerunChecksRequest>,
     ) -> Result<Response<RerunChecksResponse>, Status> {
-        let caller = caller(&request);
+        let caller = caller(&request)?;
         Ok(Response::new(
             self.rerun(&caller, request.into_inner()).await?,
         ))

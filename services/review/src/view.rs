@@ -6,11 +6,11 @@ use kg_proto::review::{
     ActorRole, AuditAction, AuditEntry, Decision, ReviewTask, ReviewTaskState, SubjectKind,
 };
 use kg_runtime::auth::Role;
+use kg_runtime::error::ServiceError as _;
 use kg_runtime::stored::{self, StoredCorrupt};
 
 use crate::error::ReviewError;
 use crate::store::{audit, kind, state, task};
-use kg_runtime::error::ServiceError as _;
 
 pub const TASKS: &str = "reviewTasks/";
 

@@ -73,22 +73,6 @@ impl ApiError {
         )
     }
 
-    /// UNAVAILABLE for a dependency that does not answer; the caller may retry.
-    pub fn unavailable(domain: &'static str, what: &str, cause: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(
-            dependency = what,
-            error = %crate::redact::scrub(&cause.to_string()),
-            "dependency unavailable"
-        );
-        Self::new(
-            Code::Unavailable,
-            domain,
-            ErrorReason::DependencyUnavailable,
-            format!("{what} is unavailable; retry later"),
-        )
-        .with_metadata("dependency", what)
-    }
-
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
@@ -450,6 +434,68 @@ mod tests {
             decoded.precondition_kinds(),
             vec!["NOT_ENTERPRISE_VERIFIED"]
         );
+    }
+
+    /// The one mapping of the shared failures: code, reason and metadata, whatever the service.
+    #[test]
+    fn common_errors_map_to_one_status_each() {
+        let table: Vec<(CommonError, Code, &str)> = vec![
+            (
+                CommonError::field("page_size", "PAGE_SIZE_INVALID", "negative"),
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                CommonError::InvalidPageToken,
+                Code::InvalidArgument,
+                "INVALID_PAGE_TOKEN",
+            ),
+            (
+                CommonError::IdempotencyKeyReused,
+                Code::InvalidArgument,
+                "IDEMPOTENCY_KEY_REUSED",
+            ),
+            (
+                CommonError::NotOwner,
+                Code::PermissionDenied,
+                "NOT_ACCOUNT_OWNER",
+            ),
+            (
+                CommonError::NoCaller,
+                Code::Unauthenticated,
+                "UNAUTHENTICATED",
+            ),
+            (CommonError::EtagMismatch, Code::Aborted, "ETAG_MISMATCH"),
+            (
+                CommonError::DependencyUnavailable("identity-check", Status::unavailable("down")),
+                Code::Unavailable,
+                "DEPENDENCY_UNAVAILABLE",
+            ),
+            (
+                sea_orm::DbErr::Custom("connection refused".into()).into(),
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+            ),
+        ];
+        for (err, code, reason) in table {
+            let status: Status = err.into_api("x.koogallery.io").into();
+            let decoded = DecodedError::from_status(&status);
+            assert_eq!(
+                (status.code(), decoded.reason.as_deref()),
+                (code, Some(reason))
+            );
+            assert_eq!(decoded.domain.as_deref(), Some("x.koogallery.io"));
+            if reason == "DATABASE_UNAVAILABLE" {
+                assert_eq!(decoded.metadata["dependency"], "database");
+                assert!(
+                    !status.message().contains("refused"),
+                    "the cause stays in the log"
+                );
+            }
+            if reason == "DEPENDENCY_UNAVAILABLE" {
+                assert_eq!(decoded.metadata["service"], "identity-check");
+            }
+        }
     }
 
     #[test]

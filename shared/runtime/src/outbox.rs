@@ -95,7 +95,8 @@ pub async fn append<C: ConnectionTrait>(
     event: NewEvent<'_>,
 ) -> Result<String, DbErr> {
     let mut ids = append_all(db, table, &[event]).await?;
-    Ok(ids.pop().unwrap_or_default())
+    ids.pop()
+        .ok_or_else(|| DbErr::Custom("an appended event got no id".into()))
 }
 
 /// Writes several events in the caller's transaction with one statement (one round trip, where
@@ -110,19 +111,10 @@ pub async fn append_all<C: ConnectionTrait>(
     }
     let now = Utc::now();
     let mut insert = Query::insert();
-    insert.into_table(Alias::new(table)).columns(
-        [
-            "event_id",
-            "destination",
-            "event_type",
-            "account_id",
-            "subject",
-            "payload",
-            "create_time",
-            "attempts",
-        ]
-        .map(Alias::new),
-    );
+    // every column a relay reads but `seq`, which the database assigns
+    insert
+        .into_table(Alias::new(table))
+        .columns(EVENT_COLUMNS[1..].iter().copied().map(Alias::new));
     let mut ids = Vec::with_capacity(events.len());
     for event in events {
         let event_id = uuid::Uuid::now_v7().to_string();
@@ -133,8 +125,8 @@ pub async fn append_all<C: ConnectionTrait>(
             event.account_id.into(),
             event.subject.into(),
             event.payload.clone().into(),
-            now.into(),
             0i32.into(),
+            now.into(),
         ]);
         ids.push(event_id);
     }
@@ -561,7 +553,7 @@ impl Relay {
     }
 }
 
-/// The columns a relay reads of an event.
+/// The columns a relay reads of an event; `append_all` writes them all but `seq`.
 const EVENT_COLUMNS: [&str; 9] = [
     "seq",
     "event_id",

@@ -21,14 +21,6 @@ use crate::view;
 
 const MAX_COMMENT_CHARS: usize = 4000;
 
-fn valid_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 pub(super) async fn action(
     State(app): State<Arc<App>>,
     Path((id, action)): Path<(String, String)>,
@@ -56,7 +48,7 @@ pub(super) async fn action(
         comment: comment.clone(),
         reasons: reason_codes.clone(),
     };
-    if action != "rerun-checks" && !valid_request_id(&request_id) {
+    if action != "rerun-checks" && !kg_runtime::idempotency::is_plain_id(&request_id) {
         let refusal = Refusal::local(
             StatusCode::BAD_REQUEST,
             "the form carries no valid request id: reload the page and try again",

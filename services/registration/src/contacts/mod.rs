@@ -23,10 +23,10 @@ pub mod view;
 use chrono::{DateTime, Duration, Utc};
 use kg_proto::common::SellerProfile;
 use kg_proto::registration::{ContactState, DeliveryFailureSource};
+use kg_runtime::error::ServiceError as _;
 use sha2::{Digest, Sha256};
 
 use crate::error::RegistrationError;
-use kg_runtime::error::ServiceError as _;
 
 /// The state of an address, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
