@@ -106,7 +106,11 @@ async fn sign_in(browser: &Client, office: &str, subject: &str) {
     assert_eq!(me.text().await.unwrap(), subject);
 }
 
+/// Clicks a form's submit button and waits until the browser has left the page: every button
+/// here posts a form whose answer is a redirect, and reading the next page before the old one is
+/// gone reads the old one's elements (or meets them stale mid-read).
 async fn click(browser: &Client, id: &str) {
+    let old_page = browser.find(Locator::Css("html")).await.unwrap();
     browser
         .find(Locator::Id(id))
         .await
@@ -114,6 +118,17 @@ async fn click(browser: &Client, id: &str) {
         .click()
         .await
         .unwrap();
+    let left = tokio::time::timeout(Duration::from_secs(20), async {
+        // the old document's root goes stale once the new document has replaced it
+        while old_page.tag_name().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        left.is_ok(),
+        "#{id} did not lead to another page within 20 s"
+    );
 }
 
 async fn text_of(browser: &Client, css: &str) -> String {
