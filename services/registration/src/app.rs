@@ -2,7 +2,7 @@
 //! the identity-check client, the agreement, the outbox relay's and the event feed's wake-ups,
 //! and the tunables. Handler modules add their methods with `impl Registration`; service.rs
 //! exposes them as the RegistrationService. This module imports only what the state is made of
-//! (agreement, feed, contacts' settings and metrics), never a handler.
+//! (agreement, feed, contacts' settings and metrics, the read queue), never a handler.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::agreement::Agreement;
 use crate::feed::Feed;
+use crate::read_batch::ApplicationReads;
 
 pub struct Registration {
     pub(crate) db: DatabaseConnection,
@@ -42,6 +43,8 @@ pub struct Registration {
     /// Verification and reachability rules of contact addresses.
     pub contacts: crate::contacts::Settings,
     pub contact_metrics: Option<crate::contacts::metrics::ContactMetrics>,
+    /// GetApplication's reads, coalesced into shared queries.
+    pub(crate) application_reads: ApplicationReads,
 }
 
 impl Registration {
@@ -54,7 +57,7 @@ impl Registration {
         feed: Arc<Feed>,
     ) -> Self {
         Self {
-            db,
+            db: db.clone(),
             lock,
             identity,
             relay,
@@ -68,6 +71,7 @@ impl Registration {
             lock_wait: Duration::from_secs(2),
             contacts: crate::contacts::Settings::default(),
             contact_metrics: None,
+            application_reads: ApplicationReads::start(db),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod names;
 pub mod outbox;
 pub mod profile_mask;
 pub mod queries;
+pub mod read_batch;
 pub mod reads;
 pub mod relay;
 pub mod rename;

@@ -19,7 +19,7 @@ use crate::events::EventKind;
 use crate::idempotency::Key;
 use crate::names::parse_application_name;
 use crate::store::{application, state};
-use crate::{outbox, view};
+use crate::{contacts, outbox, view};
 
 impl Registration {
     pub async fn application_by_name(&self, name: &str) -> Result<Application, RegistrationError> {
@@ -31,23 +31,44 @@ impl Registration {
         Ok(view::application(&row)?)
     }
 
-    /// GetApplication's read. Without the FULL view the logo column is not even read: the
-    /// bytes (up to 5 MiB) would cost the database, the decoder and the wire on every poll, and
-    /// `logo_sha256` and `logo_content_type` already say which logo it is.
+    /// GetApplication's read, with the states of the profile's contact addresses. Without the
+    /// FULL view the logo column is not even read: the bytes (up to 5 MiB) would cost the
+    /// database, the decoder and the wire on every poll, and `logo_sha256` and
+    /// `logo_content_type` already say which logo it is. That view, the hot one, is read
+    /// together with the other calls in flight (read_batch.rs).
     pub async fn application_view(
         &self,
         name: &str,
         view: ApplicationView,
     ) -> Result<Application, RegistrationError> {
+        let mut out;
+        let contacts_of_account;
+        let loaded;
         if view == ApplicationView::Full {
-            return self.application_by_name(name).await;
+            out = self.application_by_name(name).await?;
+            contacts_of_account = match &out.profile {
+                Some(profile) => {
+                    contacts::query::of_profile(&self.db, &out.account_id, profile).await?
+                }
+                None => Vec::new(),
+            };
+        } else {
+            let id = parse_application_name(name)?;
+            loaded = self.application_reads.read(id.clone()).await?;
+            let (row, contacts) = loaded
+                .take(&id)
+                .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
+            out = view::application(&row)?;
+            contacts_of_account = match &out.profile {
+                Some(profile) => contacts::query::of_profile_among(contacts, profile),
+                None => Vec::new(),
+            };
         }
-        let id = parse_application_name(name)?;
-        let row = application::find_without_logo(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
-        Ok(view::application(&row)?)
+        out.contacts = contacts_of_account
+            .iter()
+            .map(contacts::view::contact)
+            .collect();
+        Ok(out)
     }
 
     pub async fn list(

@@ -51,16 +51,9 @@ impl RegistrationService for Registration {
             }
         };
         let name = request.name;
-        let mut application = self.application_view(&name, view).await?;
+        let application = self.application_view(&name, view).await?;
         if !caller.may_see(&application.account_id) {
             return Err(RegistrationError::ApplicationNotFound(name).into());
-        }
-        if let Some(profile) = &application.profile {
-            let rows =
-                crate::contacts::query::of_profile(&self.db, &application.account_id, profile)
-                    .await
-                    .map_err(RegistrationError::from)?;
-            application.contacts = rows.iter().map(crate::contacts::view::contact).collect();
         }
         Ok(Response::new(GetApplicationResponse {
             application: Some(application),

@@ -875,3 +875,140 @@ async fn concurrent_identical_withdrawals_all_get_the_withdrawn_application() {
     );
     env.stop().await;
 }
+
+/// GetApplication calls in flight together share one query (read_batch.rs). Each must still get
+/// its own application (or NOT_FOUND), with its own account's contact addresses, and a change
+/// must be read at once by the next call on any replica — while other reads keep the queue busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_in_flight_together_each_get_their_own_application_and_the_latest_change() {
+    let mut env = Env::start(None).await;
+    let accounts: Vec<String> = (0..6).map(|i| format!("acct-read-batch-{i}")).collect();
+    env.add_accounts(
+        accounts
+            .iter()
+            .map(|a| fixtures::eligible_account(a))
+            .collect(),
+    )
+    .await;
+    let mut apps = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        apps.push(
+            env.submit(env.submission(account, 720 + i as u64))
+                .await
+                .unwrap(),
+        );
+    }
+    // A second replica of the same database on PostgreSQL (SQLite serves one process).
+    let mut other = None;
+    let mut reader = env.reg.clone();
+    if mesh::backend() == mesh::Backend::Postgres {
+        let config = mesh::registration_config(&env.registration_db.url, &env.identity.url(), None);
+        let replica = mesh::start_registration(config).await.unwrap();
+        reader = RegistrationServiceClient::new(replica.channel().await.unwrap());
+        other = Some(replica);
+    }
+    let get = |client: &RegistrationServiceClient<Channel>, name: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_application(GetApplicationRequest {
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().application.unwrap())
+        }
+    };
+
+    // 300 reads at once: the six applications in turn, and names that do not exist.
+    let missing = "applications/0190a0a0-0000-7000-8000-000000000000".to_string();
+    let calls: Vec<_> = (0..300)
+        .map(|i| {
+            let name = if i % 7 == 6 {
+                missing.clone()
+            } else {
+                apps[i % apps.len()].name.clone()
+            };
+            let call = get(&reader, name.clone());
+            tokio::spawn(async move { (name, call.await) })
+        })
+        .collect();
+    for call in calls {
+        let (name, reply) = call.await.unwrap();
+        if name == missing {
+            assert_eq!(reply.unwrap_err().code(), Code::NotFound, "{name}");
+            continue;
+        }
+        let got = reply.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let want = apps.iter().find(|a| a.name == name).unwrap();
+        assert_eq!(got.name, want.name);
+        assert_eq!(got.account_id, want.account_id, "{name}: its own account");
+        let mut want = want.clone();
+        want.profile.as_mut().unwrap().logo.clear(); // the BASIC view has no logo bytes
+        assert_eq!(got.profile, want.profile, "{name}: its own profile");
+        assert_eq!(
+            got.company_name, want.company_name,
+            "{name}: its own company"
+        );
+        assert!(!got.contacts.is_empty(), "{name}: its contact addresses");
+        assert!(
+            got.contacts.iter().all(|c| c.account_id == want.account_id),
+            "{name}: only its own account's addresses: {:?}",
+            got.contacts
+        );
+    }
+
+    // Read-your-writes: each withdrawal (on the first replica) is read by the very next call
+    // (on the other one), while background readers keep that replica's read queue full.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let background: Vec<_> = (0..16)
+        .map(|i| {
+            let busy = busy.clone();
+            let name = apps[i % apps.len()].name.clone();
+            let reader = reader.clone();
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    get(&reader, name.clone()).await.unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for app in &apps {
+        let withdrawn = env
+            .reg
+            .withdraw_application(WithdrawApplicationRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                name: app.name.clone(),
+                reason: "read-your-writes".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .application
+            .unwrap();
+        let read = get(&reader, app.name.clone()).await.unwrap();
+        assert_eq!(
+            read.state,
+            ApplicationState::Withdrawn as i32,
+            "{}",
+            app.name
+        );
+        assert_eq!(
+            read.etag, withdrawn.etag,
+            "{}: the withdrawn version",
+            app.name
+        );
+    }
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for task in background {
+        assert!(task.await.unwrap() > 0, "the background readers read");
+    }
+    if let Some(replica) = other {
+        replica.stop().await.unwrap();
+    }
+    env.stop().await;
+}

@@ -32,13 +32,25 @@ pub async fn of_profile<C: ConnectionTrait>(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let mut rows = contact::Entity::find()
+    let rows = contact::Entity::find()
         .filter(contact::Column::AccountId.eq(account_id))
-        .filter(contact::Column::Email.is_in(wanted.clone()))
+        .filter(contact::Column::Email.is_in(wanted))
         .all(db)
         .await?;
-    rows.sort_by_key(|r| wanted.iter().position(|w| *w == r.email));
-    Ok(rows)
+    Ok(of_profile_among(&rows, profile))
+}
+
+/// [`of_profile`] out of rows already read: those of the profile's addresses, in the profile's
+/// order (its contact first, then its customer service).
+pub fn of_profile_among(rows: &[contact::Model], profile: &SellerProfile) -> Vec<contact::Model> {
+    let wanted = super::addresses(profile);
+    let mut picked: Vec<contact::Model> = rows
+        .iter()
+        .filter(|r| wanted.contains(&r.email))
+        .cloned()
+        .collect();
+    picked.sort_by_key(|r| wanted.iter().position(|w| *w == r.email));
+    picked
 }
 
 pub async fn by_address<C: ConnectionTrait>(
