@@ -15,8 +15,10 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::store::{application, contact};
 
-/// Queries running at once: one collects callers while the other reads.
-const WORKERS: usize = 2;
+/// Queries running at once. One: the calls that arrive while it runs all wait for the next, so
+/// the batches grow with the load (a second worker would take each call as it comes, in
+/// batches of one or two, and the database would see as many queries as calls).
+const WORKERS: usize = 1;
 /// Most applications one query reads.
 const MAX_BATCH: usize = 64;
 /// Calls queued beyond the running queries before a caller waits to enqueue.
@@ -106,9 +108,21 @@ async fn worker(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Wanted>>
     }
 }
 
-async fn load(db: &DatabaseConnection, mut ids: Vec<String>) -> Result<Loaded, DbErr> {
+/// The `IN` list padded (with its last id again) to a few lengths: each length is a statement of
+/// its own in every pooled connection's prepared-statement cache, and 64 of them would evict
+/// each other and be parsed and planned again and again.
+fn padded(mut ids: Vec<String>) -> Vec<String> {
     ids.sort_unstable();
     ids.dedup();
+    let len = ids.len().next_power_of_two().max(4);
+    if let Some(last) = ids.last().cloned() {
+        ids.resize(len, last);
+    }
+    ids
+}
+
+async fn load(db: &DatabaseConnection, ids: Vec<String>) -> Result<Loaded, DbErr> {
+    let ids = padded(ids);
     let applications: HashMap<String, application::Model> =
         application::without_logo(application::Entity::find())
             .filter(application::Column::ApplicationId.is_in(ids))
@@ -117,12 +131,12 @@ async fn load(db: &DatabaseConnection, mut ids: Vec<String>) -> Result<Loaded, D
             .into_iter()
             .map(|row| (row.application_id.clone(), row))
             .collect();
-    let mut accounts: Vec<&str> = applications
-        .values()
-        .map(|row| row.account_id.as_str())
-        .collect();
-    accounts.sort_unstable();
-    accounts.dedup();
+    let accounts = padded(
+        applications
+            .values()
+            .map(|row| row.account_id.clone())
+            .collect(),
+    );
     let mut contacts: HashMap<String, Vec<contact::Model>> = HashMap::new();
     if !accounts.is_empty() {
         for row in contact::Entity::find()
@@ -141,4 +155,35 @@ async fn load(db: &DatabaseConnection, mut ids: Vec<String>) -> Result<Loaded, D
         applications,
         contacts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{i:03}")).collect()
+    }
+
+    #[test]
+    fn in_lists_come_in_few_lengths_and_keep_every_id() {
+        let mut lengths = std::collections::BTreeSet::new();
+        for n in 1..=64 {
+            let out = padded(ids(n));
+            lengths.insert(out.len());
+            let mut distinct = out.clone();
+            distinct.dedup();
+            assert_eq!(
+                distinct,
+                ids(n),
+                "{n}: every id once, in order, then repeats"
+            );
+        }
+        assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [4, 8, 16, 32, 64]);
+        assert!(padded(Vec::new()).is_empty());
+        assert_eq!(
+            padded(vec!["b".into(), "a".into(), "b".into()]),
+            ["a", "b", "b", "b"]
+        );
+    }
 }
