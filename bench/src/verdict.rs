@@ -81,20 +81,24 @@ fn targets(plan: &Plan, r: &Report) -> Vec<Target> {
             met: x.get_over_echo.map(|v| v >= 0.5),
         });
     }
-    let p99_at_32 = |s: Option<&StepResult>, label: &str| Target {
-        name: format!("submit p99 at 32 in flight{label}"),
+    // Issue 18 asks for 25 ms at 8 in flight; the earlier target (issue 12) at 32 stays listed,
+    // and the stored-applications steps run at `--scale-concurrency`.
+    let p99_within_25_ms = |s: Option<&StepResult>, in_flight: usize, label: &str| Target {
+        name: format!("submit p99 at {in_flight} in flight{label}"),
         target: "≤ 25 ms".into(),
         measured: s.map_or("–".into(), |s| format!("{:.1} ms", s.p99_ms)),
         met: s.map(|s| s.p99_ms <= 25.0 && s.ok > 0),
     };
-    targets.push(p99_at_32(r.submit.iter().find(|s| s.concurrency == 32), ""));
-    if plan.scale_concurrency == 32 {
-        for sc in &r.scales {
-            targets.push(p99_at_32(
-                sc.submit.as_ref(),
-                &format!(", {} stored", sc.stored),
-            ));
-        }
+    for in_flight in [8, 32] {
+        let step = r.submit.iter().find(|s| s.concurrency == in_flight);
+        targets.push(p99_within_25_ms(step, in_flight, ""));
+    }
+    for sc in &r.scales {
+        targets.push(p99_within_25_ms(
+            sc.submit.as_ref(),
+            plan.scale_concurrency,
+            &format!(", {} stored", sc.stored),
+        ));
     }
     if let Some(w) = &r.idle_watchers {
         targets.push(Target {

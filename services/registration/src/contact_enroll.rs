@@ -9,11 +9,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use kg_proto::notification::{NotificationEventType, SendNotificationRequest};
-use kg_runtime::outbox::{NewEvent, append};
+use kg_runtime::outbox::{NewEvent, append, append_all};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
 use crate::contacts::{Settings, State, code_hash, contact_name, new_code, query};
 use crate::migrations::OUTBOX;
@@ -25,7 +23,9 @@ pub const VERIFICATION: &str = "CONTACT_VERIFICATION";
 
 /// Enrols `addresses` (normalized) of `account_id`: new ones as PENDING, and every one not
 /// verified yet gets a fresh code, mailed to it. Call it inside the change's transaction, before
-/// `outbox::announce` (which must stay the last write).
+/// `outbox::announce` (which must stay the last write). One read for all the addresses, one
+/// insert for the new ones and one for all the mails: a submission's two addresses cost three
+/// statements, not six.
 pub async fn enroll<C: ConnectionTrait>(
     db: &C,
     settings: &Settings,
@@ -34,23 +34,29 @@ pub async fn enroll<C: ConnectionTrait>(
     addresses: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    let existing: HashMap<String, contact::Model> = query::by_addresses(db, account_id, addresses)
+        .await?
+        .into_iter()
+        .map(|c| (c.email.clone(), c))
+        .collect();
+    let expire = now + settings.code_ttl;
+    let mut new_rows = Vec::new();
+    let mut mails = Vec::new();
     for email in addresses {
-        let existing = query::by_address(db, account_id, email).await?;
-        if existing
-            .as_ref()
-            .is_some_and(|c| c.state == State::Verified.as_str())
-        {
-            continue;
-        }
-        let contact_id = existing.as_ref().map_or_else(
-            || uuid::Uuid::now_v7().to_string(),
-            |c| c.contact_id.clone(),
-        );
         let code = new_code();
-        let expire = now + settings.code_ttl;
-        match existing {
+        let contact_id = match existing.get(email) {
+            Some(c) if c.state == State::Verified.as_str() => continue,
+            // PENDING stays PENDING and UNDELIVERABLE stays so until the new code is entered.
+            Some(c) => {
+                reissue(db, &c.contact_id, &code, now, expire).await?;
+                c.contact_id.clone()
+            }
             None => {
-                contact::ActiveModel {
+                let contact_id = uuid::Uuid::now_v7().to_string();
+                new_rows.push(contact::ActiveModel {
                     contact_id: Set(contact_id.clone()),
                     account_id: Set(account_id.to_string()),
                     email: Set(email.clone()),
@@ -66,26 +72,35 @@ pub async fn enroll<C: ConnectionTrait>(
                     last_failure_time: Set(None),
                     create_time: Set(now),
                     update_time: Set(now),
-                }
-                .insert(db)
-                .await?;
+                });
+                contact_id
             }
-            // PENDING stays PENDING and UNDELIVERABLE stays so until the new code is entered.
-            Some(_) => {
-                reissue(db, &contact_id, &code, now, expire).await?;
-            }
-        }
-        mail_code(
-            db,
+        };
+        mails.push(verification_mail(
             account_id,
             company_name,
             &contact_id,
             email,
             &code,
             expire,
-        )
-        .await?;
+        ));
     }
+    if !new_rows.is_empty() {
+        contact::Entity::insert_many(new_rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    let events: Vec<NewEvent<'_>> = mails
+        .iter()
+        .map(|(name, payload)| NewEvent {
+            destination: NOTIFICATION,
+            event_type: VERIFICATION,
+            account_id,
+            subject: name,
+            payload: payload.clone(),
+        })
+        .collect();
+    append_all(db, OUTBOX, &events).await?;
     Ok(())
 }
 
@@ -126,6 +141,33 @@ pub async fn mail_code<C: ConnectionTrait>(
     code: &str,
     expire: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    let (name, payload) =
+        verification_mail(account_id, company_name, contact_id, email, code, expire);
+    append(
+        db,
+        OUTBOX,
+        NewEvent {
+            destination: NOTIFICATION,
+            event_type: VERIFICATION,
+            account_id,
+            subject: &name,
+            payload,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The verification mail of a contact as an outbox payload (frozen), with the contact's name
+/// (the event's subject).
+fn verification_mail(
+    account_id: &str,
+    company_name: &str,
+    contact_id: &str,
+    email: &str,
+    code: &str,
+    expire: DateTime<Utc>,
+) -> (String, serde_json::Value) {
     let name = contact_name(account_id, contact_id);
     let request = SendNotificationRequest {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -142,17 +184,6 @@ pub async fn mail_code<C: ConnectionTrait>(
         subject: name.clone(),
         recipient_email: email.to_string(),
     };
-    append(
-        db,
-        OUTBOX,
-        NewEvent {
-            destination: NOTIFICATION,
-            event_type: VERIFICATION,
-            account_id,
-            subject: &name,
-            payload: frozen_payload(&request),
-        },
-    )
-    .await?;
-    Ok(())
+    let payload = frozen_payload(&request);
+    (name, payload)
 }

@@ -53,6 +53,19 @@ pub fn of_profile_among(rows: &[contact::Model], profile: &SellerProfile) -> Vec
     picked
 }
 
+/// The stored rows of some addresses of an account (those not enrolled are left out).
+pub async fn by_addresses<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    emails: &[String],
+) -> Result<Vec<contact::Model>, DbErr> {
+    contact::Entity::find()
+        .filter(contact::Column::AccountId.eq(account_id))
+        .filter(contact::Column::Email.is_in(emails.iter().cloned()))
+        .all(db)
+        .await
+}
+
 pub async fn by_address<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
