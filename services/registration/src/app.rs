@@ -19,6 +19,10 @@ use crate::agreement::Agreement;
 use crate::feed::Feed;
 use crate::read_batch::ApplicationReads;
 
+/// WatchEvents streams of one replica that read the database at once (of its 20 pooled
+/// connections); the others wait their turn (watch.rs).
+pub const WATCH_DRAINS: usize = 4;
+
 pub struct Registration {
     pub(crate) db: DatabaseConnection,
     pub(crate) lock: EntityLock,
@@ -37,6 +41,8 @@ pub struct Registration {
     /// `watch_max_streams`; set both with [`Registration::limit_watch_streams`].
     pub(crate) watch_streams: Arc<tokio::sync::Semaphore>,
     pub(crate) watch_max_streams: usize,
+    /// Streams reading the database at once ([`WATCH_DRAINS`]).
+    pub(crate) watch_drains: Arc<tokio::sync::Semaphore>,
     /// Longer than the identity checks can take, so the lock outlives the work it guards.
     pub lock_ttl: Duration,
     pub lock_wait: Duration,
@@ -67,6 +73,7 @@ impl Registration {
             watch_heartbeat: Duration::from_secs(30),
             watch_streams: Arc::new(tokio::sync::Semaphore::new(1_000)),
             watch_max_streams: 1_000,
+            watch_drains: Arc::new(tokio::sync::Semaphore::new(WATCH_DRAINS)),
             lock_ttl: Duration::from_secs(30),
             lock_wait: Duration::from_secs(2),
             contacts: crate::contacts::Settings::default(),

@@ -13,6 +13,7 @@
 //! stream moves to `hi` even when the rows in between did not match the filters, and heartbeats
 //! carry that position.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,7 +23,7 @@ use kg_runtime::auth::{Caller, Role};
 use kg_runtime::error::{CommonError, FieldViolation};
 use kg_runtime::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -158,6 +159,7 @@ impl Registration {
             heartbeat: self.watch_heartbeat,
             last_sent: Instant::now(),
             _permit: permit,
+            drains: self.watch_drains.clone(),
         };
         tokio::spawn(tail.run());
         Ok(Box::pin(
@@ -263,6 +265,8 @@ struct Tail {
     last_sent: Instant,
     /// Released when the stream ends.
     _permit: OwnedSemaphorePermit,
+    /// Shared by the replica's streams (see [`crate::app::WATCH_DRAINS`]).
+    drains: Arc<Semaphore>,
 }
 
 /// Why a stream stops.
@@ -291,8 +295,11 @@ impl Tail {
         .await;
     }
 
+    /// The work of each wake-up (database reads, sends) is boxed: an idle stream's task then
+    /// holds only this loop's state, not the largest of those futures (1,000 idle streams are a
+    /// target of their own, see docs/performance.md).
     async fn follow(&mut self) -> Stop {
-        if let Err(stop) = self.drain().await {
+        if let Err(stop) = Box::pin(self.drain()).await {
             return stop;
         }
         // one timer per stream, moved only when something was sent
@@ -303,10 +310,10 @@ impl Tail {
         loop {
             let step = tokio::select! {
                 batch = self.live.recv() => match batch {
-                    Some(batch) => self.receive(&batch).await,
+                    Some(batch) => Box::pin(self.receive(&batch)).await,
                     None => return Stop::ShuttingDown,
                 },
-                _ = &mut beat => self.heartbeat().await,
+                _ = &mut beat => Box::pin(self.heartbeat()).await,
                 _ = self.tx.closed() => return Stop::ClientGone,
                 _ = &mut shutdown => return Stop::ShuttingDown,
             };
@@ -389,8 +396,16 @@ impl Tail {
         Ok(())
     }
 
-    /// Sends every matching event positioned so far, read from the database.
+    /// Sends every matching event positioned so far, read from the database. At most
+    /// [`crate::app::WATCH_DRAINS`] streams of the replica read at once: a thousand clients reconnecting together
+    /// (after a restart) wait here, cheaply, instead of holding the pool that submissions need.
     async fn drain(&mut self) -> Result<(), Stop> {
+        let _reading = self
+            .drains
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Stop::ShuttingDown)?;
         loop {
             // the newest position only, not its snapshot
             let hi: Option<(Option<i64>, String)> = event::Entity::find()
