@@ -42,7 +42,7 @@ def summarise(path):
 
 
 def table(counter, total):
-    rows = ["| % of samples | frame |", "|---:|---|"]
+    rows = ["| % of weight | frame |", "|---:|---|"]
     for frame, n in counter.most_common(TOP):
         name = frame.replace("|", "\\|")
         rows.append(f"| {100 * n / total:.1f} | `{name}` |")
@@ -55,15 +55,16 @@ def main(paths):
         "",
         "Written by `scripts/profile` from the same perf samples as the flame graphs "
         "(`flame-<process>-<step>.svg` beside this page): 499 Hz, 32 requests in flight. "
-        "*Self*: samples whose innermost frame is this one. *Inclusive*: samples with this "
-        "frame anywhere on the stack (tokio's and std's plumbing frames left out).",
+        "Weights are perf's sample periods (CPU cycles), as in the flame graphs. "
+        "*Self*: the weight of stacks whose innermost frame is this one. *Inclusive*: of "
+        "stacks with this frame anywhere (tokio's and std's plumbing frames left out).",
     ]
     for path in sorted(paths):
         name = os.path.basename(path).removesuffix(".folded")
         total, self_time, inclusive = summarise(path)
         if total == 0:
             continue
-        out += ["", f"## {name} ({total} samples)", "", "Self:", "", table(self_time, total)]
+        out += ["", f"## {name} (weight {total})", "", "Self:", "", table(self_time, total)]
         out += ["", "Inclusive:", "", table(inclusive, total)]
     print("\n".join(out))
 

@@ -31,5 +31,5 @@ def test_the_page_names_each_profile(tmp_path, capsys):
     folded.write_text("postgres;exec_bind_message;ExecScan 4\n")
     flame_summary.main([str(folded)])
     page = capsys.readouterr().out
-    assert "## postgres-get (4 samples)" in page
+    assert "## postgres-get (weight 4)" in page
     assert "| 100.0 | `ExecScan` |" in page
