@@ -92,13 +92,7 @@ pub async fn enroll<C: ConnectionTrait>(
     }
     let events: Vec<NewEvent<'_>> = mails
         .iter()
-        .map(|(name, payload)| NewEvent {
-            destination: NOTIFICATION,
-            event_type: VERIFICATION,
-            account_id,
-            subject: name,
-            payload: payload.clone(),
-        })
+        .map(|(name, payload)| mail_event(account_id, name, payload.clone()))
         .collect();
     append_all(db, OUTBOX, &events).await?;
     Ok(())
@@ -143,19 +137,23 @@ pub async fn mail_code<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     let (name, payload) =
         verification_mail(account_id, company_name, contact_id, email, code, expire);
-    append(
-        db,
-        OUTBOX,
-        NewEvent {
-            destination: NOTIFICATION,
-            event_type: VERIFICATION,
-            account_id,
-            subject: &name,
-            payload,
-        },
-    )
-    .await?;
+    append(db, OUTBOX, mail_event(account_id, &name, payload)).await?;
     Ok(())
+}
+
+/// The outbox event that carries a verification mail to notification.
+fn mail_event<'a>(
+    account_id: &'a str,
+    contact: &'a str,
+    payload: serde_json::Value,
+) -> NewEvent<'a> {
+    NewEvent {
+        destination: NOTIFICATION,
+        event_type: VERIFICATION,
+        account_id,
+        subject: contact,
+        payload,
+    }
 }
 
 /// The verification mail of a contact as an outbox payload (frozen), with the contact's name

@@ -41,33 +41,24 @@ impl Registration {
         name: &str,
         view: ApplicationView,
     ) -> Result<Application, RegistrationError> {
-        let mut out;
-        let contacts_of_account;
-        let loaded;
         if view == ApplicationView::Full {
-            out = self.application_by_name(name).await?;
-            contacts_of_account = match &out.profile {
-                Some(profile) => {
-                    contacts::query::of_profile(&self.db, &out.account_id, profile).await?
-                }
-                None => Vec::new(),
-            };
-        } else {
-            let id = parse_application_name(name)?;
-            loaded = self.application_reads.read(id.clone()).await?;
-            let (row, contacts) = loaded
-                .take(&id)
-                .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
-            out = view::application(&row)?;
-            contacts_of_account = match &out.profile {
-                Some(profile) => contacts::query::of_profile_among(contacts, profile),
-                None => Vec::new(),
-            };
+            let mut out = self.application_by_name(name).await?;
+            if let Some(profile) = &out.profile {
+                let rows = contacts::query::of_profile(&self.db, &out.account_id, profile).await?;
+                out.contacts = rows.iter().map(contacts::view::contact).collect();
+            }
+            return Ok(out);
         }
-        out.contacts = contacts_of_account
-            .iter()
-            .map(contacts::view::contact)
-            .collect();
+        let id = parse_application_name(name)?;
+        let loaded = self.application_reads.read(id.clone()).await?;
+        let (row, of_account) = loaded
+            .get(&id)
+            .ok_or_else(|| RegistrationError::ApplicationNotFound(name.to_string()))?;
+        let mut out = view::application(&row)?;
+        if let Some(profile) = &out.profile {
+            let rows = contacts::query::of_profile_among(of_account, profile);
+            out.contacts = rows.iter().map(contacts::view::contact).collect();
+        }
         Ok(out)
     }
 

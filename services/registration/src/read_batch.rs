@@ -10,22 +10,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{application, contact};
 
-/// Queries running at once. One: the calls that arrive while it runs all wait for the next, so
-/// the batches grow with the load (a second worker would take each call as it comes, in
-/// batches of one or two, and the database would see as many queries as calls).
-const WORKERS: usize = 1;
 /// Most applications one query reads.
 const MAX_BATCH: usize = 64;
 /// Calls queued beyond the running queries before a caller waits to enqueue.
 const QUEUE: usize = 1024;
 
 /// The rows one query read, shared by the calls it served.
-#[derive(Default)]
 pub struct Loaded {
     applications: HashMap<String, application::Model>,
     /// Every address of the accounts of `applications`.
@@ -34,7 +29,7 @@ pub struct Loaded {
 
 impl Loaded {
     /// The application `id` (without its logo's bytes) and its account's contact addresses.
-    pub fn take(&self, id: &str) -> Option<(application::Model, &[contact::Model])> {
+    pub fn get(&self, id: &str) -> Option<(application::Model, &[contact::Model])> {
         let row = self.applications.get(id)?.clone();
         let contacts = self
             .contacts
@@ -51,19 +46,19 @@ struct Wanted {
     reply: oneshot::Sender<Reply>,
 }
 
-/// The queue of GetApplication reads of one replica; its workers end when it is dropped.
+/// The queue of GetApplication reads of one replica. One worker runs the queries: the calls that
+/// arrive while it runs all wait for the next, so the batches grow with the load (a second
+/// worker would take each call as it comes, in batches of one or two, and the database would
+/// see as many queries as calls). It ends when the queue is dropped.
 pub struct ApplicationReads {
     queue: mpsc::Sender<Wanted>,
 }
 
 impl ApplicationReads {
-    /// Starts the workers on the current tokio runtime.
+    /// Starts the worker on the current tokio runtime.
     pub fn start(db: DatabaseConnection) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..WORKERS {
-            tokio::spawn(worker(db.clone(), rx.clone()));
-        }
+        tokio::spawn(worker(db, rx));
         Self { queue }
     }
 
@@ -83,22 +78,15 @@ impl ApplicationReads {
     }
 }
 
-async fn worker(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Wanted>>>) {
-    loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(wanted) => batch.push(wanted),
-                    Err(_) => break,
-                }
+async fn worker(db: DatabaseConnection, mut queue: mpsc::Receiver<Wanted>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(wanted) => batch.push(wanted),
+                Err(_) => break,
             }
-            batch
-        };
+        }
         let ids: Vec<String> = batch.iter().map(|w| w.id.clone()).collect();
         let reply: Reply = load(&db, ids).await.map(Arc::new).map_err(Arc::new);
         for wanted in batch {
@@ -141,7 +129,6 @@ async fn load(db: &DatabaseConnection, ids: Vec<String>) -> Result<Loaded, DbErr
     if !accounts.is_empty() {
         for row in contact::Entity::find()
             .filter(contact::Column::AccountId.is_in(accounts))
-            .order_by_asc(contact::Column::ContactId)
             .all(db)
             .await?
         {

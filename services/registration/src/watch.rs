@@ -397,16 +397,18 @@ impl Tail {
     }
 
     /// Sends every matching event positioned so far, read from the database. At most
-    /// [`crate::app::WATCH_DRAINS`] streams of the replica read at once: a thousand clients reconnecting together
-    /// (after a restart) wait here, cheaply, instead of holding the pool that submissions need.
+    /// [`crate::app::WATCH_DRAINS`] streams of the replica read at once: a thousand clients
+    /// reconnecting together (after a restart) wait here, cheaply, instead of holding the pool
+    /// that submissions need. The turn covers the reads only, never the sends: a client that
+    /// stops reading must not hold up the other streams.
     async fn drain(&mut self) -> Result<(), Stop> {
-        let _reading = self
-            .drains
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Stop::ShuttingDown)?;
         loop {
+            let reading = self
+                .drains
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Stop::ShuttingDown)?;
             // the newest position only, not its snapshot
             let hi: Option<(Option<i64>, String)> = event::Entity::find()
                 .select_only()
@@ -439,6 +441,7 @@ impl Tail {
                 .all(&self.db)
                 .await
                 .map_err(|e| Stop::Failed(e.into()))?;
+            drop(reading);
             let full = rows.len() as u64 == BATCH;
             for row in rows {
                 let live = Live {

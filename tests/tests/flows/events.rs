@@ -1154,3 +1154,59 @@ async fn open_streams_end_with_unavailable_at_shutdown() {
     );
     identity.stop().await.unwrap();
 }
+
+/// Streams that stop reading must not hold up the history of other streams: at most
+/// `WATCH_DRAINS` streams of a replica read the database at once, and that turn must cover the
+/// reads only, never a send that waits for a client. Five clients (one more than the turns)
+/// read their first message and then nothing, on connections with small HTTP/2 windows, while
+/// the log holds far more than a stream buffers; a sixth stream still gets its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_whose_clients_stopped_reading_do_not_hold_up_the_others() {
+    use futures::StreamExt as _;
+    const N: u64 = 240;
+    let mut env = Env::start(false).await;
+    env.add_accounts((0..N).map(|i| format!("acct-stall-{i}")))
+        .await;
+    let submitted: Vec<Application> = futures::stream::iter(0..N)
+        .map(|i| {
+            let env = &env;
+            async move { env.submit(&format!("acct-stall-{i}"), 900 + i).await }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(submitted.len() as u64, N);
+
+    let mut stalled = Vec::new();
+    for _ in 0..=kg_registration::app::WATCH_DRAINS {
+        let channel = tonic::transport::Endpoint::from_shared(env.registration.url())
+            .unwrap()
+            .initial_stream_window_size(8 * 1024)
+            .initial_connection_window_size(8 * 1024)
+            .connect()
+            .await
+            .unwrap();
+        let mut stream = RegistrationServiceClient::new(channel)
+            .watch_events(WatchEventsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        // the history has started to flow; from now on this client reads nothing
+        take(&mut stream, 1).await;
+        stalled.push(stream);
+    }
+    // let the stalled streams fill their buffers and block on their clients
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let last = format!("acct-stall-{}", N - 1);
+    let mut follower = env
+        .watch(WatchEventsRequest {
+            account_id: last.clone(),
+            ..Default::default()
+        })
+        .await;
+    let events = take(&mut follower, 1).await;
+    assert_eq!(events[0].account_id, last, "{events:?}");
+    drop(stalled);
+    env.stop().await;
+}
